@@ -1,0 +1,11 @@
+//! tangaroa: a Byzantine-fault-tolerant Raft.
+//!
+//! - [`protocol`]: the sans-IO consensus core (all three variants).
+//! - [`crypto`]: Ed25519 signing with domain separation, the SHA-256 hash chain.
+//! - [`kv`]: the replicated key-value state machine.
+//! - [`client`]: the client's side of the protocol (f+1 matching replies).
+//! - [`sim`]: the deterministic simulator and its safety/liveness checker.
+//! - [`adversary`]: Byzantine behaviours that wrap or replace an honest node.
+
+pub mod crypto;
+pub mod protocol;

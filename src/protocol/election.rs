@@ -1,0 +1,314 @@
+//! Elections: lazy voting, election proofs, locks on votes, penalties (PROTOCOL.md,
+//! "Election"). Plain Raft's eager voting is kept apart in the `raft_*` functions.
+
+use super::message::{lock_rank, ElectionProof, Message, Payload, PreparedCert, RequestVote, Vote};
+use super::node::{Follow, LeaderState, Node, Role, Suspicion};
+use super::types::{NodeId, Term, Variant, MAX_TERM_GAP};
+use crate::crypto::Signed;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Node {
+    pub(super) fn is_raft(&self) -> bool {
+        self.rules.variant == Variant::Raft
+    }
+
+    fn voted_term(&self) -> Term {
+        self.hard.voted.map_or(0, |(t, _)| t)
+    }
+
+    fn follow_term(&self) -> Term {
+        self.follow.as_ref().map_or(0, |f| f.term)
+    }
+
+    /// A term a liar may not push us past (PROTOCOL.md, "Numbers").
+    pub(super) fn term_in_reach(&self, term: Term) -> bool {
+        term <= self.highest_proven.saturating_add(MAX_TERM_GAP)
+    }
+
+    /// The election timer fired (or an operator/scenario forced it).
+    pub(super) fn election_timeout_fired(&mut self) {
+        if self.is_leader() {
+            return;
+        }
+        self.reset_election_timer();
+        if self.is_raft() {
+            self.campaign();
+            return;
+        }
+        // One more election round has passed for every penalised node.
+        self.penalties.retain(|_, rounds| {
+            *rounds -= 1;
+            *rounds > 0
+        });
+        // A candidate we voted for that produced no valid AppendEntries within a whole
+        // election timeout is treated like a leader judged faulty in its term: otherwise a
+        // Byzantine candidate could soak up every round's votes by always offering the
+        // highest term, and never lead.
+        if let Some((t, c)) = self.hard.voted {
+            if c != self.cfg.id && t > self.follow_term() {
+                self.penalize(c);
+            }
+        }
+        self.judge_leader_faulty(Suspicion::Silence);
+    }
+
+    fn penalize(&mut self, node: NodeId) {
+        if self.rules.depose_penalty && node != self.cfg.id {
+            // "grants L no vote for the next n terms". We count the judging node's own
+            // election rounds rather than term numbers: a Byzantine candidate can jump term
+            // numbers (up to MAX_TERM_GAP), but it cannot make rounds pass faster.
+            self.penalties.insert(node, self.cfg.n as u32);
+        }
+    }
+
+    /// This node now believes its leader faulty: vote for a remembered candidate, or run.
+    pub(super) fn judge_leader_faulty(&mut self, why: Suspicion) {
+        if self.is_leader() {
+            return;
+        }
+        if let Some(f) = &self.follow {
+            if self.suspect.is_none() || self.suspect == Some(Suspicion::Silence) {
+                let leader = f.leader;
+                self.penalize(leader);
+            }
+        }
+        if self.suspect.is_none() || self.suspect == Some(Suspicion::Silence) {
+            self.suspect = Some(why);
+        }
+        if !self.grant_remembered_vote() {
+            self.campaign();
+        }
+    }
+
+    /// Candidate: term += 1, vote for itself (persisted first), broadcast RequestVote.
+    pub(super) fn campaign(&mut self) {
+        let term = self.hard.term.max(self.voted_term()).max(self.follow_term()) + 1;
+        let me = self.cfg.id;
+        self.hard.term = term;
+        self.hard.voted = Some((term, me));
+        if self.is_raft() {
+            self.follow = None;
+        }
+        self.save_hard();
+        let own = self.sign(Vote { term, voter: me, candidate: me });
+        let mut votes = BTreeMap::new();
+        votes.insert(me, own);
+        self.role = Role::Candidate { votes };
+        self.reset_election_timer();
+        let rv = RequestVote {
+            term,
+            candidate: me,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            last_hash: self.log.last_hash(),
+            lock: if self.rules.lock_vote_check { self.hard.lock.clone() } else { None },
+        };
+        let rv = self.sign(rv);
+        self.broadcast(Message::RequestVote(rv));
+        self.maybe_won();
+    }
+
+    pub(super) fn on_request_vote(&mut self, rv: Signed<RequestVote>) {
+        let b = &rv.body;
+        if !self.is_node(b.candidate) || b.candidate == self.cfg.id {
+            return;
+        }
+        if self.is_raft() {
+            return self.raft_on_request_vote(rv);
+        }
+        if !self.term_in_reach(b.term) || b.term <= self.voted_term() {
+            return;
+        }
+        // Lazy voter: remember the request (the newest per candidate, so memory is bounded
+        // by n) and grant it when, and if, we come to believe our leader faulty.
+        let newer = self.pending_votes.get(&b.candidate).is_none_or(|old| old.body.term < b.term);
+        if newer {
+            self.pending_votes.insert(b.candidate, rv);
+        }
+        if !self.rules.lazy_voting || self.suspect.is_some() || self.follow.is_none() {
+            self.grant_remembered_vote();
+        }
+    }
+
+    /// Grants the best remembered RequestVote that passes every test. Returns whether it did.
+    fn grant_remembered_vote(&mut self) -> bool {
+        let floor = self.voted_term().max(self.follow_term());
+        self.pending_votes.retain(|_, rv| rv.body.term > floor);
+        let best = self
+            .pending_votes
+            .values()
+            .filter(|rv| self.may_vote_for(&rv.body))
+            .max_by_key(|rv| (rv.body.term, rv.body.candidate))
+            .cloned();
+        match best {
+            Some(rv) => {
+                self.grant(&rv.body);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn may_vote_for(&self, rv: &RequestVote) -> bool {
+        if rv.term <= self.voted_term() || rv.term <= self.follow_term() {
+            return false;
+        }
+        if self.penalties.contains_key(&rv.candidate) || self.convicted.contains(&rv.candidate) {
+            return false;
+        }
+        if self.rules.lock_vote_check {
+            // bft: the candidate's lock, a valid certificate, must be at least ours. The log
+            // test is deliberately not used too (PROTOCOL.md explains the deadlock).
+            let valid = rv.lock.as_ref().is_none_or(|c| self.valid_cert(c));
+            valid && lock_rank(&rv.lock) >= lock_rank(&self.hard.lock)
+        } else {
+            self.log_up_to_date(rv)
+        }
+    }
+
+    fn log_up_to_date(&self, rv: &RequestVote) -> bool {
+        (rv.last_term, rv.last_index) >= (self.log.last_term(), self.log.last_index())
+    }
+
+    fn grant(&mut self, rv: &RequestVote) {
+        let me = self.cfg.id;
+        self.hard.voted = Some((rv.term, rv.candidate));
+        self.hard.term = self.hard.term.max(rv.term);
+        self.hard.ack_floor = self.hard.ack_floor.max(rv.term);
+        self.save_hard();
+        self.pending_votes.remove(&rv.candidate);
+        self.role = Role::Follower;
+        self.reset_election_timer();
+        let vote = self.sign(Vote { term: rv.term, voter: me, candidate: rv.candidate });
+        self.send(rv.candidate, Message::Vote(vote));
+    }
+
+    pub(super) fn on_vote(&mut self, v: Signed<Vote>) {
+        let b = v.body.clone();
+        if !self.is_node(b.voter) || b.candidate != self.cfg.id {
+            return;
+        }
+        self.note_vote(&v);
+        if self.is_raft() && b.term > self.hard.term {
+            return self.raft_step_down(b.term);
+        }
+        let my_term = self.hard.term;
+        if let Role::Candidate { votes } = &mut self.role {
+            if b.term == my_term {
+                votes.insert(b.voter, v);
+            }
+        }
+        self.maybe_won();
+    }
+
+    fn maybe_won(&mut self) {
+        let won = match &self.role {
+            Role::Candidate { votes } => votes.len() >= self.quorum.q,
+            _ => false,
+        };
+        if won {
+            self.become_leader();
+        }
+    }
+
+    fn become_leader(&mut self) {
+        let Role::Candidate { votes } = std::mem::replace(&mut self.role, Role::Follower) else {
+            unreachable!("only a candidate becomes leader")
+        };
+        let term = self.hard.term;
+        let me = self.cfg.id;
+        let proof = ElectionProof { term, leader: me, votes: votes.into_values().collect() };
+        let lock = if self.rules.follow_leader_lock { self.hard.lock.clone() } else { None };
+        self.restore_lock_chain();
+        self.hard.leader = Some((term, me));
+        self.highest_proven = self.highest_proven.max(term);
+        self.save_hard();
+        self.follow = Some(Follow { term, leader: me, lock: lock.clone() });
+        self.suspect = None;
+        self.pending_votes.clear();
+        let n = self.cfg.n;
+        let next = self.log.last_index() + 1;
+        self.role = Role::Leader(Box::new(LeaderState {
+            proof,
+            lock,
+            next: vec![next; n],
+            matched: vec![0; n],
+            last_ack: vec![None; n],
+            heartbeat_elapsed: 0,
+            replicated_to: self.log.last_index(),
+        }));
+        tracing::debug!(node = me, term, "became leader");
+        if self.is_raft() {
+            // Raft section 8: a new leader commits an entry of its own term so that earlier
+            // entries can be committed by counting.
+            self.leader_append(Payload::Noop);
+        }
+        self.ack_own_log();
+        self.heartbeat();
+    }
+
+    /// Checks an election proof: q granted votes from distinct nodes for exactly
+    /// `(term, leader)`. Signatures were checked by `auth`.
+    pub(super) fn valid_proof(&mut self, p: &ElectionProof, term: Term, leader: NodeId) -> bool {
+        if p.term != term || p.leader != leader {
+            return false;
+        }
+        let mut voters = BTreeSet::new();
+        let mut count = 0;
+        for v in &p.votes {
+            let b = &v.body;
+            if b.term != term || b.candidate != leader || !self.is_node(b.voter) {
+                return false;
+            }
+            voters.insert(b.voter);
+            count += 1;
+        }
+        for v in &p.votes {
+            self.note_vote(v);
+        }
+        let counted = if self.rules.distinct_voters { voters.len() } else { count };
+        counted >= self.quorum.q
+    }
+
+    /// Checks a prepared certificate: q Acks from distinct nodes, all of `cert.term`, all for
+    /// exactly `(cert.index, cert.hash)`.
+    pub(super) fn valid_cert(&self, cert: &PreparedCert) -> bool {
+        let mut from = BTreeSet::new();
+        for a in &cert.acks {
+            let b = &a.body;
+            let matches = b.term == cert.term && b.index == cert.index && b.hash == cert.hash;
+            if !matches || !b.success || !self.is_node(b.from) {
+                return false;
+            }
+            from.insert(b.from);
+        }
+        from.len() >= self.quorum.q
+    }
+
+    // ---- plain Raft ---------------------------------------------------------------------
+
+    pub(super) fn raft_step_down(&mut self, term: Term) {
+        self.hard.term = term;
+        self.follow = None;
+        self.role = Role::Follower;
+        self.save_hard();
+    }
+
+    fn raft_on_request_vote(&mut self, rv: Signed<RequestVote>) {
+        let b = rv.body;
+        if b.term > self.hard.term {
+            self.raft_step_down(b.term);
+        }
+        let free = match self.hard.voted {
+            Some((t, c)) if t == b.term => c == b.candidate,
+            _ => true,
+        };
+        if b.term == self.hard.term && free && self.log_up_to_date(&b) {
+            self.hard.voted = Some((b.term, b.candidate));
+            self.save_hard();
+            self.reset_election_timer();
+            let vote = self.sign(Vote { term: b.term, voter: self.cfg.id, candidate: b.candidate });
+            self.send(b.candidate, Message::Vote(vote));
+        }
+    }
+}

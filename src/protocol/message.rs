@@ -1,0 +1,288 @@
+//! Protocol messages (PROTOCOL.md, "Messages"). Every consensus message is signed by its
+//! sender in the Byzantine variants; replies travel unsigned on the client's authenticated
+//! link.
+
+use super::types::{ClientId, Index, NodeId, Term};
+use crate::crypto::{Digest, Principal, Signable, Signed};
+use serde::{Deserialize, Serialize};
+
+/// A key-value operation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Op {
+    Put { key: String, value: String },
+    Get { key: String },
+    Delete { key: String },
+    /// Compare-and-swap: set `key` to `new` if its current value is `expected`
+    /// (`None` meaning absent).
+    Cas { key: String, expected: Option<String>, new: String },
+}
+
+/// A client's request; `(client, seq)` makes it unique and lets the state machine apply it
+/// at most once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Request {
+    pub client: ClientId,
+    pub seq: u64,
+    pub op: Op,
+}
+
+impl Signable for Request {
+    const KIND: &'static str = "request";
+    fn signer(&self) -> Principal {
+        Principal::Client(self.client)
+    }
+}
+
+pub type SignedRequest = Signed<Request>;
+
+/// What an entry carries. `Noop` is appended by a new `raft` leader so that it can commit
+/// entries of earlier terms (Raft paper, section 5.4.2 and section 8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    Noop,
+    Request(SignedRequest),
+}
+
+impl Payload {
+    pub fn request(&self) -> Option<&SignedRequest> {
+        match self {
+            Payload::Noop => None,
+            Payload::Request(r) => Some(r),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: Term,
+    pub index: Index,
+    pub payload: Payload,
+}
+
+/// The result of applying an operation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OpResult {
+    Ok,
+    Value(Option<String>),
+    /// A compare-and-swap whose expected value did not match; carries the current value.
+    CasFailed(Option<String>),
+    /// The client already had a newer request applied; this one was not executed.
+    Stale,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVote {
+    pub term: Term,
+    pub candidate: NodeId,
+    pub last_index: Index,
+    pub last_term: Term,
+    pub last_hash: Digest,
+    /// The candidate's highest prepared certificate (bft).
+    pub lock: Option<PreparedCert>,
+}
+
+impl Signable for RequestVote {
+    const KIND: &'static str = "request-vote";
+    fn signer(&self) -> Principal {
+        Principal::Node(self.candidate)
+    }
+}
+
+/// A granted vote. Refusals are never sent: they would prove nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Vote {
+    pub term: Term,
+    pub voter: NodeId,
+    pub candidate: NodeId,
+}
+
+impl Signable for Vote {
+    const KIND: &'static str = "vote";
+    fn signer(&self) -> Principal {
+        Principal::Node(self.voter)
+    }
+}
+
+/// q signed votes for one `(term, leader)`: the leader's proof of election.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionProof {
+    pub term: Term,
+    pub leader: NodeId,
+    pub votes: Vec<Signed<Vote>>,
+}
+
+/// `PC(term, index, hash)`: Acks of `term` from q distinct nodes, each for exactly
+/// `(index, hash)`. Transferable: anyone can check it without the entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedCert {
+    pub term: Term,
+    pub index: Index,
+    pub hash: Digest,
+    pub acks: Vec<Signed<Ack>>,
+}
+
+impl PreparedCert {
+    /// Locks are ordered by `(term, index)`.
+    pub fn rank(&self) -> (Term, Index) {
+        (self.term, self.index)
+    }
+}
+
+/// Rank of an optional lock; no lock ranks below every certificate.
+pub fn lock_rank(lock: &Option<PreparedCert>) -> (Term, Index) {
+    lock.as_ref().map_or((0, 0), |c| c.rank())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendEntries {
+    pub term: Term,
+    pub leader: NodeId,
+    pub prev_index: Index,
+    pub prev_term: Term,
+    pub prev_hash: Digest,
+    pub entries: Vec<Entry>,
+    /// Leader's commit index. Only `raft` followers act on it; the Byzantine variants
+    /// commit on their own evidence.
+    pub commit: Index,
+    /// Sent until the follower is convinced.
+    pub proof: Option<ElectionProof>,
+    /// The certificate the leader was elected on (bft), sent with the proof.
+    pub lock: Option<PreparedCert>,
+}
+
+impl Signable for AppendEntries {
+    const KIND: &'static str = "append-entries";
+    fn signer(&self) -> Principal {
+        Principal::Node(self.leader)
+    }
+}
+
+/// The AppendEntries response. Positive Acks are broadcast to every node; `(index, hash)`
+/// is the end of the prefix the sender has verified against the leader's log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ack {
+    pub term: Term,
+    pub from: NodeId,
+    pub index: Index,
+    pub hash: Digest,
+    pub success: bool,
+}
+
+impl Signable for Ack {
+    const KIND: &'static str = "ack";
+    fn signer(&self) -> Principal {
+        Principal::Node(self.from)
+    }
+}
+
+/// Second round (bft): "my lock is now `PC(term, index, hash)`".
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Commit {
+    pub term: Term,
+    pub from: NodeId,
+    pub index: Index,
+    pub hash: Digest,
+}
+
+impl Signable for Commit {
+    const KIND: &'static str = "commit";
+    fn signer(&self) -> Principal {
+        Principal::Node(self.from)
+    }
+}
+
+/// A client's signed demand to depose the leader of one term. In bft it carries the
+/// request the leader is ignoring.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revolution {
+    pub client: ClientId,
+    pub term: Term,
+    pub leader: NodeId,
+    pub request: SignedRequest,
+}
+
+impl Signable for Revolution {
+    const KIND: &'static str = "revolution";
+    fn signer(&self) -> Principal {
+        Principal::Client(self.client)
+    }
+}
+
+/// Two signed messages from one node that no honest node would both send.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Evidence {
+    /// Different entries at one `(term, index)` from one leader.
+    AppendEntries(Box<Signed<AppendEntries>>, Box<Signed<AppendEntries>>),
+    /// Votes for two candidates in one term.
+    Votes(Signed<Vote>, Signed<Vote>),
+    /// Two Acks of one term with different hashes at one index.
+    Acks(Signed<Ack>, Signed<Ack>),
+}
+
+impl Evidence {
+    /// The node both messages convict.
+    pub fn culprit(&self) -> Principal {
+        match self {
+            Evidence::AppendEntries(a, _) => a.signer(),
+            Evidence::Votes(a, _) => a.signer(),
+            Evidence::Acks(a, _) => a.signer(),
+        }
+    }
+}
+
+/// A node's answer to a client, on the client's own authenticated connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub node: NodeId,
+    pub client: ClientId,
+    pub seq: u64,
+    pub result: OpResult,
+    /// Who this node follows, so the client can address its next request (and a
+    /// Revolution) well. A hint only; never trusted for safety.
+    pub leader: Option<(Term, NodeId)>,
+}
+
+/// Everything that travels between nodes and clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    RequestVote(Signed<RequestVote>),
+    Vote(Signed<Vote>),
+    AppendEntries(Signed<AppendEntries>),
+    Ack(Signed<Ack>),
+    Commit(Signed<Commit>),
+    Evidence(Evidence),
+    /// A client request, sent by the client itself or forwarded by a node to its leader.
+    Request(SignedRequest),
+    Revolution(Signed<Revolution>),
+    Reply(Reply),
+}
+
+impl Message {
+    /// The principal that must be the authenticated sender of this message on the link it
+    /// arrived on. Requests, Revolutions and Evidence may be relayed, so they name none.
+    pub fn direct_sender(&self) -> Option<Principal> {
+        match self {
+            Message::RequestVote(m) => Some(m.signer()),
+            Message::Vote(m) => Some(m.signer()),
+            Message::AppendEntries(m) => Some(m.signer()),
+            Message::Ack(m) => Some(m.signer()),
+            Message::Commit(m) => Some(m.signer()),
+            Message::Reply(r) => Some(Principal::Node(r.node)),
+            Message::Evidence(_) | Message::Request(_) | Message::Revolution(_) => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::RequestVote(_) => "request-vote",
+            Message::Vote(_) => "vote",
+            Message::AppendEntries(_) => "append-entries",
+            Message::Ack(_) => "ack",
+            Message::Commit(_) => "commit",
+            Message::Evidence(_) => "evidence",
+            Message::Request(_) => "request",
+            Message::Revolution(_) => "revolution",
+            Message::Reply(_) => "reply",
+        }
+    }
+}

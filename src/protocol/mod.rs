@@ -1,0 +1,18 @@
+//! The sans-IO consensus core. No clock, no sockets, no OS randomness: `Node::step` maps
+//! inputs to outputs, and every rule of `../shared/PROTOCOL.md` lives here.
+
+pub mod auth;
+mod clients;
+mod commit;
+mod election;
+pub mod evidence;
+pub mod log;
+pub mod message;
+pub mod node;
+mod replication;
+pub mod types;
+
+pub use auth::{authenticate, AuthError};
+pub use message::*;
+pub use node::{Durable, HardState, Input, Node, NodeConfig, Output, Persist, Status};
+pub use types::*;

@@ -1,0 +1,408 @@
+//! The consensus state machine: inputs in, outputs out.
+//!
+//! `Node::step` takes one [`Input`] (a tick, an authenticated message, a forced timeout)
+//! and returns the [`Output`]s it caused, in order. The driver must make every
+//! `Output::Persist` durable before it releases any later `Send`/`Broadcast`/`Apply` of the
+//! same step: that is how "persist before you speak" is kept without the core doing I/O.
+//! Randomness (election timeouts) comes from a seed passed in; time from `Tick`s.
+//!
+//! The rules live in sibling modules by concern: `election`, `replication`, `commit`,
+//! `clients`, `evidence`.
+
+use super::log::Log;
+use super::message::{
+    Ack, Commit, ElectionProof, Entry, Evidence, Message, PreparedCert, RequestVote, Vote,
+};
+use super::types::{ClientId, Index, NodeId, Quorum, Rules, Term, Timing};
+use crate::crypto::{Domain, Principal, Signable, Signed};
+use ed25519_dalek::SigningKey;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// Most entries one AppendEntries carries in normal replication.
+pub const MAX_BATCH: usize = 256;
+/// Most entries one AppendEntries carries while bringing a follower up to the leader's lock.
+pub const MAX_CATCHUP: usize = 4096;
+/// Recent Acks kept per peer for assembling prepared certificates.
+pub const ACKS_KEPT: usize = 32;
+/// Pending request timers kept at most (one per client).
+pub const MAX_REQUEST_TIMERS: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub n: usize,
+    pub cluster_id: String,
+    pub rules: Rules,
+    pub timing: Timing,
+}
+
+/// What must survive a crash. Replaced atomically by the storage layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    /// Highest term this node has campaigned, voted or followed in.
+    pub term: Term,
+    /// The latest vote granted: at most one per term, never in a lower term again.
+    pub voted: Option<(Term, NodeId)>,
+    /// Highest term in which this node voted for another node: it never Acks or Commits
+    /// anything of a lower term (PROTOCOL.md, "Election").
+    pub ack_floor: Term,
+    /// The leader with the highest proof this node followed.
+    pub leader: Option<(Term, NodeId)>,
+    /// Highest prepared certificate (bft) and, if the log no longer holds the entries it
+    /// certifies, those entries (see `replication::retain_lock_chain`).
+    pub lock: Option<PreparedCert>,
+    pub lock_chain: Vec<Entry>,
+    pub commit: Index,
+}
+
+/// Everything a restarted node gets back from its disk.
+#[derive(Clone, Debug, Default)]
+pub struct Durable {
+    pub hard: HardState,
+    pub entries: Vec<Entry>,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Persist {
+    Hard(HardState),
+    Append(Vec<Entry>),
+    TruncateFrom(Index),
+    Evidence(Evidence),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Make this durable before releasing anything that follows it.
+    Persist(Persist),
+    Send { to: NodeId, msg: Message },
+    /// To every other cluster member.
+    Broadcast(Message),
+    /// A committed entry, in index order, exactly once per node lifetime.
+    Apply(Entry),
+}
+
+#[derive(Clone, Debug)]
+pub enum Input {
+    Tick,
+    /// A message whose signatures `auth::authenticate` has checked; `from` is the link peer.
+    Message { from: Principal, msg: Message },
+    /// Act as if the election timeout fired now (scenarios, operators).
+    Timeout,
+    /// `from` sent a validly signed message with forged content inside.
+    Misbehaved(Principal),
+}
+
+/// Why this node believes its leader faulty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suspicion {
+    /// No valid AppendEntries for an election timeout. Cleared by the next one.
+    Silence,
+    /// A forwarded request stayed uncommitted past the request timeout.
+    RequestTimer,
+    Evidence,
+    Revolution,
+    /// It signed forged content, or asked us to break an invariant.
+    Misbehaviour,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum RoleName {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+pub(super) struct LeaderState {
+    pub proof: ElectionProof,
+    /// The certificate this leader was elected on (bft).
+    pub lock: Option<PreparedCert>,
+    pub next: Vec<Index>,
+    pub matched: Vec<Index>,
+    /// Tick of the latest positive Ack of this term from each node.
+    pub last_ack: Vec<Option<u64>>,
+    pub heartbeat_elapsed: u32,
+    pub replicated_to: Index,
+}
+
+pub(super) enum Role {
+    Follower,
+    Candidate { votes: BTreeMap<NodeId, Signed<Vote>> },
+    Leader(Box<LeaderState>),
+}
+
+/// The leader this node currently follows, proven by an election proof.
+#[derive(Clone, Debug)]
+pub(super) struct Follow {
+    pub term: Term,
+    pub leader: NodeId,
+    pub lock: Option<PreparedCert>,
+}
+
+/// A snapshot for `status` and the simulator's checker.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: RoleName,
+    pub term: Term,
+    pub leader: Option<(Term, NodeId)>,
+    pub last_index: Index,
+    pub commit: Index,
+    pub lock: Option<(Term, Index)>,
+    pub evidence: usize,
+}
+
+pub struct Node {
+    pub(super) cfg: NodeConfig,
+    pub(super) rules: Rules,
+    pub(super) quorum: Quorum,
+    pub(super) key: SigningKey,
+    pub(super) domain: Domain,
+    pub(super) hard: HardState,
+    pub(super) log: Log,
+    pub(super) role: Role,
+    pub(super) follow: Option<Follow>,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) now: u64,
+    pub(super) election_elapsed: u32,
+    pub(super) election_timeout: u32,
+    pub(super) suspect: Option<Suspicion>,
+    /// Lazy voting: the latest RequestVote of each candidate, granted if and when this node
+    /// comes to believe its leader faulty.
+    pub(super) pending_votes: BTreeMap<NodeId, Signed<RequestVote>>,
+    /// Election rounds left during which a judged-faulty node gets no vote from us.
+    pub(super) penalties: BTreeMap<NodeId, u32>,
+    pub(super) highest_proven: Term,
+    pub(super) acks: Vec<VecDeque<Signed<Ack>>>,
+    pub(super) commits: Vec<Option<Signed<Commit>>>,
+    pub(super) my_ack: Option<Signed<Ack>>,
+    pub(super) my_commit: Option<Signed<Commit>>,
+    /// Highest index this node Acked in `acked_term`, and the AppendEntries that gave it
+    /// the entries, kept as Evidence material.
+    pub(super) acked_term: Term,
+    pub(super) acked_index: Index,
+    pub(super) accepted_aes: VecDeque<Signed<super::message::AppendEntries>>,
+    pub(super) seen_votes: BTreeMap<(Term, NodeId), Signed<Vote>>,
+    pub(super) evidence: Vec<Evidence>,
+    pub(super) convicted: BTreeSet<NodeId>,
+    pub(super) request_timers: BTreeMap<ClientId, (u64, super::message::SignedRequest)>,
+    pub(super) revolutions_seen: BTreeSet<(ClientId, Term)>,
+    pub(super) applied: Index,
+    pub(super) applied_seq: HashMap<ClientId, u64>,
+    pub(super) out: Vec<Output>,
+}
+
+impl Node {
+    /// A node starting from `durable` (empty for a fresh node). `seed` drives its election
+    /// timeouts; two nodes should get different seeds.
+    pub fn new(cfg: NodeConfig, key: SigningKey, seed: u64, durable: Durable) -> Node {
+        assert!((cfg.id as usize) < cfg.n, "node id {} outside cluster of {}", cfg.id, cfg.n);
+        let rules = cfg.rules;
+        let quorum = Quorum::new(rules.variant, cfg.n);
+        let mut log = Log::new(&cfg.cluster_id, rules.signed);
+        for e in durable.entries {
+            log.append(e);
+        }
+        let domain = Domain::new(rules.variant, &cfg.cluster_id);
+        let n = cfg.n;
+        let mut convicted = BTreeSet::new();
+        for e in &durable.evidence {
+            if let Principal::Node(c) = e.culprit() {
+                convicted.insert(c);
+            }
+        }
+        let hard = durable.hard;
+        assert!(hard.commit <= log.last_index(), "durable commit index beyond durable log");
+        let mut node = Node {
+            rules,
+            quorum,
+            key,
+            domain,
+            highest_proven: hard.leader.map_or(0, |(t, _)| t),
+            hard,
+            log,
+            role: Role::Follower,
+            follow: None,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: 0,
+            election_elapsed: 0,
+            election_timeout: 0,
+            suspect: None,
+            pending_votes: BTreeMap::new(),
+            penalties: BTreeMap::new(),
+            acks: vec![VecDeque::new(); n],
+            commits: vec![None; n],
+            my_ack: None,
+            my_commit: None,
+            acked_term: 0,
+            acked_index: 0,
+            accepted_aes: VecDeque::new(),
+            seen_votes: BTreeMap::new(),
+            evidence: durable.evidence,
+            convicted,
+            request_timers: BTreeMap::new(),
+            revolutions_seen: BTreeSet::new(),
+            applied: 0,
+            applied_seq: HashMap::new(),
+            out: Vec::new(),
+            cfg,
+        };
+        node.reset_election_timer();
+        node
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    pub fn rules(&self) -> Rules {
+        self.rules
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub fn commit_index(&self) -> Index {
+        self.hard.commit
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard
+    }
+
+    pub fn evidence(&self) -> &[Evidence] {
+        &self.evidence
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The leader this node follows (itself if it leads).
+    pub fn leader(&self) -> Option<(Term, NodeId)> {
+        self.follow.as_ref().map(|f| (f.term, f.leader))
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id,
+            role: match self.role {
+                Role::Follower => RoleName::Follower,
+                Role::Candidate { .. } => RoleName::Candidate,
+                Role::Leader(_) => RoleName::Leader,
+            },
+            term: self.hard.term,
+            leader: self.leader(),
+            last_index: self.log.last_index(),
+            commit: self.hard.commit,
+            lock: self.hard.lock.as_ref().map(|c| c.rank()),
+            evidence: self.evidence.len(),
+        }
+    }
+
+    /// Feeds one input; returns what it caused, in the order it must be carried out.
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Tick => self.tick(),
+            Input::Message { from, msg } => self.receive(from, msg),
+            Input::Timeout => self.election_timeout_fired(),
+            Input::Misbehaved(p) => self.misbehaved(p),
+        }
+        self.replicate_new_entries();
+        self.apply_committed();
+        self.check_invariants();
+        std::mem::take(&mut self.out)
+    }
+
+    fn receive(&mut self, from: Principal, msg: Message) {
+        match msg {
+            Message::RequestVote(rv) => self.on_request_vote(rv),
+            Message::Vote(v) => self.on_vote(v),
+            Message::AppendEntries(ae) => self.on_append_entries(ae),
+            Message::Ack(a) => self.on_ack(a),
+            Message::Commit(c) => self.on_commit(c),
+            Message::Evidence(e) => self.on_evidence(e),
+            Message::Request(r) => self.on_request(from, r),
+            Message::Revolution(r) => self.on_revolution(r),
+            Message::Reply(_) => {} // replies go to clients, never to nodes
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now += 1;
+        if self.is_leader() {
+            self.leader_tick();
+            return;
+        }
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout {
+            self.election_timeout_fired();
+        }
+        self.check_request_timers();
+    }
+
+    fn misbehaved(&mut self, p: Principal) {
+        if let (Principal::Node(id), Some(f)) = (p, &self.follow) {
+            if f.leader == id && id != self.cfg.id {
+                self.judge_leader_faulty(Suspicion::Misbehaviour);
+            }
+        }
+    }
+
+    // ---- small shared helpers -------------------------------------------------------
+
+    pub(super) fn reset_election_timer(&mut self) {
+        let t = self.cfg.timing.election_ticks;
+        self.election_elapsed = 0;
+        self.election_timeout = self.rng.gen_range(t..2 * t);
+    }
+
+    pub(super) fn sign<T: Signable>(&self, body: T) -> Signed<T> {
+        self.domain.sign(&self.key, body)
+    }
+
+    pub(super) fn save_hard(&mut self) {
+        self.out.push(Output::Persist(Persist::Hard(self.hard.clone())));
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, msg: Message) {
+        debug_assert_ne!(to, self.cfg.id, "a node never sends to itself");
+        self.out.push(Output::Send { to, msg });
+    }
+
+    pub(super) fn broadcast(&mut self, msg: Message) {
+        self.out.push(Output::Broadcast(msg));
+    }
+
+    pub(super) fn peers(&self) -> impl Iterator<Item = NodeId> + 'static {
+        let me = self.cfg.id;
+        (0..self.cfg.n as NodeId).filter(move |&i| i != me)
+    }
+
+    pub(super) fn is_node(&self, id: NodeId) -> bool {
+        (id as usize) < self.cfg.n
+    }
+
+    /// Assertions that hold after every step, whatever the input (TigerBeetle style: an
+    /// honest node that breaks one of these stops rather than corrupts).
+    fn check_invariants(&self) {
+        assert!(self.hard.commit <= self.log.last_index(), "commit beyond log end");
+        assert!(self.applied <= self.hard.commit, "applied beyond commit");
+        if let Some((t, _)) = self.hard.voted {
+            assert!(t <= self.hard.term, "voted in a term above our own");
+        }
+        if let Some(lock) = &self.hard.lock {
+            let on_log = self.log.hash_at(lock.index) == Some(lock.hash);
+            assert!(
+                on_log || !self.hard.lock_chain.is_empty(),
+                "node {}: lock {:?} neither on the log nor retained",
+                self.cfg.id,
+                lock.rank()
+            );
+        }
+    }
+}

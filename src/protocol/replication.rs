@@ -1,0 +1,421 @@
+//! Replication: the leader's AppendEntries, the follower's checks and log repair, Acks
+//! (PROTOCOL.md, "Replication and commit").
+
+use super::message::{lock_rank, Ack, AppendEntries, Entry, Message, Payload};
+use super::node::{Follow, Node, Output, Persist, Role, Suspicion, MAX_BATCH, MAX_CATCHUP};
+use super::types::{Index, NodeId, Term};
+use crate::crypto::Signed;
+
+/// AppendEntries remembered per term as Evidence material (the newest ones).
+const AES_KEPT: usize = 16;
+
+impl Node {
+    pub(super) fn leader_tick(&mut self) {
+        let due = match &mut self.role {
+            Role::Leader(ls) => {
+                ls.heartbeat_elapsed += 1;
+                ls.heartbeat_elapsed >= self.cfg.timing.heartbeat_ticks
+            }
+            _ => false,
+        };
+        if due {
+            self.heartbeat();
+        }
+    }
+
+    /// AppendEntries to every follower (with entries if they lag), plus our own Ack and, if
+    /// we are still waiting to commit, our Commit again: messages get lost.
+    pub(super) fn heartbeat(&mut self) {
+        if let Role::Leader(ls) = &mut self.role {
+            ls.heartbeat_elapsed = 0;
+        }
+        for j in self.peers() {
+            self.send_append(j);
+        }
+        if !self.is_raft() {
+            if let Some(a) = self.my_ack.clone() {
+                self.broadcast(Message::Ack(a));
+            }
+            self.rebroadcast_commit_if_lagging();
+        }
+    }
+
+    pub(super) fn leader_append(&mut self, payload: Payload) {
+        let entry = Entry { term: self.hard.term, index: self.log.last_index() + 1, payload };
+        self.log.append(entry.clone());
+        self.out.push(Output::Persist(Persist::Append(vec![entry])));
+    }
+
+    /// End of every step: ship what the leader appended during it, as one batch.
+    pub(super) fn replicate_new_entries(&mut self) {
+        let last = self.log.last_index();
+        let behind: Vec<NodeId> = match &self.role {
+            Role::Leader(ls) if ls.replicated_to < last => {
+                self.peers().filter(|&j| ls.next[j as usize] <= last).collect()
+            }
+            _ => return,
+        };
+        for j in behind {
+            self.send_append(j);
+        }
+        if let Role::Leader(ls) = &mut self.role {
+            ls.replicated_to = last;
+        }
+        self.ack_own_log();
+    }
+
+    pub(super) fn send_append(&mut self, j: NodeId) {
+        let Role::Leader(ls) = &mut self.role else { return };
+        let last = self.log.last_index();
+        let next = ls.next[j as usize].clamp(1, last + 1);
+        let prev = next - 1;
+        let mut to = last.min(prev + MAX_BATCH as Index);
+        if let Some(lock) = &ls.lock {
+            // Followers Ack only once they reach our election lock: bring them there in one go.
+            if prev < lock.index {
+                to = to.max(lock.index.min(prev + MAX_CATCHUP as Index));
+            }
+        }
+        let convinced = ls.last_ack[j as usize]
+            .is_some_and(|t| self.now - t <= self.cfg.timing.election_ticks as u64);
+        let with_proof = !convinced && !self.rules.variant.eq(&super::types::Variant::Raft);
+        let ae = AppendEntries {
+            term: self.hard.term,
+            leader: self.cfg.id,
+            prev_index: prev,
+            prev_term: self.log.term_at(prev).expect("prev is in the log"),
+            prev_hash: self.log.hash_at(prev).expect("prev is in the log"),
+            entries: self.log.slice(next, to).to_vec(),
+            commit: self.hard.commit,
+            proof: with_proof.then(|| ls.proof.clone()),
+            lock: if with_proof { ls.lock.clone() } else { None },
+        };
+        ls.next[j as usize] = to + 1;
+        let ae = self.domain.sign(&self.key, ae);
+        self.send(j, Message::AppendEntries(ae));
+    }
+
+    /// Is this AppendEntries from the leader we follow? Adopts a new leader on a valid proof.
+    fn accept_leader(&mut self, ae: &Signed<AppendEntries>) -> bool {
+        let b = &ae.body;
+        if self.is_raft() {
+            if b.term < self.hard.term {
+                return false;
+            }
+            let known = matches!(&self.follow, Some(f) if f.term == b.term);
+            if !known || !matches!(self.role, Role::Follower) {
+                self.hard.term = b.term;
+                self.hard.leader = Some((b.term, b.leader));
+                self.save_hard();
+                self.role = Role::Follower;
+                self.follow = Some(Follow { term: b.term, leader: b.leader, lock: None });
+            }
+            return self.follow.as_ref().is_some_and(|f| f.leader == b.leader);
+        }
+        if !self.term_in_reach(b.term) || b.term < self.hard.ack_floor {
+            return false;
+        }
+        match &self.follow {
+            Some(f) if f.term == b.term && f.leader == b.leader => return true,
+            Some(f) if f.term >= b.term => return false,
+            _ => {}
+        }
+        let Some(proof) = &b.proof else { return false };
+        if !self.valid_proof(proof, b.term, b.leader) {
+            return false;
+        }
+        let lock = if self.rules.follow_leader_lock { b.lock.clone() } else { None };
+        if lock.as_ref().is_some_and(|c| !self.valid_cert(c)) {
+            return false;
+        }
+        // A failed candidacy does not strand us: follow the highest proven leader.
+        self.hard.term = self.hard.term.max(b.term);
+        self.hard.leader = Some((b.term, b.leader));
+        self.highest_proven = self.highest_proven.max(b.term);
+        self.save_hard();
+        self.follow = Some(Follow { term: b.term, leader: b.leader, lock });
+        self.role = Role::Follower;
+        self.suspect = None;
+        self.pending_votes.retain(|_, rv| rv.body.term > b.term);
+        self.acked_term = b.term;
+        self.acked_index = 0;
+        self.accepted_aes.clear();
+        tracing::debug!(node = self.cfg.id, term = b.term, leader = b.leader, "following");
+        self.on_new_leader();
+        true
+    }
+
+    pub(super) fn on_append_entries(&mut self, ae: Signed<AppendEntries>) {
+        let leader = ae.body.leader;
+        if !self.is_node(leader) || leader == self.cfg.id {
+            return;
+        }
+        if !self.accept_leader(&ae) {
+            if self.is_raft() && ae.body.term < self.hard.term {
+                // Tell the stale leader our term so it steps down.
+                self.send_nack(leader, self.hard.term, self.log.last_index());
+            }
+            return;
+        }
+        if self.suspect == Some(Suspicion::Silence) {
+            self.suspect = None;
+        }
+        if self.suspect.is_none() {
+            self.reset_election_timer();
+        }
+        let b = &ae.body;
+        let (term, prev) = (b.term, b.prev_index);
+        if prev > self.log.last_index() {
+            return self.send_nack(leader, term, self.log.last_index());
+        }
+        let prev_matches = if self.is_raft() {
+            self.log.term_at(prev) == Some(b.prev_term)
+        } else {
+            self.log.hash_at(prev) == Some(b.prev_hash)
+        };
+        if !prev_matches {
+            if self.acked_term == term && prev <= self.acked_index && self.rules.append_only_in_term
+            {
+                // It told us otherwise earlier in this very term.
+                return self.judge_leader_faulty(Suspicion::Misbehaviour);
+            }
+            return self.send_nack(leader, term, prev.saturating_sub(1));
+        }
+        if !self.well_formed(b) {
+            return self.judge_leader_faulty(Suspicion::Misbehaviour);
+        }
+        if !self.merge_entries(&ae) {
+            return;
+        }
+        let b = &ae.body;
+        let matched = prev + b.entries.len() as Index;
+        if !b.entries.is_empty() {
+            self.accepted_aes.push_back(ae.clone());
+            if self.accepted_aes.len() > AES_KEPT {
+                self.accepted_aes.pop_front();
+            }
+        }
+        if self.is_raft() {
+            let commit = b.commit.min(matched);
+            self.send_ack(leader, term, matched);
+            self.commit_to(commit);
+            return;
+        }
+        if !self.reached_leader_lock(matched) {
+            return; // still catching up to the leader's lock: no Ack yet
+        }
+        self.send_ack(leader, term, matched);
+        if b.entries.is_empty() {
+            self.rebroadcast_commit_if_lagging();
+        }
+    }
+
+    /// Entries must be contiguous after `prev`, of non-decreasing terms, none above the
+    /// leader's term.
+    fn well_formed(&self, b: &AppendEntries) -> bool {
+        let mut last_term = self.log.term_at(b.prev_index).unwrap_or(0);
+        for (k, e) in b.entries.iter().enumerate() {
+            if e.index != b.prev_index + 1 + k as Index || e.term < last_term || e.term > b.term {
+                return false;
+            }
+            last_term = e.term;
+        }
+        true
+    }
+
+    /// Appends the AppendEntries' entries, repairing a conflicting suffix as Raft does,
+    /// except where that would break an invariant. Returns false if it refused.
+    fn merge_entries(&mut self, ae: &Signed<AppendEntries>) -> bool {
+        let b = &ae.body;
+        let mut fresh = Vec::new();
+        for e in &b.entries {
+            if !fresh.is_empty() || e.index > self.log.last_index() {
+                fresh.push(e.clone());
+                continue;
+            }
+            if self.log.entry(e.index) == Some(e) {
+                continue;
+            }
+            // Conflict at e.index.
+            if e.index <= self.hard.commit {
+                // Never truncate a committed entry; whoever asks is faulty.
+                tracing::warn!(node = self.cfg.id, index = e.index, "leader asked to truncate a committed entry");
+                self.judge_leader_faulty(Suspicion::Misbehaviour);
+                return false;
+            }
+            if self.rules.append_only_in_term
+                && self.acked_term == b.term
+                && e.index <= self.acked_index
+            {
+                self.leader_equivocated(ae, e.index);
+                return false;
+            }
+            self.retain_lock_chain(e.index);
+            self.log.truncate_from(e.index);
+            self.out.push(Output::Persist(Persist::TruncateFrom(e.index)));
+            fresh.push(e.clone());
+        }
+        if !fresh.is_empty() {
+            for e in &fresh {
+                self.log.append(e.clone());
+            }
+            self.out.push(Output::Persist(Persist::Append(fresh)));
+            self.tidy_lock_chain();
+        }
+        true
+    }
+
+    /// bft: Ack only once our log holds the leader's election lock, and adopt that lock.
+    fn reached_leader_lock(&mut self, matched: Index) -> bool {
+        if !self.rules.follow_leader_lock {
+            return true;
+        }
+        let Some(lock) = self.follow.as_ref().and_then(|f| f.lock.clone()) else { return true };
+        if matched < lock.index || self.log.hash_at(lock.index) != Some(lock.hash) {
+            return false;
+        }
+        if lock.rank() > lock_rank(&self.hard.lock) {
+            self.set_lock(lock);
+        }
+        true
+    }
+
+    /// Signs and sends our Ack: broadcast in the Byzantine variants, to the leader in Raft.
+    fn send_ack(&mut self, leader: NodeId, term: Term, index: Index) {
+        if term < self.hard.ack_floor && !self.is_raft() {
+            return;
+        }
+        if self.acked_term != term {
+            self.acked_term = term;
+            self.acked_index = 0;
+        }
+        self.acked_index = self.acked_index.max(index);
+        let body = Ack {
+            term,
+            from: self.cfg.id,
+            index,
+            hash: self.log.hash_at(index).expect("acked index is in the log"),
+            success: true,
+        };
+        let ack = self.signed_ack(body);
+        if self.is_raft() {
+            self.send(leader, Message::Ack(ack));
+        } else {
+            self.record_ack(ack.clone());
+            self.broadcast(Message::Ack(ack));
+        }
+    }
+
+    /// Re-uses our previous signature when the Ack is unchanged (heartbeats).
+    fn signed_ack(&mut self, body: Ack) -> Signed<Ack> {
+        match &self.my_ack {
+            Some(a) if a.body == body => a.clone(),
+            _ => {
+                let a = self.sign(body);
+                self.my_ack = Some(a.clone());
+                a
+            }
+        }
+    }
+
+    fn send_nack(&mut self, leader: NodeId, term: Term, hint: Index) {
+        let hint = hint.min(self.log.last_index());
+        let body = Ack {
+            term,
+            from: self.cfg.id,
+            index: hint,
+            hash: self.log.hash_at(hint).expect("hint is in the log"),
+            success: false,
+        };
+        let nack = self.sign(body);
+        self.send(leader, Message::Ack(nack));
+    }
+
+    /// The leader accepts its own AppendEntries: it Acks its log end like everyone else.
+    pub(super) fn ack_own_log(&mut self) {
+        let last = self.log.last_index();
+        let me = self.cfg.id;
+        if let Role::Leader(ls) = &mut self.role {
+            ls.matched[me as usize] = last;
+        }
+        if self.is_raft() {
+            self.raft_leader_commit();
+        } else {
+            self.send_ack(me, self.hard.term, last);
+        }
+    }
+
+    /// Leader side of an Ack: track progress, back off on refusals.
+    pub(super) fn leader_on_ack(&mut self, a: &Ack) {
+        let now = self.now;
+        let term = self.hard.term;
+        let Role::Leader(ls) = &mut self.role else { return };
+        if a.term != term || a.from == self.cfg.id {
+            return;
+        }
+        let j = a.from as usize;
+        if a.success {
+            ls.matched[j] = ls.matched[j].max(a.index);
+            ls.next[j] = ls.next[j].max(a.index + 1);
+            ls.last_ack[j] = Some(now);
+        } else {
+            let back = (a.index + 1).max(ls.matched[j] + 1);
+            if back < ls.next[j] {
+                ls.next[j] = back;
+                self.send_append(a.from);
+            }
+        }
+    }
+
+    /// Before truncating entries our lock certifies, keep them: if we are ever elected on
+    /// that lock we must be able to hand its entries to our followers. Without this a node
+    /// can hold a lock nobody can satisfy and block every election (a liveness hole the
+    /// simulator found in the rules as written).
+    fn retain_lock_chain(&mut self, from: Index) {
+        let Some(lock) = &self.hard.lock else { return };
+        if from > lock.index {
+            return;
+        }
+        let keep: Vec<Entry> = match self.hard.lock_chain.first() {
+            None if self.log.hash_at(lock.index) == Some(lock.hash) => {
+                self.log.slice(from, lock.index).to_vec()
+            }
+            Some(first) if from < first.index => {
+                let mut v = self.log.slice(from, first.index - 1).to_vec();
+                v.extend(self.hard.lock_chain.iter().cloned());
+                v
+            }
+            _ => return,
+        };
+        self.hard.lock_chain = keep;
+        self.save_hard();
+    }
+
+    /// Drops the retained chain once the log holds the lock again.
+    pub(super) fn tidy_lock_chain(&mut self) {
+        let on_log = self.hard.lock.as_ref().is_some_and(|l| self.log.hash_at(l.index) == Some(l.hash));
+        if on_log && !self.hard.lock_chain.is_empty() {
+            self.hard.lock_chain.clear();
+            self.save_hard();
+        }
+    }
+
+    /// A new leader puts its lock's entries back into its log.
+    pub(super) fn restore_lock_chain(&mut self) {
+        let Some(first) = self.hard.lock_chain.first().map(|e| e.index) else { return };
+        if first <= self.hard.commit || first > self.log.last_index() + 1 {
+            tracing::error!(node = self.cfg.id, first, "cannot restore lock chain");
+            return;
+        }
+        if first <= self.log.last_index() {
+            self.log.truncate_from(first);
+            self.out.push(Output::Persist(Persist::TruncateFrom(first)));
+        }
+        let chain = std::mem::take(&mut self.hard.lock_chain);
+        for e in &chain {
+            self.log.append(e.clone());
+        }
+        self.out.push(Output::Persist(Persist::Append(chain)));
+        self.save_hard();
+    }
+}

@@ -1,0 +1,200 @@
+//! Identifiers, variants, quorum arithmetic and timing configuration.
+//!
+//! Everything here is plain data: no clock, no I/O.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub type NodeId = u32;
+pub type ClientId = u32;
+pub type Term = u64;
+pub type Index = u64;
+
+/// A node refuses RequestVotes and proofs whose term lies more than this far above the
+/// highest term it has seen proven (PROTOCOL.md, "Numbers"). It bounds how far a liar can
+/// push terms, so term arithmetic never approaches `u64::MAX`.
+pub const MAX_TERM_GAP: Term = 1000;
+
+/// Which protocol a cluster runs. All nodes of a cluster run the same one; the variant is
+/// part of every signature's domain tag, so mixed clusters cannot talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Plain Raft: no signatures, no hashes, majority quorum, leader decides commits.
+    Raft,
+    /// Tangaroa as published (Copeland & Zhong, 2014), flaws included.
+    Tangaroa,
+    /// Tangaroa with the fixes of PROTOCOL.md (locks, Commit round, f+1 replies...).
+    #[default]
+    Bft,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Raft, Variant::Tangaroa, Variant::Bft];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Raft => "raft",
+            Variant::Tangaroa => "tangaroa",
+            Variant::Bft => "bft",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Cluster size arithmetic. `f = (n-1)/3`; `q = n - f` for the Byzantine variants, a strict
+/// majority for `raft`. Any two quorums of size `n - f` overlap in at least `f + 1` nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quorum {
+    pub n: usize,
+    pub f: usize,
+    pub q: usize,
+}
+
+impl Quorum {
+    pub fn new(variant: Variant, n: usize) -> Quorum {
+        assert!(n >= 1, "a cluster has at least one node");
+        let f = (n - 1) / 3;
+        let q = match variant {
+            Variant::Raft => n / 2 + 1,
+            Variant::Tangaroa | Variant::Bft => n - f,
+        };
+        Quorum { n, f, q }
+    }
+
+    /// Matching replies a client needs before it accepts a result.
+    pub fn reply_quorum(&self, variant: Variant) -> usize {
+        match variant {
+            Variant::Bft => self.f + 1,
+            Variant::Raft | Variant::Tangaroa => 1,
+        }
+    }
+}
+
+/// The individual safety and liveness rules of the Byzantine variants.
+///
+/// The shipped binary derives these from the variant only ([`Rules::for_variant`]). Tests
+/// switch single rules off to prove the simulator catches the resulting bug; that is the
+/// only reason the fields are public.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub variant: Variant,
+    /// Messages carry Ed25519 signatures and are checked (tangaroa, bft).
+    pub signed: bool,
+    /// Election proofs count distinct voter ids, never messages.
+    pub distinct_voters: bool,
+    /// Votes are granted only once the voter believes the leader faulty (T).
+    pub lazy_voting: bool,
+    /// Votes compare locks (bft) instead of log recency (raft, tangaroa).
+    pub lock_vote_check: bool,
+    /// Commit needs a second round of q Commits (bft); otherwise tangaroa commits when prepared.
+    pub commit_round: bool,
+    /// A follower never truncates an entry it Acked in the same term (bft).
+    pub append_only_in_term: bool,
+    /// Followers Ack only at or past the lock the leader was elected on (bft).
+    pub follow_leader_lock: bool,
+    /// Forwarded requests start timers; expiry means the leader is faulty (bft).
+    pub request_timers: bool,
+    /// A deposed leader gets no vote for n terms (bft).
+    pub depose_penalty: bool,
+    /// Equivocation is kept and gossiped as Evidence (bft).
+    pub evidence: bool,
+    /// A Revolution deposes only if its request stays uncommitted (bft); else at once (T).
+    pub revolution_needs_timeout: bool,
+}
+
+impl Rules {
+    pub fn for_variant(variant: Variant) -> Rules {
+        let bft = variant == Variant::Bft;
+        let byz = variant != Variant::Raft;
+        Rules {
+            variant,
+            signed: byz,
+            distinct_voters: byz,
+            lazy_voting: byz,
+            lock_vote_check: bft,
+            commit_round: bft,
+            append_only_in_term: bft,
+            follow_leader_lock: bft,
+            request_timers: bft,
+            depose_penalty: bft,
+            evidence: bft,
+            revolution_needs_timeout: bft,
+        }
+    }
+}
+
+/// Timing, in ticks. The runtime turns ticks into wall time (`tick_ms`); the core only counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Election timeout base T: a follower's timeout is drawn from `[T, 2T)`.
+    pub election_ticks: u32,
+    /// Leader heartbeat interval; well below T.
+    pub heartbeat_ticks: u32,
+    /// How long a forwarded request may stay uncommitted before the leader is judged faulty.
+    pub request_ticks: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { election_ticks: 20, heartbeat_ticks: 4, request_ticks: 40 }
+    }
+}
+
+impl Timing {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.election_ticks < 4 {
+            return Err("election_ticks must be at least 4".into());
+        }
+        if self.heartbeat_ticks == 0 || self.heartbeat_ticks * 2 > self.election_ticks {
+            return Err("heartbeat_ticks must be between 1 and election_ticks / 2".into());
+        }
+        if self.request_ticks < self.election_ticks {
+            return Err("request_ticks must be at least election_ticks".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_arithmetic_for_one_to_ten_nodes() {
+        for n in 1..=10usize {
+            let bft = Quorum::new(Variant::Bft, n);
+            assert_eq!(bft.f, (n - 1) / 3);
+            assert!(n >= 3 * bft.f + 1, "n={n} must tolerate f={}", bft.f);
+            assert_eq!(bft.q, n - bft.f);
+            // Two quorums intersect in at least f+1 nodes, so in one honest node.
+            assert!(2 * bft.q >= n + bft.f + 1, "n={n}: quorums overlap in fewer than f+1");
+            // A quorum can be formed by honest nodes alone.
+            assert!(bft.q <= n - bft.f);
+            let raft = Quorum::new(Variant::Raft, n);
+            assert_eq!(raft.q, n / 2 + 1);
+            assert!(2 * raft.q > n, "n={n}: raft majorities must intersect");
+        }
+        assert_eq!(Quorum::new(Variant::Bft, 4).q, 3);
+        assert_eq!(Quorum::new(Variant::Bft, 7).q, 5);
+        assert_eq!(Quorum::new(Variant::Bft, 10).q, 7);
+        assert_eq!(Quorum::new(Variant::Bft, 4).reply_quorum(Variant::Bft), 2);
+    }
+
+    #[test]
+    fn variant_names_round_trip() {
+        for v in Variant::ALL {
+            assert_eq!(Variant::parse(v.name()), Some(v));
+        }
+        assert_eq!(Variant::parse("paxos"), None);
+    }
+}
