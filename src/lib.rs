@@ -4,8 +4,14 @@
 //! - [`crypto`]: Ed25519 signing with domain separation, the SHA-256 hash chain.
 //! - [`kv`]: the replicated key-value state machine.
 //! - [`client`]: the client's side of the protocol (f+1 matching replies).
-//! - [`sim`]: the deterministic simulator and its safety/liveness checker.
+//! - [`actor`]: what fills a node slot: the honest node or an adversary.
 //! - [`adversary`]: Byzantine behaviours that wrap or replace an honest node.
+//! - [`sim`]: the deterministic simulator and its safety/liveness checker.
 
+pub mod actor;
+pub mod adversary;
+pub mod client;
 pub mod crypto;
+pub mod kv;
 pub mod protocol;
+pub mod sim;

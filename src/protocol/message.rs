@@ -60,7 +60,7 @@ pub struct Entry {
 }
 
 /// The result of applying an operation.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OpResult {
     Ok,
     Value(Option<String>),

@@ -1,0 +1,28 @@
+//! What occupies a node's slot in the simulator or the runtime: the honest [`Node`], or an
+//! adversary that wraps or replaces one. Honest code knows nothing of adversaries; the
+//! drivers only ever see this trait.
+
+use crate::protocol::{Input, Node, Output, Reply};
+
+pub trait Actor: Send {
+    fn step(&mut self, input: Input) -> Vec<Output>;
+
+    /// The honest core inside (every adversary wraps one), for status displays.
+    fn node(&self) -> &Node;
+
+    /// The reply this slot sends a client for a request it applied. An honest node sends
+    /// `r`; a liar may change it or stay silent.
+    fn reply(&mut self, r: Reply) -> Option<Reply> {
+        Some(r)
+    }
+}
+
+impl Actor for Node {
+    fn step(&mut self, input: Input) -> Vec<Output> {
+        Node::step(self, input)
+    }
+
+    fn node(&self) -> &Node {
+        self
+    }
+}
