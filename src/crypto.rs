@@ -118,13 +118,54 @@ impl Domain {
 
     /// Strict verification against one key. Unsigned variants accept everything.
     pub fn verify<T: Signable>(&self, key: &VerifyingKey, msg: &Signed<T>) -> bool {
+        self.verify_cached(key, msg, None)
+    }
+
+    /// As `verify`, remembering successes in `cache`: the same signed body arrives many
+    /// times (a client request in every AppendEntries that carries it, an Ack inside every
+    /// certificate), and one strict check is enough.
+    pub fn verify_cached<T: Signable>(
+        &self,
+        key: &VerifyingKey,
+        msg: &Signed<T>,
+        cache: Option<&mut SigCache>,
+    ) -> bool {
         if !self.signed {
             return true;
         }
-        match &msg.sig {
-            Some(sig) => key.verify_strict(&self.signing_bytes(&msg.body), sig).is_ok(),
-            None => false,
+        let Some(sig) = &msg.sig else { return false };
+        let bytes = self.signing_bytes(&msg.body);
+        let Some(cache) = cache else { return key.verify_strict(&bytes, sig).is_ok() };
+        let mut h = Sha256::new();
+        h.update(key.as_bytes());
+        h.update(sig.to_bytes());
+        h.update(&bytes);
+        let id: [u8; 32] = h.finalize().into();
+        if cache.ok.contains(&id) {
+            return true;
         }
+        let ok = key.verify_strict(&bytes, sig).is_ok();
+        if ok {
+            if cache.ok.len() >= cache.capacity {
+                cache.ok.clear();
+            }
+            cache.ok.insert(id);
+        }
+        ok
+    }
+}
+
+/// Signatures already verified: digests of (key, signature, signed bytes). Bounded: when
+/// full it starts over, which only costs re-verification.
+#[derive(Debug)]
+pub struct SigCache {
+    ok: std::collections::HashSet<[u8; 32]>,
+    capacity: usize,
+}
+
+impl SigCache {
+    pub fn new(capacity: usize) -> SigCache {
+        SigCache { ok: std::collections::HashSet::new(), capacity }
     }
 }
 
@@ -197,8 +238,12 @@ impl Keyring {
 
     /// Verifies a signed body against the key of the principal it names.
     pub fn verify<T: Signable>(&self, msg: &Signed<T>) -> bool {
+        self.verify_cached(msg, None)
+    }
+
+    pub fn verify_cached<T: Signable>(&self, msg: &Signed<T>, cache: Option<&mut SigCache>) -> bool {
         match self.key_of(msg.signer()) {
-            Some(k) => self.domain.verify(k, msg),
+            Some(k) => self.domain.verify_cached(k, msg, cache),
             None => false,
         }
     }

@@ -7,7 +7,7 @@
 //! checks only meaning (distinct voters, terms, hashes).
 
 use super::message::{Evidence, Message, PreparedCert};
-use crate::crypto::{Keyring, Principal, Signed};
+use crate::crypto::{Keyring, Principal, SigCache, Signable, Signed};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -23,11 +23,23 @@ pub enum AuthError {
     UnknownClient(u32),
 }
 
-fn check_cert(ring: &Keyring, cert: &PreparedCert) -> bool {
+/// Verification with an optional cache of signatures already found good.
+struct Checker<'a> {
+    ring: &'a Keyring,
+    cache: Option<&'a mut SigCache>,
+}
+
+impl Checker<'_> {
+    fn verify<T: Signable>(&mut self, m: &Signed<T>) -> bool {
+        self.ring.verify_cached(m, self.cache.as_deref_mut())
+    }
+}
+
+fn check_cert(ring: &mut Checker, cert: &PreparedCert) -> bool {
     cert.acks.iter().all(|a| ring.verify(a))
 }
 
-fn outer<T: crate::crypto::Signable>(ring: &Keyring, m: &Signed<T>) -> Result<(), AuthError> {
+fn outer<T: Signable>(ring: &mut Checker, m: &Signed<T>) -> Result<(), AuthError> {
     if ring.verify(m) {
         Ok(())
     } else {
@@ -37,6 +49,20 @@ fn outer<T: crate::crypto::Signable>(ring: &Keyring, m: &Signed<T>) -> Result<()
 
 /// Checks every signature in `msg`, and that direct messages come from `link`.
 pub fn authenticate(ring: &Keyring, link: Principal, msg: &Message) -> Result<(), AuthError> {
+    check(&mut Checker { ring, cache: None }, link, msg)
+}
+
+/// As `authenticate`, skipping signatures `cache` has already seen verified.
+pub fn authenticate_cached(
+    ring: &Keyring,
+    cache: &mut SigCache,
+    link: Principal,
+    msg: &Message,
+) -> Result<(), AuthError> {
+    check(&mut Checker { ring, cache: Some(cache) }, link, msg)
+}
+
+fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthError> {
     if let Some(claimed) = msg.direct_sender() {
         if claimed != link {
             return Err(AuthError::WrongSender { claimed, link });
@@ -86,13 +112,13 @@ pub fn authenticate(ring: &Keyring, link: Principal, msg: &Message) -> Result<()
             }
         }
         Message::Request(r) => {
-            if !ring.has_client(r.body.client) {
+            if !ring.ring.has_client(r.body.client) {
                 return Err(AuthError::UnknownClient(r.body.client));
             }
             outer(ring, r)?;
         }
         Message::Revolution(m) => {
-            if !ring.has_client(m.body.client) {
+            if !ring.ring.has_client(m.body.client) {
                 return Err(AuthError::UnknownClient(m.body.client));
             }
             outer(ring, m)?;

@@ -12,7 +12,7 @@ pub mod node;
 mod replication;
 pub mod types;
 
-pub use auth::{authenticate, AuthError};
+pub use auth::{authenticate, authenticate_cached, AuthError};
 pub use message::*;
 pub use node::{Durable, HardState, Input, Node, NodeConfig, Output, Persist, Status};
 pub use types::*;

@@ -1,0 +1,220 @@
+//! Safety and liveness, checked on every simulated run.
+//!
+//! Safety (all variants; a violation is a finding, never expected from `bft`):
+//! - no two honest nodes commit different entries at one index;
+//! - a committed entry is never changed or lost, across restarts too;
+//! - a request is applied (executed) at most once per state machine;
+//! - every committed request was issued and signed by its client;
+//! - every result a client accepted is the result honest nodes computed.
+//!
+//! Liveness (checked when the run asks for it): once faults stop, every honest node
+//! commits every request issued before the deadline, within a stated bound.
+
+use crate::crypto::Keyring;
+use crate::kv::Applied;
+use crate::protocol::{ClientId, Durable, Entry, Index, Op, OpResult};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Safety,
+    Liveness,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub kind: Kind,
+    pub detail: String,
+}
+
+type ReqId = (ClientId, u64);
+
+pub struct Checker {
+    ring: Keyring,
+    signed: bool,
+    honest: Vec<bool>,
+    /// The first entry an honest node committed at each index.
+    committed: BTreeMap<Index, (usize, Entry)>,
+    applied_upto: Vec<Index>,
+    applied_ever: Vec<Index>,
+    executions: Vec<HashMap<ReqId, u32>>,
+    applied_reqs: Vec<HashSet<ReqId>>,
+    issued: HashMap<ReqId, (Op, u64)>,
+    honest_result: HashMap<ReqId, OpResult>,
+    accepted: Vec<(ReqId, OpResult)>,
+    /// When each request was first held applied by every honest slot.
+    pub violations: Vec<Violation>,
+}
+
+impl Checker {
+    pub fn new(ring: Keyring, honest: Vec<bool>) -> Checker {
+        let slots = honest.len();
+        Checker {
+            signed: ring.domain.signed,
+            ring,
+            honest,
+            committed: BTreeMap::new(),
+            applied_upto: vec![0; slots],
+            applied_ever: vec![0; slots],
+            executions: vec![HashMap::new(); slots],
+            applied_reqs: vec![HashSet::new(); slots],
+            issued: HashMap::new(),
+            honest_result: HashMap::new(),
+            accepted: Vec::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn safety(&mut self, detail: String) {
+        if self.violations.len() < 16 {
+            self.violations.push(Violation { kind: Kind::Safety, detail });
+        }
+    }
+
+    pub fn is_honest(&self, slot: usize) -> bool {
+        self.honest[slot]
+    }
+
+    pub fn on_issue(&mut self, client: ClientId, seq: u64, op: Op, now: u64) {
+        self.issued.insert((client, seq), (op, now));
+    }
+
+    pub fn on_apply(&mut self, slot: usize, node: u32, e: &Entry, applied: Option<&Applied>) {
+        if !self.honest[slot] {
+            return;
+        }
+        if e.index != self.applied_upto[slot] + 1 {
+            self.safety(format!("node {node} applied index {} after {}", e.index, self.applied_upto[slot]));
+        }
+        self.applied_upto[slot] = e.index;
+        self.applied_ever[slot] = self.applied_ever[slot].max(e.index);
+        match self.committed.get(&e.index) {
+            Some((other, first)) if first != e => {
+                let detail = format!(
+                    "honest nodes committed different entries at index {}: slot {other} has {}, node {node} has {}",
+                    e.index,
+                    describe(first),
+                    describe(e)
+                );
+                self.safety(detail);
+            }
+            Some(_) => {}
+            None => {
+                self.committed.insert(e.index, (slot, e.clone()));
+            }
+        }
+        let Some(r) = e.payload.request() else { return };
+        let id = (r.body.client, r.body.seq);
+        match self.issued.get(&id) {
+            Some((op, _)) if *op == r.body.op => {}
+            _ => self.safety(format!(
+                "node {node} committed a request its client never issued: client {} seq {} {:?}",
+                id.0, id.1, r.body.op
+            )),
+        }
+        if self.signed && !self.ring.verify(r) {
+            self.safety(format!("node {node} committed a request without a valid client signature"));
+        }
+        self.applied_reqs[slot].insert(id);
+        let Some(applied) = applied else { return };
+        if let Applied::Executed(result) = applied {
+            let count = self.executions[slot].entry(id).or_insert(0);
+            *count += 1;
+            if *count > 1 {
+                self.safety(format!("node {node} executed client {} seq {} twice", id.0, id.1));
+            }
+            match self.honest_result.get(&id) {
+                Some(r) if r != result => {
+                    let detail = format!("honest nodes computed different results for client {} seq {}", id.0, id.1);
+                    self.safety(detail);
+                }
+                Some(_) => {}
+                None => {
+                    self.honest_result.insert(id, result.clone());
+                }
+            }
+        }
+    }
+
+    /// A restarted node must come back with everything it had committed.
+    pub fn on_restart(&mut self, slot: usize, node: u32, d: &Durable) {
+        if !self.honest[slot] {
+            return;
+        }
+        if d.hard.commit < self.applied_ever[slot] {
+            self.safety(format!(
+                "node {node} lost committed entries on restart: applied {} but recovered commit {}",
+                self.applied_ever[slot], d.hard.commit
+            ));
+        }
+        self.applied_upto[slot] = 0;
+        self.executions[slot].clear();
+        self.applied_reqs[slot].clear();
+    }
+
+    pub fn on_accept(&mut self, client: ClientId, seq: u64, result: OpResult) {
+        self.accepted.push(((client, seq), result));
+    }
+
+    /// Requests held committed by every honest slot, and whether `id` is one of them.
+    pub fn committed_everywhere(&self, id: &ReqId) -> bool {
+        self.honest.iter().enumerate().filter(|(_, h)| **h).all(|(s, _)| self.applied_reqs[s].contains(id))
+    }
+
+    /// The fewest requests any honest node holds committed.
+    pub fn committed_min(&self) -> usize {
+        self.honest
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h)
+            .map(|(s, _)| self.applied_reqs[s].len())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// End of run: clients' accepted results, and liveness for requests issued by `deadline`.
+    pub fn finish(&mut self, liveness_deadline: Option<u64>, bound_desc: &str) {
+        let accepted = std::mem::take(&mut self.accepted);
+        for (id, result) in &accepted {
+            match self.honest_result.get(id) {
+                Some(r) if r == result || *result == OpResult::Stale => {}
+                Some(r) => {
+                    let d = format!("client {} accepted {result:?} for seq {} but honest nodes computed {r:?}", id.0, id.1);
+                    self.safety(d);
+                }
+                None => {
+                    let d = format!("client {} accepted {result:?} for seq {}, which no honest node executed", id.0, id.1);
+                    self.safety(d);
+                }
+            }
+        }
+        self.accepted = accepted;
+        let Some(deadline) = liveness_deadline else { return };
+        let mut late: Vec<&ReqId> = self
+            .issued
+            .iter()
+            .filter(|(_, (_, at))| *at <= deadline)
+            .map(|(id, _)| id)
+            .filter(|id| !self.committed_everywhere(id))
+            .collect();
+        late.sort();
+        if let Some(first) = late.first() {
+            let detail = format!(
+                "{} request(s) issued before the faults stopped (or within the bound after) are not committed at every honest node {bound_desc}; first: client {} seq {}",
+                late.len(),
+                first.0,
+                first.1
+            );
+            self.violations.push(Violation { kind: Kind::Liveness, detail });
+        }
+    }
+}
+
+fn describe(e: &Entry) -> String {
+    match e.payload.request() {
+        Some(r) => format!("(term {}, client {} seq {})", e.term, r.body.client, r.body.seq),
+        None => format!("(term {}, no-op)", e.term),
+    }
+}

@@ -1,0 +1,1 @@
+//! Scripted scenarios (TOML). Placeholder until the format lands.

@@ -1,0 +1,486 @@
+//! The event loop: node slots, clients, the virtual network and a seeded RNG, on virtual
+//! time. Same configuration and seed, same run, bit for bit (`trace` digests it).
+
+use super::checker::Checker;
+use super::disk::Disk;
+use super::network::{Endpoint, Network};
+use super::{Fault, SimConfig};
+use crate::actor::Actor;
+use crate::adversary::{self, Behaviour};
+use crate::client::{ClientCore, ClientOutput};
+use crate::crypto::{sha256, signing_key_from_seed, Digest, Domain, Keyring, Principal, SigCache};
+use crate::kv::Kv;
+use crate::protocol::{
+    authenticate_cached, AuthError, ClientId, Input, Message, Node, NodeConfig, NodeId, Op, Output,
+    Reply,
+};
+use ed25519_dalek::SigningKey;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest as _, Sha256};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+pub const CLUSTER_ID: &str = "sim";
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    Tick(usize),
+    ClientTick(ClientId),
+    Submit(ClientId),
+    Deliver { to: Endpoint, from: Endpoint, msg: Message },
+    Fault(Fault),
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotKind {
+    Honest,
+    Byzantine(Behaviour),
+}
+
+struct Slot {
+    id: NodeId,
+    kind: SlotKind,
+    key: SigningKey,
+    actor: Option<Box<dyn Actor>>,
+    disk: Disk,
+    kv: Kv,
+    incarnation: u64,
+}
+
+struct ClientSlot {
+    core: ClientCore,
+    issued: u64,
+}
+
+pub struct World {
+    pub cfg: SimConfig,
+    rng: ChaCha8Rng,
+    pub now: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    slots: Vec<Slot>,
+    clients: Vec<ClientSlot>,
+    ring: Keyring,
+    pub net: Network,
+    auth_cache: HashMap<(Digest, Principal), Result<(), AuthError>>,
+    sig_cache: SigCache,
+    pub checker: Checker,
+    trace: Sha256,
+    pub delivered: u64,
+    pub rejected: u64,
+    /// Whether clients keep submitting new requests (closed loop) or only scripted ones.
+    pub load: bool,
+}
+
+fn node_key(seed: u64, id: NodeId) -> SigningKey {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..12].copy_from_slice(&id.to_le_bytes());
+    s[12] = 0x4e;
+    signing_key_from_seed(s)
+}
+
+fn client_key(seed: u64, id: ClientId) -> SigningKey {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..12].copy_from_slice(&id.to_le_bytes());
+    s[12] = 0x43;
+    signing_key_from_seed(s)
+}
+
+impl World {
+    pub fn new(cfg: SimConfig) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let node_keys: Vec<SigningKey> = (0..cfg.nodes as NodeId).map(|i| node_key(cfg.seed, i)).collect();
+        let client_keys: Vec<SigningKey> = (0..cfg.clients as ClientId).map(|c| client_key(cfg.seed, c)).collect();
+        let ring = Keyring::new(
+            Domain::new(cfg.rules.variant, CLUSTER_ID),
+            node_keys.iter().map(|k| k.verifying_key()).collect(),
+            client_keys.iter().enumerate().map(|(c, k)| (c as ClientId, k.verifying_key())).collect(),
+        )
+        .expect("derived keys are never weak");
+        let mut slots = Vec::new();
+        for id in 0..cfg.nodes as NodeId {
+            let behaviour = cfg.byzantine.iter().find(|(b, _)| *b == id).map(|(_, b)| *b);
+            let kind = behaviour.map_or(SlotKind::Honest, SlotKind::Byzantine);
+            let copies = if behaviour == Some(Behaviour::Twins) { 2 } else { 1 };
+            for _ in 0..copies {
+                slots.push(Slot {
+                    id,
+                    kind,
+                    key: node_keys[id as usize].clone(),
+                    actor: None,
+                    disk: Disk::default(),
+                    kv: Kv::new(),
+                    incarnation: 0,
+                });
+            }
+        }
+        let honest: Vec<bool> = slots.iter().map(|s| s.kind == SlotKind::Honest).collect();
+        let checker = Checker::new(ring.clone(), honest);
+        let client_timeout = cfg.timing.election_ticks * 3 / 2;
+        let clients = client_keys
+            .into_iter()
+            .enumerate()
+            .map(|(c, key)| ClientSlot {
+                core: ClientCore::new(c as ClientId, key, cfg.rules.variant, CLUSTER_ID, cfg.nodes, client_timeout, 1),
+                issued: 0,
+            })
+            .collect();
+        let mut w = World {
+            rng: ChaCha8Rng::seed_from_u64(rng.gen()),
+            now: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            slots,
+            clients,
+            ring,
+            net: Network::new(),
+            auth_cache: HashMap::new(),
+            sig_cache: SigCache::new(1 << 16),
+            checker,
+            trace: Sha256::new(),
+            delivered: 0,
+            rejected: 0,
+            load: true,
+            cfg,
+        };
+        for s in 0..w.slots.len() {
+            w.start_slot(s);
+            let phase = w.rng.gen_range(0..w.cfg.tick_ms);
+            w.schedule(phase, Event::Tick(s));
+        }
+        for c in 0..w.clients.len() as ClientId {
+            let phase = w.rng.gen_range(0..w.cfg.tick_ms);
+            w.schedule(phase, Event::ClientTick(c));
+            let start = w.rng.gen_range(0..100);
+            w.schedule(start, Event::Submit(c));
+        }
+        w
+    }
+
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slots that hold node `id` (two for twins).
+    pub fn slots_of(&self, id: NodeId) -> Vec<usize> {
+        (0..self.slots.len()).filter(|&s| self.slots[s].id == id).collect()
+    }
+
+    pub fn is_crashed(&self, slot: usize) -> bool {
+        self.slots[slot].actor.is_none()
+    }
+
+    pub fn node(&self, slot: usize) -> Option<&Node> {
+        self.slots[slot].actor.as_ref().map(|a| a.node())
+    }
+
+    pub fn honest_slots(&self) -> Vec<usize> {
+        (0..self.slots.len()).filter(|&s| self.checker.is_honest(s)).collect()
+    }
+
+    pub fn byzantine_slots(&self) -> Vec<usize> {
+        (0..self.slots.len()).filter(|&s| !self.checker.is_honest(s)).collect()
+    }
+
+    pub fn trace_digest(&self) -> Digest {
+        Digest(self.trace.clone().finalize().into())
+    }
+
+    pub fn schedule(&mut self, after: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at: self.now + after, seq: self.seq, event }));
+    }
+
+    fn start_slot(&mut self, s: usize) {
+        let slot = &mut self.slots[s];
+        slot.incarnation += 1;
+        let cfg = NodeConfig {
+            id: slot.id,
+            n: self.cfg.nodes,
+            cluster_id: CLUSTER_ID.to_string(),
+            rules: self.cfg.rules,
+            timing: self.cfg.timing,
+        };
+        let seed = self.cfg.seed ^ ((s as u64) << 40) ^ (slot.incarnation << 56) ^ 0x9e37_79b9;
+        let durable = slot.disk.durable();
+        let actor: Box<dyn Actor> = match slot.kind {
+            SlotKind::Honest => Box::new(Node::new(cfg, slot.key.clone(), seed, durable)),
+            SlotKind::Byzantine(b) => adversary::make(
+                b,
+                adversary::Context { cfg, key: slot.key.clone(), seed, durable, ring: self.ring.clone() },
+            ),
+        };
+        slot.actor = Some(actor);
+        slot.kv = Kv::new();
+    }
+
+    /// Runs until virtual time `until` (ms) or until the queue empties.
+    pub fn run_until(&mut self, until: u64) {
+        while let Some(Reverse(next)) = self.queue.peek() {
+            if next.at > until {
+                break;
+            }
+            let Reverse(ev) = self.queue.pop().expect("peeked");
+            self.now = ev.at;
+            self.handle(ev.event);
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Tick(s) => {
+                let next = self.cfg.tick_ms;
+                self.schedule(next, Event::Tick(s));
+                self.step(s, Input::Tick);
+            }
+            Event::ClientTick(c) => {
+                let next = self.cfg.tick_ms;
+                self.schedule(next, Event::ClientTick(c));
+                let out = self.clients[c as usize].core.tick();
+                self.client_outputs(c, out);
+            }
+            Event::Submit(c) => {
+                if self.load && !self.clients[c as usize].core.busy() && self.clients[c as usize].issued < self.cfg.max_requests {
+                    let op = self.random_op();
+                    self.submit(c, op, None);
+                }
+            }
+            Event::Deliver { to, from, msg } => self.deliver(to, from, msg),
+            Event::Fault(f) => self.apply_fault(f),
+        }
+    }
+
+    fn random_op(&mut self) -> Op {
+        let key = format!("k{}", self.rng.gen_range(0..4));
+        match self.rng.gen_range(0..10) {
+            0..=4 => Op::Put { key, value: format!("v{}", self.rng.gen_range(0..100)) },
+            5..=6 => Op::Get { key },
+            7 => Op::Delete { key },
+            _ => Op::Cas {
+                key,
+                expected: Some(format!("v{}", self.rng.gen_range(0..100))),
+                new: format!("v{}", self.rng.gen_range(0..100)),
+            },
+        }
+    }
+
+    /// A client issues a request (to `to` if given, else where it believes the leader is).
+    pub fn submit(&mut self, c: ClientId, op: Op, to: Option<NodeId>) {
+        let client = &mut self.clients[c as usize];
+        if client.core.busy() {
+            return;
+        }
+        client.issued += 1;
+        let mut out = client.core.submit(op.clone());
+        let seq = client.core.pending_request().expect("just submitted").body.seq;
+        self.checker.on_issue(c, seq, op, self.now);
+        if let (Some(to), Some(ClientOutput::Send { to: t, .. })) = (to, out.first_mut()) {
+            *t = to;
+        }
+        self.client_outputs(c, out);
+    }
+
+    fn client_outputs(&mut self, c: ClientId, out: Vec<ClientOutput>) {
+        for o in out {
+            match o {
+                ClientOutput::Send { to, msg } => {
+                    for s in self.slots_of(to) {
+                        self.send(Endpoint::Client(c), Endpoint::Slot(s), msg.clone());
+                    }
+                }
+                ClientOutput::Broadcast(msg) => {
+                    for s in 0..self.slots.len() {
+                        self.send(Endpoint::Client(c), Endpoint::Slot(s), msg.clone());
+                    }
+                }
+                ClientOutput::Accepted { seq, result } => {
+                    self.checker.on_accept(c, seq, result);
+                    let think = self.rng.gen_range(20..200);
+                    self.schedule(think, Event::Submit(c));
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, from: Endpoint, to: Endpoint, msg: Message) {
+        let delays = self.net.plan(&mut self.rng, from, to);
+        for d in delays {
+            self.schedule(d, Event::Deliver { to, from, msg: msg.clone() });
+        }
+    }
+
+    fn deliver(&mut self, to: Endpoint, from: Endpoint, msg: Message) {
+        let bytes = bincode::serialize(&msg).expect("in-memory encoding");
+        let digest = sha256(&bytes);
+        self.trace.update(self.now.to_le_bytes());
+        self.trace.update(format!("{to:?}{from:?}").as_bytes());
+        self.trace.update(digest.0);
+        self.delivered += 1;
+        match to {
+            Endpoint::Client(c) => {
+                let (Endpoint::Slot(s), Message::Reply(r)) = (from, msg) else { return };
+                let node = self.slots[s].id;
+                let out = self.clients[c as usize].core.on_reply(node, r);
+                self.client_outputs(c, out);
+            }
+            Endpoint::Slot(s) => {
+                if self.slots[s].actor.is_none() {
+                    return;
+                }
+                let link = match from {
+                    Endpoint::Slot(f) => Principal::Node(self.slots[f].id),
+                    Endpoint::Client(c) => Principal::Client(c),
+                };
+                if let (Message::Request(r), Endpoint::Client(c)) = (&msg, from) {
+                    // The driver answers retries of applied requests from the state machine.
+                    if let Some(result) = self.slots[s].kv.cached(r.body.client, r.body.seq) {
+                        let reply = self.reply_for(s, c, r.body.seq, result);
+                        if let Some(reply) = reply {
+                            self.send(Endpoint::Slot(s), Endpoint::Client(c), Message::Reply(reply));
+                        }
+                        return;
+                    }
+                }
+                let (ring, cache) = (&self.ring, &mut self.sig_cache);
+                let verdict = self
+                    .auth_cache
+                    .entry((digest, link))
+                    .or_insert_with(|| authenticate_cached(ring, cache, link, &msg))
+                    .clone();
+                match verdict {
+                    Ok(()) => self.step(s, Input::Message { from: link, msg }),
+                    Err(AuthError::SignedForgery(p, _)) => {
+                        self.rejected += 1;
+                        self.step(s, Input::Misbehaved(p))
+                    }
+                    Err(_) => self.rejected += 1,
+                }
+            }
+        }
+    }
+
+    fn reply_for(&mut self, s: usize, client: ClientId, seq: u64, result: crate::protocol::OpResult) -> Option<Reply> {
+        let slot = &mut self.slots[s];
+        let actor = slot.actor.as_mut()?;
+        let reply = Reply { node: slot.id, client, seq, result, leader: actor.node().leader() };
+        actor.reply(reply)
+    }
+
+    pub fn step(&mut self, s: usize, input: Input) {
+        let Some(actor) = self.slots[s].actor.as_mut() else { return };
+        let out = actor.step(input);
+        self.outputs(s, out);
+    }
+
+    fn outputs(&mut self, s: usize, out: Vec<Output>) {
+        let me = self.slots[s].id;
+        for o in out {
+            match o {
+                Output::Persist(p) => self.slots[s].disk.apply(&p),
+                Output::Send { to, msg } => {
+                    for t in self.slots_of(to) {
+                        if t != s {
+                            self.send(Endpoint::Slot(s), Endpoint::Slot(t), msg.clone());
+                        }
+                    }
+                }
+                Output::Broadcast(msg) => {
+                    for t in 0..self.slots.len() {
+                        if self.slots[t].id != me {
+                            self.send(Endpoint::Slot(s), Endpoint::Slot(t), msg.clone());
+                        }
+                    }
+                }
+                Output::Apply(e) => {
+                    let Some(r) = e.payload.request().cloned() else {
+                        self.checker.on_apply(s, me, &e, None);
+                        continue;
+                    };
+                    let applied = self.slots[s].kv.apply(&r.body);
+                    self.checker.on_apply(s, me, &e, Some(&applied));
+                    let c = r.body.client;
+                    if (c as usize) < self.clients.len() {
+                        if let Some(reply) = self.reply_for(s, c, r.body.seq, applied.result()) {
+                            self.send(Endpoint::Slot(s), Endpoint::Client(c), Message::Reply(reply));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn apply_fault(&mut self, f: Fault) {
+        let slots = self.slots.len();
+        match f {
+            Fault::Partition(sides) => self.net.partition(slots, &sides),
+            Fault::Heal => self.net.heal(),
+            Fault::Block(a, b) => {
+                for x in self.slots_of(a) {
+                    for y in self.slots_of(b) {
+                        self.net.block(x, y);
+                    }
+                }
+            }
+            Fault::Unblock(a, b) => {
+                for x in self.slots_of(a) {
+                    for y in self.slots_of(b) {
+                        self.net.unblock(x, y);
+                    }
+                }
+            }
+            Fault::Loss { drop, duplicate, delay } => {
+                self.net.drop = drop;
+                self.net.duplicate = duplicate;
+                self.net.delay = delay;
+            }
+            Fault::Crash(s) => {
+                self.slots[s].actor = None;
+            }
+            Fault::Restart(s) => {
+                if self.slots[s].actor.is_none() {
+                    let d = self.slots[s].disk.durable();
+                    let id = self.slots[s].id;
+                    self.checker.on_restart(s, id, &d);
+                    self.start_slot(s);
+                }
+            }
+            Fault::Timeout(id) => {
+                for s in self.slots_of(id) {
+                    self.step(s, Input::Timeout);
+                }
+            }
+            Fault::Request { client, op, to } => {
+                if (client as usize) < self.clients.len() {
+                    self.submit(client, op, to);
+                }
+            }
+        }
+    }
+}
