@@ -106,8 +106,18 @@ impl Node {
         let rank = |c: &Signed<Commit>| (c.body.term, c.body.index);
         match slot {
             Some(old) if old.body == c.body => {
-                // A retransmission: the sender is still waiting to commit. Help it.
-                if let Some(mine) = self.my_commit.clone() {
+                // A retransmission: the sender is still waiting to commit. Help it, once
+                // per election timeout per peer, so that two helpers never ping-pong.
+                let Some(mine) = self.my_commit.clone() else { return };
+                let now = self.now;
+                let window = self.cfg.timing.election_ticks as u64;
+                let key = (mine.body.term, mine.body.index);
+                let fresh = match self.helped[from as usize] {
+                    Some((t, i, at)) => (t, i) != key || now - at > window,
+                    None => true,
+                };
+                if fresh {
+                    self.helped[from as usize] = Some((key.0, key.1, now));
                     self.send(from, Message::Commit(mine));
                 }
                 return;

@@ -41,12 +41,14 @@ impl Node {
             *rounds > 0
         });
         // A candidate we voted for that produced no valid AppendEntries within a whole
-        // election timeout is treated like a leader judged faulty in its term: otherwise a
-        // Byzantine candidate could soak up every round's votes by always offering the
-        // highest term, and never lead.
+        // election timeout sits out the next round: otherwise a Byzantine candidate could
+        // soak up every round's votes by always offering the highest term, and never lead.
+        // One round only: an honest candidate may have failed because others refused it,
+        // and a longer penalty would feed on itself (the simulator found that deadlock).
         if let Some((t, c)) = self.hard.voted {
-            if c != self.cfg.id && t > self.follow_term() {
-                self.penalize(c);
+            if c != self.cfg.id && t > self.follow_term() && self.rules.depose_penalty {
+                let rounds = self.penalties.entry(c).or_insert(0);
+                *rounds = (*rounds).max(1);
             }
         }
         self.judge_leader_faulty(Suspicion::Silence);
@@ -82,7 +84,7 @@ impl Node {
 
     /// Candidate: term += 1, vote for itself (persisted first), broadcast RequestVote.
     pub(super) fn campaign(&mut self) {
-        let term = self.hard.term.max(self.voted_term()).max(self.follow_term()) + 1;
+        let term = self.hard.term.max(self.voted_term()).max(self.follow_term()).max(self.highest_rv_term) + 1;
         let me = self.cfg.id;
         self.hard.term = term;
         self.hard.voted = Some((term, me));
@@ -116,7 +118,11 @@ impl Node {
         if self.is_raft() {
             return self.raft_on_request_vote(rv);
         }
-        if !self.term_in_reach(b.term) || b.term <= self.voted_term() {
+        if !self.term_in_reach(b.term) {
+            return;
+        }
+        self.highest_rv_term = self.highest_rv_term.max(b.term);
+        if b.term <= self.voted_term() {
             return;
         }
         // Lazy voter: remember the request (the newest per candidate, so memory is bounded
@@ -236,6 +242,7 @@ impl Node {
             last_ack: vec![None; n],
             heartbeat_elapsed: 0,
             replicated_to: self.log.last_index(),
+            quorum_check_elapsed: 0,
         }));
         tracing::debug!(node = me, term, "became leader");
         if self.is_raft() {

@@ -126,6 +126,8 @@ pub(super) struct LeaderState {
     pub last_ack: Vec<Option<u64>>,
     pub heartbeat_elapsed: u32,
     pub replicated_to: Index,
+    /// Ticks since we last checked that a quorum still Acks us.
+    pub quorum_check_elapsed: u32,
 }
 
 pub(super) enum Role {
@@ -176,6 +178,11 @@ pub struct Node {
     /// Election rounds left during which a judged-faulty node gets no vote from us.
     pub(super) penalties: BTreeMap<NodeId, u32>,
     pub(super) highest_proven: Term,
+    /// Highest term of any RequestVote within reach: a candidate campaigns above it, or a
+    /// candidate whose term fell behind could never catch up (byz nodes adopt no terms).
+    pub(super) highest_rv_term: Term,
+    /// When we last answered a peer's repeated Commit with ours, and with which.
+    pub(super) helped: Vec<Option<(Term, Index, u64)>>,
     pub(super) acks: Vec<VecDeque<Signed<Ack>>>,
     pub(super) commits: Vec<Option<Signed<Commit>>>,
     pub(super) my_ack: Option<Signed<Ack>>,
@@ -222,6 +229,8 @@ impl Node {
             key,
             domain,
             highest_proven: hard.leader.map_or(0, |(t, _)| t),
+            highest_rv_term: 0,
+            helped: vec![None; n],
             hard,
             log,
             role: Role::Follower,

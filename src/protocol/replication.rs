@@ -11,16 +11,47 @@ const AES_KEPT: usize = 16;
 
 impl Node {
     pub(super) fn leader_tick(&mut self) {
-        let due = match &mut self.role {
+        let window = 2 * self.cfg.timing.election_ticks;
+        let (due, check) = match &mut self.role {
             Role::Leader(ls) => {
                 ls.heartbeat_elapsed += 1;
-                ls.heartbeat_elapsed >= self.cfg.timing.heartbeat_ticks
+                ls.quorum_check_elapsed += 1;
+                let check = ls.quorum_check_elapsed >= window;
+                if check {
+                    ls.quorum_check_elapsed = 0;
+                }
+                (ls.heartbeat_elapsed >= self.cfg.timing.heartbeat_ticks, check)
             }
-            _ => false,
+            _ => (false, false),
         };
+        if check && !self.is_raft() && !self.quorum_still_acks(window) {
+            return self.step_down();
+        }
         if due {
             self.heartbeat();
         }
+    }
+
+    /// CheckQuorum (as in etcd): have q nodes, us included, Acked this term lately?
+    fn quorum_still_acks(&self, window: u32) -> bool {
+        let Role::Leader(ls) = &self.role else { return true };
+        let recent = ls
+            .last_ack
+            .iter()
+            .filter(|t| t.is_some_and(|t| self.now - t <= window as u64))
+            .count();
+        recent + 1 >= self.quorum.q
+    }
+
+    /// A leader its followers have abandoned (they voted in later terms, so they can no
+    /// longer Ack it) must stop believing in itself, or it would never vote and could block
+    /// the election that replaces it.
+    fn step_down(&mut self) {
+        tracing::debug!(node = self.cfg.id, term = self.hard.term, "no quorum Acks us: stepping down");
+        self.role = Role::Follower;
+        self.follow = None;
+        self.suspect = Some(Suspicion::Silence);
+        self.reset_election_timer();
     }
 
     /// AppendEntries to every follower (with entries if they lag), plus our own Ack and, if
@@ -112,7 +143,11 @@ impl Node {
             }
             return self.follow.as_ref().is_some_and(|f| f.leader == b.leader);
         }
-        if !self.term_in_reach(b.term) || b.term < self.hard.ack_floor {
+        // Below our Ack floor (we voted for another node in a later term) we still take a
+        // leader's entries and commit from others' Commits; `send_ack` and `set_lock` keep
+        // us from Acking or Committing anything of that term. Refusing the entries too
+        // would strand us forever if the candidate we voted for lost.
+        if !self.term_in_reach(b.term) {
             return false;
         }
         match &self.follow {

@@ -136,6 +136,19 @@ fn describe_byz(cfg: &SimConfig) -> Vec<(NodeId, String)> {
 }
 
 fn run_inner(cfg: SimConfig) -> RunReport {
+    let w = run_world(&cfg);
+    RunReport {
+        seed: cfg.seed,
+        violations: w.checker.violations.clone(),
+        committed: w.checker.committed_min(),
+        byzantine: describe_byz(&cfg),
+        trace: w.trace_digest(),
+        delivered: w.delivered,
+    }
+}
+
+/// Runs one seed and returns the world as it ends, for inspection.
+pub fn run_world(cfg: &SimConfig) -> World {
     let mut w = World::new(cfg.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xfa017);
     // Chaos: faults at random moments.
@@ -160,14 +173,7 @@ fn run_inner(cfg: SimConfig) -> RunReport {
     let deadline = check_liveness.then(|| end - cfg.liveness_bound_ms());
     let bound = format!("within {} election timeouts", LIVENESS_BOUND_TIMEOUTS);
     w.checker.finish(deadline, &bound);
-    RunReport {
-        seed: cfg.seed,
-        violations: w.checker.violations.clone(),
-        committed: w.checker.committed_min(),
-        byzantine: describe_byz(&cfg),
-        trace: w.trace_digest(),
-        delivered: w.delivered,
-    }
+    w
 }
 
 fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {

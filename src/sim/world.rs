@@ -92,6 +92,7 @@ pub struct World {
     trace: Sha256,
     pub delivered: u64,
     pub rejected: u64,
+    pub kinds: std::collections::BTreeMap<&'static str, u64>,
     /// Whether clients keep submitting new requests (closed loop) or only scripted ones.
     pub load: bool,
 }
@@ -166,6 +167,7 @@ impl World {
             trace: Sha256::new(),
             delivered: 0,
             rejected: 0,
+            kinds: Default::default(),
             load: true,
             cfg,
         };
@@ -343,6 +345,7 @@ impl World {
         self.trace.update(format!("{to:?}{from:?}").as_bytes());
         self.trace.update(digest.0);
         self.delivered += 1;
+        *self.kinds.entry(msg.kind()).or_default() += 1;
         match to {
             Endpoint::Client(c) => {
                 let (Endpoint::Slot(s), Message::Reply(r)) = (from, msg) else { return };
