@@ -10,6 +10,7 @@
 
 pub mod actor;
 pub mod adversary;
+pub mod cli;
 pub mod client;
 pub mod crypto;
 pub mod kv;

@@ -128,6 +128,15 @@ fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthE
         }
         // Replies are authenticated by the link alone (checked above).
         Message::Reply(_) => {}
+        Message::CatchUp(c) => {
+            for e in &c.entries {
+                if let Some(r) = e.payload.request() {
+                    if !ring.verify(r) {
+                        return Err(AuthError::BadSignature("request in catch-up"));
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -242,6 +242,17 @@ pub struct Reply {
     pub leader: Option<(Term, NodeId)>,
 }
 
+/// Committed entries pushed by a peer to a node that lags behind (bft). Not signed: the
+/// receiver keeps only entries its own table of q Commits proves committed, recomputing the
+/// hash chain itself, so the sender need not be trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUp {
+    pub from: NodeId,
+    pub prev_index: Index,
+    pub prev_hash: Digest,
+    pub entries: Vec<Entry>,
+}
+
 /// Everything that travels between nodes and clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -255,6 +266,7 @@ pub enum Message {
     Request(SignedRequest),
     Revolution(Signed<Revolution>),
     Reply(Reply),
+    CatchUp(CatchUp),
 }
 
 impl Message {
@@ -268,6 +280,7 @@ impl Message {
             Message::Ack(m) => Some(m.signer()),
             Message::Commit(m) => Some(m.signer()),
             Message::Reply(r) => Some(Principal::Node(r.node)),
+            Message::CatchUp(c) => Some(Principal::Node(c.from)),
             Message::Evidence(_) | Message::Request(_) | Message::Revolution(_) => None,
         }
     }
@@ -283,6 +296,7 @@ impl Message {
             Message::Request(_) => "request",
             Message::Revolution(_) => "revolution",
             Message::Reply(_) => "reply",
+            Message::CatchUp(_) => "catch-up",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! inputs to outputs, and every rule of `../shared/PROTOCOL.md` lives here.
 
 pub mod auth;
+mod catchup;
 mod clients;
 mod commit;
 mod election;

@@ -183,6 +183,8 @@ pub struct Node {
     pub(super) highest_rv_term: Term,
     /// When we last answered a peer's repeated Commit with ours, and with which.
     pub(super) helped: Vec<Option<(Term, Index, u64)>>,
+    /// When we last pushed committed entries to each peer.
+    pub(super) pushed: Vec<Option<u64>>,
     pub(super) acks: Vec<VecDeque<Signed<Ack>>>,
     pub(super) commits: Vec<Option<Signed<Commit>>>,
     pub(super) my_ack: Option<Signed<Ack>>,
@@ -231,6 +233,7 @@ impl Node {
             highest_proven: hard.leader.map_or(0, |(t, _)| t),
             highest_rv_term: 0,
             helped: vec![None; n],
+            pushed: vec![None; n],
             hard,
             log,
             role: Role::Follower,
@@ -338,6 +341,7 @@ impl Node {
             Message::Request(r) => self.on_request(from, r),
             Message::Revolution(r) => self.on_revolution(r),
             Message::Reply(_) => {} // replies go to clients, never to nodes
+            Message::CatchUp(c) => self.on_catch_up(c),
         }
     }
 
@@ -352,6 +356,9 @@ impl Node {
             self.election_timeout_fired();
         }
         self.check_request_timers();
+        if self.now % self.cfg.timing.heartbeat_ticks as u64 == 0 {
+            self.push_catch_up();
+        }
     }
 
     fn misbehaved(&mut self, p: Principal) {

@@ -274,7 +274,7 @@ impl Node {
             // Conflict at e.index.
             if e.index <= self.hard.commit {
                 // Never truncate a committed entry; whoever asks is faulty.
-                tracing::warn!(node = self.cfg.id, index = e.index, "leader asked to truncate a committed entry");
+                tracing::debug!(node = self.cfg.id, index = e.index, "leader asked to truncate a committed entry");
                 self.judge_leader_faulty(Suspicion::Misbehaviour);
                 return false;
             }
@@ -406,6 +406,10 @@ impl Node {
     /// that lock we must be able to hand its entries to our followers. Without this a node
     /// can hold a lock nobody can satisfy and block every election (a liveness hole the
     /// simulator found in the rules as written).
+    pub(super) fn retain_lock_chain_before_truncate(&mut self, from: Index) {
+        self.retain_lock_chain(from)
+    }
+
     fn retain_lock_chain(&mut self, from: Index) {
         let Some(lock) = &self.hard.lock else { return };
         if from > lock.index {

@@ -17,7 +17,7 @@ pub const MAX_TERM_GAP: Term = 1000;
 
 /// Which protocol a cluster runs. All nodes of a cluster run the same one; the variant is
 /// part of every signature's domain tag, so mixed clusters cannot talk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// Plain Raft: no signatures, no hashes, majority quorum, leader decides commits.

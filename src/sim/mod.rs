@@ -111,40 +111,44 @@ pub struct RunReport {
 pub fn run(cfg: &SimConfig) -> RunReport {
     let cfg2 = cfg.clone();
     let result = std::panic::catch_unwind(move || run_inner(cfg2));
-    match result {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            RunReport {
-                seed: cfg.seed,
-                violations: vec![Violation { kind: Kind::Safety, detail: format!("a node panicked: {msg}") }],
-                committed: 0,
-                byzantine: describe_byz(cfg),
-                trace: Default::default(),
-                delivered: 0,
-            }
-        }
+    result.unwrap_or_else(|p| panic_report(cfg.seed, &cfg.byzantine, p))
+}
+
+/// A panic inside a node is an invariant it caught breaking: a safety finding.
+fn panic_report(seed: u64, byz: &[(NodeId, Behaviour)], p: Box<dyn std::any::Any + Send>) -> RunReport {
+    let msg = p
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    RunReport {
+        seed,
+        violations: vec![Violation { kind: Kind::Safety, detail: format!("a node panicked: {msg}") }],
+        committed: 0,
+        byzantine: describe_byz(byz),
+        trace: Default::default(),
+        delivered: 0,
     }
 }
 
-fn describe_byz(cfg: &SimConfig) -> Vec<(NodeId, String)> {
-    cfg.byzantine.iter().map(|(id, b)| (*id, b.name().to_string())).collect()
+fn describe_byz(byz: &[(NodeId, Behaviour)]) -> Vec<(NodeId, String)> {
+    byz.iter().map(|(id, b)| (*id, b.name().to_string())).collect()
 }
 
-fn run_inner(cfg: SimConfig) -> RunReport {
-    let w = run_world(&cfg);
+fn report_of(cfg: &SimConfig, w: &World) -> RunReport {
     RunReport {
         seed: cfg.seed,
         violations: w.checker.violations.clone(),
         committed: w.checker.committed_min(),
-        byzantine: describe_byz(&cfg),
+        byzantine: describe_byz(&cfg.byzantine),
         trace: w.trace_digest(),
         delivered: w.delivered,
     }
+}
+
+fn run_inner(cfg: SimConfig) -> RunReport {
+    let w = run_world(&cfg);
+    report_of(&cfg, &w)
 }
 
 /// Runs one seed and returns the world as it ends, for inspection.

@@ -1,0 +1,36 @@
+//! The `tangaroa` command line.
+
+pub mod sim;
+
+use clap::{Parser, Subcommand};
+
+/// tangaroa: a Byzantine-fault-tolerant Raft (Tangaroa, done properly).
+///
+/// Nodes sign every message, chain their logs with SHA-256, prove leadership with a quorum
+/// of signed votes and commit only on a second round of signed Commits, so the cluster
+/// stays consistent while up to f of n = 3f+1 nodes lie.
+#[derive(Debug, Parser)]
+#[command(name = "tangaroa", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the deterministic simulator: many seeded runs with faults and Byzantine nodes,
+    /// each checked for safety and liveness violations.
+    Sim(sim::SimArgs),
+}
+
+/// An error that is the user's input, not ours: reported plainly, exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}

@@ -1,0 +1,232 @@
+//! `tangaroa sim`: seeded simulation runs, or a scripted scenario, with a summary.
+//!
+//! Exit codes: 0 no violation, 1 violations found, 2 bad input.
+
+use super::BadInput;
+use crate::adversary::Behaviour;
+use crate::protocol::Variant;
+use crate::sim::scenario::Scenario;
+use crate::sim::{Batch, Kind, RunReport, SimConfig};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Protocol variant: raft (crash-tolerant baseline), tangaroa (as published, known
+    /// unsafe) or bft (the default, fixed).
+    #[arg(long, value_parser = parse_variant)]
+    pub variant: Option<Variant>,
+    /// Cluster size n (f = (n-1)/3 Byzantine nodes are tolerated).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// How many nodes are Byzantine in each run (chosen from the seed).
+    #[arg(long, default_value_t = 0)]
+    pub byzantine: usize,
+    /// Comma-separated adversaries to rotate over the Byzantine nodes, or `all`.
+    #[arg(long, default_value = "all")]
+    pub behaviours: String,
+    /// Number of seeded runs.
+    #[arg(long, default_value_t = 100)]
+    pub seeds: u64,
+    /// First seed; runs use seeds first-seed .. first-seed + seeds.
+    #[arg(long)]
+    pub first_seed: Option<u64>,
+    /// Run a scripted scenario (TOML) instead of random faults.
+    #[arg(long)]
+    pub scenario: Option<std::path::PathBuf>,
+    /// Print exactly one JSON object on stdout instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Variant::parse(s).ok_or_else(|| format!("unknown variant {s:?}: expected raft, tangaroa or bft"))
+}
+
+pub fn parse_behaviours(s: &str) -> Result<Vec<Behaviour>, BadInput> {
+    if s.trim() == "all" {
+        return Ok(Behaviour::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let b = Behaviour::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = Behaviour::ALL.iter().map(|b| b.name()).collect();
+            BadInput(format!("unknown behaviour {name:?}; known: {} (or all)", known.join(", ")))
+        })?;
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    if out.is_empty() {
+        return Err(BadInput("--behaviours is empty".into()));
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct JsonViolation {
+    seed: u64,
+    kind: Kind,
+    detail: String,
+    replay: String,
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    variant: String,
+    nodes: usize,
+    byzantine: usize,
+    runs: u64,
+    violations: Vec<JsonViolation>,
+    committed_min: usize,
+    committed_total: usize,
+    behaviours: Vec<String>,
+}
+
+/// Runs the command; `Ok(true)` if violations were found.
+pub fn run(args: SimArgs) -> Result<bool, BadInput> {
+    if args.seeds == 0 || args.seeds > 10_000_000 {
+        return Err(BadInput("--seeds must be between 1 and 10000000".into()));
+    }
+    if let Some(path) = &args.scenario {
+        return run_scenario(&args, path);
+    }
+    let variant = args.variant.unwrap_or_default();
+    if args.nodes == 0 || args.nodes > 31 {
+        return Err(BadInput(format!("--nodes must be between 1 and 31, got {}", args.nodes)));
+    }
+    if args.byzantine >= args.nodes {
+        return Err(BadInput(format!("--byzantine {} leaves no honest node among {}", args.byzantine, args.nodes)));
+    }
+    let behaviours = parse_behaviours(&args.behaviours)?;
+    let f = (args.nodes - 1) / 3;
+    if args.byzantine > f && !args.json {
+        eprintln!("note: {} Byzantine nodes exceed f = {f} for n = {}; no guarantee holds", args.byzantine, args.nodes);
+    }
+    let batch = Batch {
+        base: SimConfig::new(variant, args.nodes, 0),
+        byzantine: args.byzantine,
+        behaviours: behaviours.clone(),
+        first_seed: args.first_seed.unwrap_or(0),
+        seeds: args.seeds,
+    };
+    let bar = progress(args.seeds, args.json);
+    let reports = batch.run(&|r: &RunReport| {
+        bar.inc(1);
+        if !r.violations.is_empty() {
+            bar.set_message(format!("violations at seed {}", r.seed));
+        }
+    });
+    bar.finish_and_clear();
+    let names: Vec<String> = behaviours.iter().map(|b| b.name().to_string()).collect();
+    let replay = |seed: u64| {
+        format!(
+            "tangaroa sim --variant {variant} --nodes {} --byzantine {} --behaviours {} --seeds 1 --first-seed {seed}",
+            args.nodes,
+            args.byzantine,
+            names.join(",")
+        )
+    };
+    summarize(&args, variant.name(), args.nodes, args.byzantine, &names, &reports, &replay)
+}
+
+fn run_scenario(args: &SimArgs, path: &std::path::Path) -> Result<bool, BadInput> {
+    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+    let sc = Scenario::parse(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    let variant = args.variant.unwrap_or(sc.variant);
+    let first = args.first_seed.unwrap_or(sc.seed);
+    let seeds = if args.seeds == 100 && args.first_seed.is_none() { 1 } else { args.seeds };
+    let bar = progress(seeds, args.json || seeds == 1);
+    let reports: Vec<RunReport> = (first..first + seeds)
+        .map(|s| {
+            let r = sc.run(variant, s);
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    if !args.json {
+        println!("scenario {}: {}", sc.name, sc.description.trim());
+    }
+    let names: Vec<String> = sc.byzantine.iter().map(|(_, b)| b.name().to_string()).collect();
+    let replay = |seed: u64| {
+        format!("tangaroa sim --scenario {} --variant {variant} --seeds 1 --first-seed {seed}", path.display())
+    };
+    summarize(args, variant.name(), sc.nodes, sc.byzantine.len(), &names, &reports, &replay)
+}
+
+fn progress(len: u64, hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} (eta {eta}) {msg}")
+            .expect("static template"),
+    );
+    bar
+}
+
+fn summarize(
+    args: &SimArgs,
+    variant: &str,
+    nodes: usize,
+    byzantine: usize,
+    behaviours: &[String],
+    reports: &[RunReport],
+    replay: &dyn Fn(u64) -> String,
+) -> Result<bool, BadInput> {
+    let violations: Vec<JsonViolation> = reports
+        .iter()
+        .flat_map(|r| {
+            r.violations.iter().map(|v| JsonViolation {
+                seed: r.seed,
+                kind: v.kind,
+                detail: v.detail.clone(),
+                replay: replay(r.seed),
+            })
+        })
+        .collect();
+    let committed_min = reports.iter().map(|r| r.committed).min().unwrap_or(0);
+    let committed_total = reports.iter().map(|r| r.committed).sum();
+    let found = !violations.is_empty();
+    if args.json {
+        let summary = JsonSummary {
+            variant: variant.to_string(),
+            nodes,
+            byzantine,
+            runs: reports.len() as u64,
+            violations,
+            committed_min,
+            committed_total,
+            behaviours: behaviours.to_vec(),
+        };
+        println!("{}", serde_json::to_string(&summary).expect("plain data serializes"));
+        return Ok(found);
+    }
+    println!(
+        "{variant}: n={nodes}, {byzantine} Byzantine ({}), {} runs",
+        if behaviours.is_empty() { "none".to_string() } else { behaviours.join(",") },
+        reports.len()
+    );
+    println!("committed requests: fewest in one run {committed_min}, total {committed_total}");
+    if !found {
+        println!("no violations");
+        return Ok(false);
+    }
+    let runs: std::collections::BTreeSet<u64> = violations.iter().map(|v| v.seed).collect();
+    println!("VIOLATIONS in {} of {} runs:", runs.len(), reports.len());
+    for v in violations.iter().take(20) {
+        let kind = match v.kind {
+            Kind::Safety => "safety",
+            Kind::Liveness => "liveness",
+        };
+        println!("  seed {} [{kind}] {}", v.seed, v.detail);
+        println!("    replay: {}", v.replay);
+    }
+    if violations.len() > 20 {
+        println!("  ... and {} more (use --json for all)", violations.len() - 20);
+    }
+    Ok(true)
+}

@@ -1,0 +1,138 @@
+//! Catch-up of committed entries from any peer (bft).
+//!
+//! PROTOCOL.md only lets a leader bring a follower up to date, so a Byzantine leader that
+//! starves some followers (`selective`) or feeds them a fork (`equivocate`) while a quorum
+//! stays happy is never deposed, and its victims never commit. Here any node that sees a
+//! peer's Acks and Commits lag behind its own commit index pushes it the committed entries.
+//! The receiver keeps only what its own table of q Commits proves committed on the chain
+//! it recomputes, so a lying sender can at most waste its time.
+
+use super::message::{CatchUp, Entry, Message};
+use super::node::{Node, Output, Persist, MAX_BATCH};
+use super::types::{Index, Term};
+use crate::crypto::Digest;
+use std::collections::BTreeMap;
+
+impl Node {
+    /// Every heartbeat interval: push committed entries to peers that lag, at most once per
+    /// election timeout each.
+    pub(super) fn push_catch_up(&mut self) {
+        if !self.rules.commit_round || self.hard.commit == 0 {
+            return;
+        }
+        let window = self.cfg.timing.election_ticks as u64;
+        for j in self.peers() {
+            let ju = j as usize;
+            if self.pushed[ju].is_some_and(|t| self.now - t < window) {
+                continue;
+            }
+            let Some(from) = self.known_match(ju) else { continue };
+            if from >= self.hard.commit {
+                continue;
+            }
+            let to = self.hard.commit.min(from + MAX_BATCH as Index);
+            let msg = CatchUp {
+                from: self.cfg.id,
+                prev_index: from,
+                prev_hash: self.log.hash_at(from).expect("below commit"),
+                entries: self.log.slice(from + 1, to).to_vec(),
+            };
+            self.pushed[ju] = Some(self.now);
+            self.send(j, Message::CatchUp(msg));
+        }
+    }
+
+    /// The highest index at which peer `j` has told us (by Ack or Commit) that its log
+    /// equals ours.
+    fn known_match(&self, j: usize) -> Option<Index> {
+        let acks = self.acks[j].iter().map(|a| (a.body.index, a.body.hash));
+        let commit = self.commits[j].iter().map(|c| (c.body.index, c.body.hash));
+        acks.chain(commit)
+            .filter(|(i, h)| self.log.hash_at(*i) == Some(*h))
+            .map(|(i, _)| i)
+            .max()
+    }
+
+    pub(super) fn on_catch_up(&mut self, c: CatchUp) {
+        if !self.rules.commit_round || c.from == self.cfg.id || !self.is_node(c.from) {
+            return;
+        }
+        if self.log.hash_at(c.prev_index) != Some(c.prev_hash) {
+            return;
+        }
+        // Recompute the chain the pushed entries would give us.
+        let mut hashes = Vec::with_capacity(c.entries.len());
+        let mut prev = c.prev_hash;
+        let mut last_term = self.log.term_at(c.prev_index).unwrap_or(0);
+        for (k, e) in c.entries.iter().enumerate() {
+            if e.index != c.prev_index + 1 + k as Index || e.term < last_term {
+                return;
+            }
+            last_term = e.term;
+            prev = self.log.hash_after(&prev, e);
+            hashes.push(prev);
+        }
+        let commit = self.commit_point_on(c.prev_index, &hashes);
+        if commit <= self.hard.commit {
+            return;
+        }
+        let keep = &c.entries[..(commit - c.prev_index) as usize];
+        self.install_committed(keep);
+        self.commit_to(commit);
+    }
+
+    /// Highest index committed (q Commits of one term) on our log up to `base` followed by
+    /// a chain whose hashes are `hashes`.
+    fn commit_point_on(&self, base: Index, hashes: &[Digest]) -> Index {
+        let hash_at = |i: Index| {
+            if i <= base {
+                self.log.hash_at(i)
+            } else {
+                hashes.get((i - base - 1) as usize).copied()
+            }
+        };
+        let mut by_term: BTreeMap<Term, Vec<Index>> = BTreeMap::new();
+        for c in self.commits.iter().flatten() {
+            if hash_at(c.body.index) == Some(c.body.hash) {
+                by_term.entry(c.body.term).or_default().push(c.body.index);
+            }
+        }
+        let q = self.quorum.q;
+        by_term
+            .into_values()
+            .filter(|v| v.len() >= q)
+            .map(|mut v| {
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                v[q - 1]
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Puts committed entries into the log, replacing whatever conflicts with them.
+    fn install_committed(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.iter().position(|e| self.log.entry(e.index) != Some(e)) else {
+            return;
+        };
+        let at = entries[first].index;
+        if at <= self.log.last_index() {
+            assert!(at > self.hard.commit, "two committed chains conflict");
+            if self.acked_term > 0 && at <= self.acked_index {
+                // We Acked, in `acked_term`, a chain that a quorum did not commit: our leader
+                // of that term forked us. Never Ack or Commit in that term again, so that we
+                // stand behind one chain per term.
+                self.hard.ack_floor = self.hard.ack_floor.max(self.acked_term + 1);
+                self.save_hard();
+            }
+            self.retain_lock_chain_before_truncate(at);
+            self.log.truncate_from(at);
+            self.out.push(Output::Persist(Persist::TruncateFrom(at)));
+        }
+        let fresh = entries[first..].to_vec();
+        for e in &fresh {
+            self.log.append(e.clone());
+        }
+        self.out.push(Output::Persist(Persist::Append(fresh)));
+        self.tidy_lock_chain();
+    }
+}
