@@ -26,7 +26,7 @@ impl Node {
             if self.pushed[ju].is_some_and(|t| self.now - t < window) {
                 continue;
             }
-            let Some(from) = self.known_match(ju) else { continue };
+            let from = self.known_match(ju);
             if from >= self.hard.commit {
                 continue;
             }
@@ -43,14 +43,15 @@ impl Node {
     }
 
     /// The highest index at which peer `j` has told us (by Ack or Commit) that its log
-    /// equals ours.
-    fn known_match(&self, j: usize) -> Option<Index> {
+    /// equals ours; the genesis if none (a forked peer Acked nothing we hold).
+    fn known_match(&self, j: usize) -> Index {
         let acks = self.acks[j].iter().map(|a| (a.body.index, a.body.hash));
         let commit = self.commits[j].iter().map(|c| (c.body.index, c.body.hash));
         acks.chain(commit)
             .filter(|(i, h)| self.log.hash_at(*i) == Some(*h))
             .map(|(i, _)| i)
             .max()
+            .unwrap_or(0)
     }
 
     pub(super) fn on_catch_up(&mut self, c: CatchUp) {

@@ -319,3 +319,123 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{signing_key_from_seed, Digest, Domain};
+    use crate::protocol::message::Ack;
+    use crate::protocol::node::{Durable, NodeConfig};
+    use crate::protocol::types::{Rules, Timing};
+    use ed25519_dalek::SigningKey;
+
+    fn keys(n: u8) -> Vec<SigningKey> {
+        (0..n).map(|i| signing_key_from_seed([i + 7; 32])).collect()
+    }
+
+    fn node(rules: Rules, n: usize) -> Node {
+        let cfg = NodeConfig { id: 0, n, cluster_id: "t".into(), rules, timing: Timing::default() };
+        Node::new(cfg, keys(n as u8)[0].clone(), 1, Durable::default())
+    }
+
+    fn vote(k: &[SigningKey], voter: u32, term: Term, candidate: u32) -> Signed<Vote> {
+        Domain::new(Variant::Bft, "t").sign(&k[voter as usize], Vote { term, voter, candidate })
+    }
+
+    fn ack(k: &[SigningKey], from: u32, term: Term, index: u64, hash: Digest) -> Signed<Ack> {
+        let body = Ack { term, from, index, hash, success: true };
+        Domain::new(Variant::Bft, "t").sign(&k[from as usize], body)
+    }
+
+    #[test]
+    fn election_proofs_need_q_distinct_granted_votes_for_exactly_this_term_and_leader() {
+        let k = keys(4);
+        let mut n = node(Rules::for_variant(Variant::Bft), 4);
+        let proof = |votes| ElectionProof { term: 5, leader: 2, votes };
+        let good = proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), vote(&k, 3, 5, 2)]);
+        assert!(n.valid_proof(&good, 5, 2));
+        // Claimed for another term or leader than the AppendEntries carrying it.
+        assert!(!n.valid_proof(&good, 6, 2));
+        assert!(!n.valid_proof(&good, 5, 1));
+        // Too few.
+        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2)]), 5, 2));
+        // The same voter three times.
+        let dup = proof(vec![vote(&k, 1, 5, 2), vote(&k, 1, 5, 2), vote(&k, 1, 5, 2)]);
+        assert!(!n.valid_proof(&dup, 5, 2));
+        // A vote for someone else, or from another term, or from a non-member.
+        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), vote(&k, 3, 5, 1)]), 5, 2));
+        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), vote(&k, 3, 4, 2)]), 5, 2));
+        let mut outsider = vote(&k, 3, 5, 2);
+        outsider.body.voter = 9;
+        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), outsider]), 5, 2));
+        // With the distinct-voters rule switched off (the planted bug), duplicates pass.
+        let mut rules = Rules::for_variant(Variant::Bft);
+        rules.distinct_voters = false;
+        assert!(node(rules, 4).valid_proof(&dup, 5, 2));
+    }
+
+    #[test]
+    fn certificates_need_q_distinct_matching_acks() {
+        let k = keys(4);
+        let n = node(Rules::for_variant(Variant::Bft), 4);
+        let h = Digest([1; 32]);
+        let cert = |acks| PreparedCert { term: 3, index: 7, hash: h, acks };
+        assert!(n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 3, 7, h)])));
+        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h)])));
+        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h)])));
+        // Every Ack must be for exactly (term, index, hash).
+        let other = Digest([2; 32]);
+        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 3, 7, other)])));
+        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 3, 8, h)])));
+        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 2, 7, h)])));
+        let mut refused = ack(&k, 3, 3, 7, h);
+        refused.body.success = false;
+        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), refused])));
+    }
+
+    #[test]
+    fn locks_order_by_term_then_index_and_any_lock_beats_none() {
+        let h = Digest::default();
+        let pc = |term, index| Some(PreparedCert { term, index, hash: h, acks: vec![] });
+        assert!(lock_rank(&pc(2, 1)) > lock_rank(&pc(1, 100)));
+        assert!(lock_rank(&pc(2, 5)) > lock_rank(&pc(2, 4)));
+        assert!(lock_rank(&pc(1, 1)) > lock_rank(&None));
+        assert_eq!(lock_rank(&pc(3, 3)), (3, 3));
+    }
+
+    #[test]
+    fn lazy_voter_grants_only_once_it_believes_the_leader_faulty() {
+        let k = keys(4);
+        let mut n = node(Rules::for_variant(Variant::Bft), 4);
+        // Make n follow a proven leader 1 of term 1.
+        let proof = ElectionProof { term: 1, leader: 1, votes: vec![vote(&k, 1, 1, 1), vote(&k, 2, 1, 1), vote(&k, 3, 1, 1)] };
+        let ae = crate::protocol::message::AppendEntries {
+            term: 1,
+            leader: 1,
+            prev_index: 0,
+            prev_term: 0,
+            prev_hash: n.log().hash_at(0).unwrap(),
+            entries: vec![],
+            commit: 0,
+            proof: Some(proof),
+            lock: None,
+        };
+        let ae = Domain::new(Variant::Bft, "t").sign(&k[1], ae);
+        n.step(crate::protocol::Input::Message { from: crate::crypto::Principal::Node(1), msg: Message::AppendEntries(ae) });
+        assert_eq!(n.leader(), Some((1, 1)));
+        let rv = RequestVote { term: 2, candidate: 3, last_index: 0, last_term: 0, last_hash: n.log().hash_at(0).unwrap(), lock: None };
+        let rv = Domain::new(Variant::Bft, "t").sign(&k[3], rv);
+        let out = n.step(crate::protocol::Input::Message { from: crate::crypto::Principal::Node(3), msg: Message::RequestVote(rv) });
+        let votes = |out: &[crate::protocol::Output]| {
+            out.iter().filter(|o| matches!(o, crate::protocol::Output::Send { msg: Message::Vote(_), .. })).count()
+        };
+        assert_eq!(votes(&out), 0, "a healthy leader means no vote");
+        // The leader goes silent: the remembered request is granted, after the vote is persisted.
+        let out = n.step(crate::protocol::Input::Timeout);
+        assert_eq!(votes(&out), 1);
+        let persisted = out.iter().position(|o| matches!(o, crate::protocol::Output::Persist(_))).unwrap();
+        let sent = out.iter().position(|o| matches!(o, crate::protocol::Output::Send { .. })).unwrap();
+        assert!(persisted < sent, "persist before you speak");
+        assert_eq!(n.hard_state().voted, Some((2, 3)));
+    }
+}

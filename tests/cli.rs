@@ -1,0 +1,79 @@
+//! The `tangaroa sim` contract that scripts rely on: exit codes, JSON, replay commands.
+
+use std::process::Command;
+
+fn tangaroa(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tangaroa"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one JSON object on stdout: {stdout}");
+    serde_json::from_str(lines[0]).expect("valid JSON")
+}
+
+#[test]
+fn clean_runs_exit_zero_with_the_documented_json() {
+    let (code, out, _) = tangaroa(&["sim", "--nodes", "4", "--byzantine", "1", "--behaviours", "stall,crash", "--seeds", "4", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v = json(&out);
+    for key in ["variant", "nodes", "byzantine", "runs", "violations", "committed_min", "committed_total", "behaviours"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["variant"], "bft");
+    assert_eq!(v["nodes"], 4);
+    assert_eq!(v["runs"], 4);
+    assert!(v["committed_min"].as_u64().unwrap() > 0);
+    assert_eq!(v["behaviours"], serde_json::json!(["stall", "crash"]));
+}
+
+#[test]
+fn violations_exit_one_and_replay() {
+    let (code, out, _) = tangaroa(&["sim", "--scenario", "tests/scenarios/cachin-vukolic.toml", "--variant", "tangaroa", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v = json(&out);
+    let first = &v["violations"][0];
+    assert_eq!(first["kind"], "safety");
+    let replay = first["replay"].as_str().unwrap();
+    assert!(replay.starts_with("tangaroa sim "), "{replay}");
+    // The replay command reproduces the violation.
+    let args: Vec<&str> = replay.split_whitespace().skip(1).chain(["--json"]).collect();
+    let (code2, out2, _) = tangaroa(&args);
+    assert_eq!(code2, 1);
+    assert_eq!(json(&out2)["violations"][0]["detail"], first["detail"]);
+    // Human output names the replay command too.
+    let (_, human, _) = tangaroa(&["sim", "--scenario", "tests/scenarios/cachin-vukolic.toml", "--variant", "tangaroa"]);
+    assert!(human.contains("replay: tangaroa sim --scenario"), "{human}");
+}
+
+#[test]
+fn bad_input_exits_two_with_a_clear_message() {
+    let cases: [&[&str]; 6] = [
+        &["sim", "--variant", "paxos"],
+        &["sim", "--behaviours", "sulk"],
+        &["sim", "--nodes", "4", "--byzantine", "4"],
+        &["sim", "--seeds", "0"],
+        &["sim", "--scenario", "no/such/file.toml"],
+        &["sim", "--nodes", "0"],
+    ];
+    for args in cases {
+        let (code, out, err) = tangaroa(args);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(err.to_lowercase().contains("error"), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?} printed to stdout: {out}");
+    }
+}
+
+#[test]
+fn help_explains_the_command() {
+    let (code, out, _) = tangaroa(&["sim", "--help"]);
+    assert_eq!(code, 0);
+    for word in ["--variant", "--behaviours", "--scenario", "--json", "--first-seed"] {
+        assert!(out.contains(word), "{word} missing from help");
+    }
+}
