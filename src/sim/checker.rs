@@ -218,3 +218,116 @@ fn describe(e: &Entry) -> String {
         None => format!("(term {}, no-op)", e.term),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{signing_key_from_seed, Domain, Signed};
+    use crate::protocol::{Payload, Request, Variant};
+
+    fn setup() -> (Checker, ed25519_dalek::SigningKey, Domain) {
+        let node = signing_key_from_seed([1; 32]);
+        let client = signing_key_from_seed([2; 32]);
+        let domain = Domain::new(Variant::Bft, "c");
+        let ring = Keyring::new(domain.clone(), vec![node.verifying_key(); 3], [(0, client.verifying_key())].into()).unwrap();
+        (Checker::new(ring, vec![true, true, false]), client, domain)
+    }
+
+    fn entry(d: &Domain, k: &ed25519_dalek::SigningKey, index: u64, seq: u64, value: &str) -> Entry {
+        let op = Op::Put { key: "k".into(), value: value.into() };
+        let r = d.sign(k, Request { client: 0, seq, op });
+        Entry { term: 1, index, payload: Payload::Request(r) }
+    }
+
+    fn put(v: &str) -> Op {
+        Op::Put { key: "k".into(), value: v.into() }
+    }
+
+    #[test]
+    fn agreement_is_clean_when_honest_nodes_agree() {
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        let e = entry(&d, &k, 1, 1, "a");
+        c.on_apply(0, 0, &e, Some(&Applied::Executed(OpResult::Ok)));
+        c.on_apply(1, 1, &e, Some(&Applied::Executed(OpResult::Ok)));
+        c.on_accept(0, 1, OpResult::Ok);
+        c.finish(Some(10), "");
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert_eq!(c.committed_min(), 1);
+    }
+
+    #[test]
+    fn catches_different_entries_at_one_index() {
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        c.on_issue(0, 2, put("b"), 0);
+        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), None);
+        c.on_apply(1, 1, &entry(&d, &k, 1, 2, "b"), None);
+        assert!(c.violations[0].detail.contains("different entries at index 1"));
+    }
+
+    #[test]
+    fn ignores_byzantine_slots() {
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), None);
+        c.on_apply(2, 2, &entry(&d, &k, 1, 1, "zzz"), None);
+        assert!(c.violations.is_empty());
+    }
+
+    #[test]
+    fn catches_double_execution() {
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), Some(&Applied::Executed(OpResult::Ok)));
+        c.on_apply(0, 0, &entry(&d, &k, 2, 1, "a"), Some(&Applied::Executed(OpResult::Ok)));
+        assert!(c.violations.iter().any(|v| v.detail.contains("twice")), "{:?}", c.violations);
+    }
+
+    #[test]
+    fn catches_forged_and_unsigned_requests() {
+        let (mut c, k, d) = setup();
+        // Never issued by the client.
+        c.on_apply(0, 0, &entry(&d, &k, 1, 7, "x"), None);
+        assert!(c.violations.iter().any(|v| v.detail.contains("never issued")));
+        // Issued, but the committed copy's signature is not the client's.
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        let mut e = entry(&d, &k, 1, 1, "a");
+        if let Payload::Request(Signed { sig, .. }) = &mut e.payload {
+            *sig = Some(d.sign(&signing_key_from_seed([9; 32]), Request { client: 0, seq: 1, op: put("a") }).sig.unwrap());
+        }
+        c.on_apply(0, 0, &e, None);
+        assert!(c.violations.iter().any(|v| v.detail.contains("valid client signature")), "{:?}", c.violations);
+    }
+
+    #[test]
+    fn catches_committed_entries_lost_on_restart() {
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), None);
+        c.on_restart(0, 0, &Durable::default());
+        assert!(c.violations.iter().any(|v| v.detail.contains("lost committed entries")));
+    }
+
+    #[test]
+    fn catches_a_client_accepting_a_lie() {
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), Some(&Applied::Executed(OpResult::Ok)));
+        c.on_accept(0, 1, OpResult::Value(Some("forged".into())));
+        c.finish(None, "");
+        assert!(c.violations.iter().any(|v| v.detail.contains("accepted")), "{:?}", c.violations);
+    }
+
+    #[test]
+    fn catches_requests_left_uncommitted_after_faults_stop() {
+        let (mut c, k, d) = setup();
+        c.on_issue(0, 1, put("a"), 0);
+        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), None);
+        // Slot 1 never applied it.
+        c.finish(Some(5), "within the bound");
+        assert_eq!(c.violations.len(), 1);
+        assert_eq!(c.violations[0].kind, Kind::Liveness);
+    }
+}
