@@ -25,6 +25,19 @@ impl Node {
         term <= self.highest_proven.saturating_add(MAX_TERM_GAP)
     }
 
+    /// Highest term we vote or campaign in: half the gap. A node that voted at the very
+    /// edge of the gap could never again vote for an honest candidate, who must campaign
+    /// above that vote and so out of everyone's reach: a disruptor's edge-of-gap
+    /// RequestVote, granted once by every lazy voter before any leader is proven, would
+    /// freeze the cluster for good (the simulator found it). Keeping our own votes in the
+    /// lower half always leaves honest candidates room above them.
+    fn vote_ceiling(&self) -> Term {
+        if self.is_raft() {
+            return Term::MAX; // plain Raft has no proofs and no gap rule
+        }
+        self.highest_proven.saturating_add(MAX_TERM_GAP / 2)
+    }
+
     /// The election timer fired (or an operator/scenario forced it).
     pub(super) fn election_timeout_fired(&mut self) {
         if self.is_leader() {
@@ -84,7 +97,11 @@ impl Node {
 
     /// Candidate: term += 1, vote for itself (persisted first), broadcast RequestVote.
     pub(super) fn campaign(&mut self) {
-        let term = self.hard.term.max(self.voted_term()).max(self.follow_term()).max(self.highest_rv_term) + 1;
+        let term = (self.hard.term.max(self.voted_term()).max(self.follow_term()).max(self.highest_rv_term) + 1)
+            .min(self.vote_ceiling());
+        if term <= self.voted_term() {
+            return; // no room left below the ceiling until a leader is proven
+        }
         let me = self.cfg.id;
         self.hard.term = term;
         self.hard.voted = Some((term, me));
@@ -121,7 +138,9 @@ impl Node {
         if !self.term_in_reach(b.term) {
             return;
         }
-        self.highest_rv_term = self.highest_rv_term.max(b.term);
+        if b.term <= self.vote_ceiling() {
+            self.highest_rv_term = self.highest_rv_term.max(b.term);
+        }
         if b.term <= self.voted_term() {
             return;
         }
@@ -156,7 +175,7 @@ impl Node {
     }
 
     fn may_vote_for(&self, rv: &RequestVote) -> bool {
-        if rv.term <= self.voted_term() || rv.term <= self.follow_term() {
+        if rv.term <= self.voted_term() || rv.term <= self.follow_term() || rv.term > self.vote_ceiling() {
             return false;
         }
         if self.penalties.contains_key(&rv.candidate) || self.convicted.contains(&rv.candidate) {
