@@ -4,11 +4,27 @@
 //! Every adversary holds its node's real signing key: it can sign anything its node could,
 //! and nothing else.
 
+mod equivocate;
+
 use crate::actor::Actor;
-use crate::crypto::{Domain, Keyring};
-use crate::protocol::{Durable, Node, NodeConfig};
-use ed25519_dalek::SigningKey;
+use crate::crypto::{Digest, Domain, Keyring, Signable, Signed};
+use crate::protocol::{ClientId, Durable, Node, NodeConfig, NodeId, RequestVote};
+use ed25519_dalek::{Signature, SigningKey};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::fmt;
+
+mod crash;
+mod disrupt;
+mod double_vote;
+mod forge_proof;
+mod impersonate;
+mod lie_ack;
+mod lie_reply;
+mod replay;
+mod selective;
+mod stall;
+mod tamper;
 
 /// The adversaries, by the names the CLI uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,6 +146,141 @@ impl Context {
 pub fn make(behaviour: Behaviour, ctx: Context) -> Box<dyn Actor> {
     match behaviour {
         Behaviour::Twins => Box::new(ctx.honest_node()),
-        _ => Box::new(ctx.honest_node()), // placeholder until each behaviour lands
+        Behaviour::Equivocate => Box::new(equivocate::Equivocate::new(ctx)),
+        Behaviour::ForgeProof => Box::new(forge_proof::ForgeProof::new(&ctx)),
+        Behaviour::Disrupt => Box::new(disrupt::Disrupt::new(&ctx)),
+        Behaviour::Stall => Box::new(stall::Stall::new(&ctx)),
+        Behaviour::LieAck => Box::new(lie_ack::LieAck::new(&ctx)),
+        Behaviour::Tamper => Box::new(tamper::Tamper::new(&ctx)),
+        Behaviour::Replay => Box::new(replay::Replay::new(&ctx)),
+        Behaviour::Impersonate => Box::new(impersonate::Impersonate::new(&ctx)),
+        Behaviour::Selective => Box::new(selective::Selective::new(&ctx)),
+        Behaviour::Crash => Box::new(crash::Crash::new(&ctx)),
+        Behaviour::DoubleVote => Box::new(double_vote::DoubleVote::new(&ctx)),
+        Behaviour::LieReply => Box::new(lie_reply::LieReply::new(&ctx)),
+    }
+}
+
+/// What every wrapper needs besides its inner node: who it is, its one key, and a private
+/// RNG. The RNG is seeded from `ctx.seed` (salted per behaviour, so it does not mirror the
+/// inner node's election-timeout draws): same seed, same run.
+pub(crate) struct Kit {
+    pub id: NodeId,
+    pub n: usize,
+    pub key: SigningKey,
+    pub domain: Domain,
+    pub ring: Keyring,
+    pub rng: ChaCha8Rng,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+}
+
+impl Kit {
+    pub fn new(ctx: &Context, salt: u64) -> Kit {
+        Kit {
+            id: ctx.cfg.id,
+            n: ctx.cfg.n,
+            key: ctx.key.clone(),
+            domain: ctx.domain(),
+            ring: ctx.ring.clone(),
+            rng: ChaCha8Rng::seed_from_u64(ctx.seed ^ salt.rotate_left(17) ^ 0xad5e_u64),
+            election_ticks: ctx.cfg.timing.election_ticks.max(1),
+            heartbeat_ticks: ctx.cfg.timing.heartbeat_ticks.max(1),
+        }
+    }
+
+    /// Signs with our own key: the only key an adversary has.
+    pub fn sign<T: Signable>(&self, body: T) -> Signed<T> {
+        self.domain.sign(&self.key, body)
+    }
+
+    /// Every node id but ours, in id order.
+    pub fn others(&self) -> Vec<NodeId> {
+        (0..self.n as NodeId).filter(|&i| i != self.id).collect()
+    }
+
+    pub fn random_other(&mut self) -> NodeId {
+        let others = self.others();
+        if others.is_empty() {
+            return self.id;
+        }
+        others[self.rng.gen_range(0..others.len())]
+    }
+
+    /// 64 random bytes where a signature should be: what a node without the key can offer.
+    pub fn garbage_sig(&mut self) -> Option<Signature> {
+        let mut b = [0u8; 64];
+        self.rng.fill(&mut b[..]);
+        Some(Signature::from_bytes(&b))
+    }
+
+    /// A digest no honest log holds.
+    pub fn random_digest(&mut self) -> Digest {
+        Digest(self.rng.gen())
+    }
+
+    /// The registered clients (the public config lists them), probed over a small range.
+    pub fn clients(&self) -> Vec<ClientId> {
+        (0..64).filter(|&c| self.ring.has_client(c)).collect()
+    }
+}
+
+/// The RequestVote `node` would send for `term`: its real log end and (bft) its real lock,
+/// so that nothing but the term or the sender field is a lie.
+pub(crate) fn request_vote_of(node: &Node, term: crate::protocol::Term) -> RequestVote {
+    let log = node.log();
+    RequestVote {
+        term,
+        candidate: node.id(),
+        last_index: log.last_index(),
+        last_term: log.last_term(),
+        last_hash: log.last_hash(),
+        lock: if node.rules().lock_vote_check {
+            node.hard_state().lock.clone()
+        } else {
+            None
+        },
+    }
+}
+
+/// A small cluster's context for the adversaries' unit tests: node keys, one client (id 0).
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::Context;
+    use crate::crypto::{signing_key_from_seed, Domain, Keyring};
+    use crate::protocol::{Durable, NodeConfig, NodeId, Rules, Timing, Variant};
+    use ed25519_dalek::SigningKey;
+    use std::collections::HashMap;
+
+    pub fn client_key() -> SigningKey {
+        signing_key_from_seed([99; 32])
+    }
+
+    pub fn ctx(id: NodeId, n: usize, variant: Variant) -> Context {
+        let keys: Vec<SigningKey> = (0..n as u8)
+            .map(|i| signing_key_from_seed([i + 1; 32]))
+            .collect();
+        let clients = HashMap::from([(0, client_key().verifying_key())]);
+        let ring = Keyring::new(
+            Domain::new(variant, "t"),
+            keys.iter().map(|k| k.verifying_key()).collect(),
+            clients,
+        )
+        .expect("test keys are fine");
+        let rules = Rules::for_variant(variant);
+        let cfg = NodeConfig {
+            id,
+            n,
+            cluster_id: "t".into(),
+            rules,
+            timing: Timing::default(),
+        };
+        Context {
+            cfg,
+            key: keys[id as usize].clone(),
+            seed: 7,
+            durable: Durable::default(),
+            ring,
+        }
     }
 }
