@@ -6,13 +6,21 @@
 //! Every entry still carries a validly signed client request, and the fork's hash chain is
 //! recomputed, so each side sees a perfectly consistent leader; only comparing notes
 //! (Acks, Commits, votes) can reveal the lie. This is the Byzantine leader of Cachin &
-//! Vukolić's counterexample.
+//! Vukolić's counterexample. The leader also backs the fork with its own signed Acks and
+//! Commits of it, sent to the fork's side only.
+//!
+//! After `WIDEN_TICKS` as leader it widens the fork to every follower but the lowest, so
+//! followers that Acked the real log are now offered the fork in the same term: that is
+//! what the append-only rule catches, as Evidence.
 
 use super::Context;
 use crate::actor::Actor;
 use crate::crypto::Domain;
 use crate::protocol::log::Log;
-use crate::protocol::{AppendEntries, Entry, Input, Message, Node, NodeId, Output, Term};
+use crate::protocol::{Ack, AppendEntries, Commit, Entry, Input, Message, Node, NodeId, Output, Term};
+
+/// Ticks of leadership before the fork widens.
+const WIDEN_TICKS: u32 = 60;
 use ed25519_dalek::SigningKey;
 
 pub struct Equivocate {
@@ -20,7 +28,13 @@ pub struct Equivocate {
     key: SigningKey,
     domain: Domain,
     cluster_id: String,
+    peers: Vec<NodeId>,
+    /// Highest index of a real Ack or Commit of ours each follower has seen: backing the
+    /// fork at or below it would hand that follower two conflicting Acks, i.e. Evidence.
+    shown_real: Vec<u64>,
     minority: Vec<NodeId>,
+    widened: Vec<NodeId>,
+    ticks_leading: u32,
     /// The leader term the fork belongs to, and the last index shared by both sides.
     fork_term: Term,
     base: u64,
@@ -34,12 +48,17 @@ impl Equivocate {
         let n = ctx.cfg.n as NodeId;
         let others: Vec<NodeId> = (0..n).filter(|&i| i != me).collect();
         let minority = others[others.len() - others.len() / 2..].to_vec();
+        let widened = others[1..].to_vec();
         Equivocate {
             inner: ctx.honest_node(),
             domain: ctx.domain(),
             key: ctx.key.clone(),
             cluster_id: ctx.cfg.cluster_id.clone(),
             minority,
+            widened,
+            peers: others.clone(),
+            shown_real: vec![0; n as usize],
+            ticks_leading: 0,
             fork_term: 0,
             base: 0,
             fork: None,
@@ -69,10 +88,15 @@ impl Equivocate {
         self.fork.as_ref().expect("built above")
     }
 
-    fn rewrite(&mut self, ae: &AppendEntries) -> AppendEntries {
+    /// The AppendEntries `to` gets instead of `ae`. A follower that first saw the real log
+    /// is sent the whole fork from where the two part: our inner leader would never back
+    /// off below what it already matched.
+    fn rewrite(&mut self, to: NodeId, ae: &AppendEntries) -> AppendEntries {
+        let converted = !self.minority.contains(&to);
+        let base = self.base;
         let fork = self.fork();
-        let prev = ae.prev_index.min(fork.last_index());
-        let to = (ae.prev_index + ae.entries.len() as u64).min(fork.last_index());
+        let prev = if converted { base } else { ae.prev_index.min(fork.last_index()) };
+        let to = if converted { fork.last_index() } else { (ae.prev_index + ae.entries.len() as u64).min(fork.last_index()) };
         AppendEntries {
             prev_index: prev,
             prev_term: fork.term_at(prev).expect("prev in fork"),
@@ -83,10 +107,28 @@ impl Equivocate {
     }
 }
 
+impl Equivocate {
+    /// Our own Ack and Commit of the fork's end, to make the fork look certified.
+    fn back_fork(&mut self, to: NodeId, term: Term, out: &mut Vec<Output>) {
+        let from = self.inner.id();
+        let fork = self.fork();
+        let (index, hash) = (fork.last_index(), fork.last_hash());
+        if index <= self.shown_real[to as usize] {
+            return;
+        }
+        let ack = self.domain.sign(&self.key, Ack { term, from, index, hash, success: true });
+        let commit = self.domain.sign(&self.key, Commit { term, from, index, hash });
+        out.push(Output::Send { to, msg: Message::Ack(ack) });
+        out.push(Output::Send { to, msg: Message::Commit(commit) });
+    }
+}
+
 impl Actor for Equivocate {
     fn step(&mut self, input: Input) -> Vec<Output> {
+        let tick = matches!(input, Input::Tick);
         let out = self.inner.step(input);
         if !self.inner.is_leader() {
+            self.ticks_leading = 0;
             return out;
         }
         let term = self.inner.hard_state().term;
@@ -96,15 +138,42 @@ impl Actor for Equivocate {
             self.base = self.inner.log().entries().iter().take_while(|e| e.term < term).count() as u64;
             self.fork = None;
         }
-        out.into_iter()
-            .map(|o| match o {
-                Output::Send { to, msg: Message::AppendEntries(ae) } if self.minority.contains(&to) => {
-                    let forged = self.rewrite(&ae.body);
-                    Output::Send { to, msg: Message::AppendEntries(self.domain.sign(&self.key, forged)) }
+        if tick {
+            self.ticks_leading += 1;
+        }
+        let side = if self.ticks_leading >= WIDEN_TICKS { self.widened.clone() } else { self.minority.clone() };
+        let mut rewritten = Vec::with_capacity(out.len());
+        for o in out {
+            match o {
+                Output::Send { to, msg: Message::AppendEntries(ae) } if side.contains(&to) => {
+                    let forged = self.rewrite(to, &ae.body);
+                    let carried = !forged.entries.is_empty();
+                    let msg = Message::AppendEntries(self.domain.sign(&self.key, forged));
+                    rewritten.push(Output::Send { to, msg });
+                    if carried {
+                        self.back_fork(to, term, &mut rewritten);
+                    }
                 }
-                other => other,
-            })
-            .collect()
+                // Each side hears only its own story: our real Acks and Commits go to the
+                // real side, never to followers that see the fork.
+                Output::Broadcast(msg @ (Message::Ack(_) | Message::Commit(_))) => {
+                    let index = match &msg {
+                        Message::Ack(a) => a.body.index,
+                        Message::Commit(c) => c.body.index,
+                        _ => 0,
+                    };
+                    for to in self.peers.clone() {
+                        if !side.contains(&to) {
+                            let shown = &mut self.shown_real[to as usize];
+                            *shown = (*shown).max(index);
+                            rewritten.push(Output::Send { to, msg: msg.clone() });
+                        }
+                    }
+                }
+                other => rewritten.push(other),
+            }
+        }
+        rewritten
     }
 
     fn node(&self) -> &Node {

@@ -181,14 +181,12 @@ impl Node {
         if self.penalties.contains_key(&rv.candidate) || self.convicted.contains(&rv.candidate) {
             return false;
         }
-        if self.rules.lock_vote_check {
-            // bft: the candidate's lock, a valid certificate, must be at least ours. The log
-            // test is deliberately not used too (PROTOCOL.md explains the deadlock).
+        let lock_ok = !self.rules.lock_vote_check || {
+            // bft: the candidate's lock, a valid certificate, must be at least ours.
             let valid = rv.lock.as_ref().is_none_or(|c| self.valid_cert(c));
             valid && lock_rank(&rv.lock) >= lock_rank(&self.hard.lock)
-        } else {
-            self.log_up_to_date(rv)
-        }
+        };
+        lock_ok && (!self.rules.log_vote_check || self.log_up_to_date(rv))
     }
 
     fn log_up_to_date(&self, rv: &RequestVote) -> bool {

@@ -94,8 +94,11 @@ pub struct Rules {
     pub distinct_voters: bool,
     /// Votes are granted only once the voter believes the leader faulty (T).
     pub lazy_voting: bool,
-    /// Votes compare locks (bft) instead of log recency (raft, tangaroa).
+    /// Votes require the candidate's lock to be at least the voter's (bft).
     pub lock_vote_check: bool,
+    /// Votes require the candidate's log to be at least as recent (raft, tangaroa). bft
+    /// does not use it: PROTOCOL.md explains why both together could deadlock.
+    pub log_vote_check: bool,
     /// Commit needs a second round of q Commits (bft); otherwise tangaroa commits when prepared.
     pub commit_round: bool,
     /// A follower never truncates an entry it Acked in the same term (bft).
@@ -122,6 +125,7 @@ impl Rules {
             distinct_voters: byz,
             lazy_voting: byz,
             lock_vote_check: bft,
+            log_vote_check: !bft,
             commit_round: bft,
             append_only_in_term: bft,
             follow_leader_lock: bft,

@@ -36,9 +36,10 @@ pub enum Fault {
     /// Slots on different sides cannot talk; slots not listed are alone.
     Partition(Vec<Vec<usize>>),
     Heal,
-    /// Cut / restore the directed link between two node ids.
-    Block(NodeId, NodeId),
-    Unblock(NodeId, NodeId),
+    /// Cut / restore the directed link between two node ids, for every message kind or
+    /// for one (`Message::kind` names).
+    Block(NodeId, NodeId, Option<&'static str>),
+    Unblock(NodeId, NodeId, Option<&'static str>),
     Loss { drop: f64, duplicate: f64, delay: (u64, u64) },
     Crash(usize),
     Restart(usize),

@@ -16,8 +16,8 @@ pub enum Endpoint {
 pub struct Network {
     /// Partition group of each slot; `None` when healed. Clients reach every group.
     groups: Option<Vec<usize>>,
-    /// Directed links cut by a scenario: (from slot, to slot).
-    blocked: BTreeSet<(usize, usize)>,
+    /// Directed links cut by a scenario: (from slot, to slot, message kind or all).
+    blocked: BTreeSet<(usize, usize, Option<&'static str>)>,
     pub drop: f64,
     pub duplicate: f64,
     /// Delivery delay range in ms, inclusive.
@@ -51,31 +51,32 @@ impl Network {
         self.delay = (1, 5);
     }
 
-    pub fn block(&mut self, from: usize, to: usize) {
-        self.blocked.insert((from, to));
+    /// Cuts a directed link, for every message or for one kind only (a selective omission).
+    pub fn block(&mut self, from: usize, to: usize, kind: Option<&'static str>) {
+        self.blocked.insert((from, to, kind));
     }
 
-    pub fn unblock(&mut self, from: usize, to: usize) {
-        self.blocked.remove(&(from, to));
+    pub fn unblock(&mut self, from: usize, to: usize, kind: Option<&'static str>) {
+        self.blocked.remove(&(from, to, kind));
     }
 
     pub fn is_partitioned(&self) -> bool {
         self.groups.is_some() || !self.blocked.is_empty()
     }
 
-    fn connected(&self, from: Endpoint, to: Endpoint) -> bool {
+    fn connected(&self, from: Endpoint, to: Endpoint, kind: &'static str) -> bool {
         match (from, to) {
             (Endpoint::Slot(a), Endpoint::Slot(b)) => {
                 let same = self.groups.as_ref().is_none_or(|g| g[a] == g[b]);
-                same && !self.blocked.contains(&(a, b))
+                same && !self.blocked.contains(&(a, b, None)) && !self.blocked.contains(&(a, b, Some(kind)))
             }
             _ => true,
         }
     }
 
     /// Delivery delays for one message: empty if lost, two if duplicated.
-    pub fn plan(&self, rng: &mut impl Rng, from: Endpoint, to: Endpoint) -> Vec<u64> {
-        if !self.connected(from, to) || rng.gen_bool(self.drop) {
+    pub fn plan(&self, rng: &mut impl Rng, from: Endpoint, to: Endpoint, kind: &'static str) -> Vec<u64> {
+        if !self.connected(from, to, kind) || rng.gen_bool(self.drop) {
             return vec![];
         }
         let mut delays = vec![rng.gen_range(self.delay.0..=self.delay.1)];

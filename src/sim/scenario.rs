@@ -28,7 +28,8 @@
 //! ```
 //!
 //! Actions: `timeout {node}`, `partition {groups = [[0,1],[2,3]]}`, `heal`,
-//! `block {from, to}` / `unblock {from, to}` (one direction), `crash {node}`,
+//! `block {from, to, kinds?}` / `unblock {from, to, kinds?}` (one direction; `kinds`
+//! limits it to message kinds such as `["commit"]`), `crash {node}`,
 //! `restart {node}`, `request {client, op = "put x 1", to?}` (`to` names the node the
 //! client first sends to), `loss {drop, duplicate, delay_ms = [min, max]}`.
 
@@ -87,7 +88,13 @@ struct EventFile {
     drop: Option<f64>,
     duplicate: Option<f64>,
     delay_ms: Option<[u64; 2]>,
+    kinds: Option<Vec<String>>,
 }
+
+/// Message kinds a `block` may name.
+const KINDS: [&str; 10] = [
+    "request-vote", "vote", "append-entries", "ack", "commit", "evidence", "request", "revolution", "reply", "catch-up",
+];
 
 /// What a scenario expects of a variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,7 +190,22 @@ impl Scenario {
                 "block" | "unblock" => {
                     let a = node(&format!("{what} from"), e.from)?;
                     let b = node(&format!("{what} to"), e.to)?;
-                    ScenarioEvent::Other(if e.action == "block" { Fault::Block(a, b) } else { Fault::Unblock(a, b) })
+                    let kinds: Vec<Option<&'static str>> = match &e.kinds {
+                        None => vec![None],
+                        Some(ks) => ks
+                            .iter()
+                            .map(|k| {
+                                KINDS.iter().find(|x| **x == k.as_str()).map(|x| Some(*x)).ok_or_else(|| {
+                                    format!("{what}: unknown message kind {k:?} (one of {})", KINDS.join(", "))
+                                })
+                            })
+                            .collect::<Result<_, _>>()?,
+                    };
+                    for kind in kinds {
+                        let f = if e.action == "block" { Fault::Block(a, b, kind) } else { Fault::Unblock(a, b, kind) };
+                        events.push((e.at_ms, ScenarioEvent::Other(f)));
+                    }
+                    continue;
                 }
                 "request" => {
                     let client = e.client.unwrap_or(0);
@@ -259,7 +281,19 @@ impl Scenario {
     }
 
     fn run_inner(&self, cfg: SimConfig) -> RunReport {
-        let mut w = World::new(cfg.clone());
+        let w = self.world(cfg.clone());
+        super::report_of(&cfg, &w)
+    }
+
+    /// Runs the timeline and returns the world as it ends, for inspection.
+    pub fn run_world(&self, rules: Rules, seed: u64) -> World {
+        let mut cfg = self.config(rules.variant, seed);
+        cfg.rules = rules;
+        self.world(cfg)
+    }
+
+    fn world(&self, cfg: SimConfig) -> World {
+        let mut w = World::new(cfg);
         w.load = self.load;
         for (at, ev) in &self.events {
             w.run_until(*at);
@@ -278,6 +312,6 @@ impl Scenario {
         }
         w.run_until(self.duration_ms);
         w.checker.finish(None, "");
-        super::report_of(&cfg, &w)
+        w
     }
 }

@@ -332,7 +332,7 @@ impl World {
     }
 
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Message) {
-        let delays = self.net.plan(&mut self.rng, from, to);
+        let delays = self.net.plan(&mut self.rng, from, to, msg.kind());
         for d in delays {
             self.schedule(d, Event::Deliver { to, from, msg: msg.clone() });
         }
@@ -444,17 +444,17 @@ impl World {
         match f {
             Fault::Partition(sides) => self.net.partition(slots, &sides),
             Fault::Heal => self.net.heal(),
-            Fault::Block(a, b) => {
+            Fault::Block(a, b, kind) => {
                 for x in self.slots_of(a) {
                     for y in self.slots_of(b) {
-                        self.net.block(x, y);
+                        self.net.block(x, y, kind);
                     }
                 }
             }
-            Fault::Unblock(a, b) => {
+            Fault::Unblock(a, b, kind) => {
                 for x in self.slots_of(a) {
                     for y in self.slots_of(b) {
-                        self.net.unblock(x, y);
+                        self.net.unblock(x, y, kind);
                     }
                 }
             }
