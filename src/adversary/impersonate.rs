@@ -117,14 +117,14 @@ impl Impersonate {
                 Output::Broadcast(Message::Commit(self.kit.sign(c)))
             }
             3 => {
-                let mut rv = request_vote_of(&self.inner, term + 1);
+                let mut rv = request_vote_of(&self.inner, term.saturating_add(1));
                 rv.candidate = victim;
                 Output::Broadcast(Message::RequestVote(self.kit.sign(rv)))
             }
             4 => {
                 // A heartbeat from "victim" as leader of a new term, with a proof of votes
                 // that all carry our signature.
-                let t = term + 1;
+                let t = term.saturating_add(1);
                 let votes = self
                     .kit
                     .others()

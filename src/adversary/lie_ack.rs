@@ -53,12 +53,12 @@ impl LieAck {
         };
         match self.kit.rng.gen_range(0..8) {
             0 => Message::Ack(self.kit.sign(ack(term, index, fake))), // double Ack / unheld hash
-            1 => Message::Ack(self.kit.sign(ack(term + 1, index, real))),
+            1 => Message::Ack(self.kit.sign(ack(term.saturating_add(1), index, real))),
             2 => Message::Ack(self.kit.sign(ack(term.saturating_sub(1), index, real))),
             3 => Message::Ack(self.kit.sign(ack(term, beyond, fake))),
             4 => Message::Commit(self.kit.sign(commit(term, index, fake))),
             5 => Message::Commit(self.kit.sign(commit(term, beyond, fake))),
-            6 => Message::Commit(self.kit.sign(commit(term + 1, index, real))),
+            6 => Message::Commit(self.kit.sign(commit(term.saturating_add(1), index, real))),
             _ => Message::Commit(self.kit.sign(commit(term, last, last_hash))), // premature
         }
     }
