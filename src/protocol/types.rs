@@ -178,10 +178,11 @@ mod tests {
         for n in 1..=10usize {
             let bft = Quorum::new(Variant::Bft, n);
             assert_eq!(bft.f, (n - 1) / 3);
-            assert!(n >= 3 * bft.f + 1, "n={n} must tolerate f={}", bft.f);
+            assert!(n > 3 * bft.f, "n={n} must be at least 3f+1 for f={}", bft.f);
             assert_eq!(bft.q, n - bft.f);
             // Two quorums intersect in at least f+1 nodes, so in one honest node.
-            assert!(2 * bft.q >= n + bft.f + 1, "n={n}: quorums overlap in fewer than f+1");
+            // |Q1 ∩ Q2| >= 2q - n must be at least f + 1.
+            assert!(2 * bft.q > n + bft.f, "n={n}: quorums overlap in fewer than f+1");
             // A quorum can be formed by honest nodes alone.
             assert!(bft.q <= n - bft.f);
             let raft = Quorum::new(Variant::Raft, n);

@@ -28,7 +28,8 @@ pub enum Event {
     Tick(usize),
     ClientTick(ClientId),
     Submit(ClientId),
-    Deliver { to: Endpoint, from: Endpoint, msg: Message },
+    /// Boxed: thousands wait in the queue at once.
+    Deliver { to: Endpoint, from: Endpoint, msg: Box<Message> },
     Fault(Fault),
 }
 
@@ -274,7 +275,7 @@ impl World {
                     self.submit(c, op, None);
                 }
             }
-            Event::Deliver { to, from, msg } => self.deliver(to, from, msg),
+            Event::Deliver { to, from, msg } => self.deliver(to, from, *msg),
             Event::Fault(f) => self.apply_fault(f),
         }
     }
@@ -334,7 +335,7 @@ impl World {
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Message) {
         let delays = self.net.plan(&mut self.rng, from, to, msg.kind());
         for d in delays {
-            self.schedule(d, Event::Deliver { to, from, msg: msg.clone() });
+            self.schedule(d, Event::Deliver { to, from, msg: Box::new(msg.clone()) });
         }
     }
 
