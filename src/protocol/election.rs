@@ -97,9 +97,11 @@ impl Node {
 
     /// Candidate: term += 1, vote for itself (persisted first), broadcast RequestVote.
     pub(super) fn campaign(&mut self) {
-        let term = (self.hard.term.max(self.voted_term()).max(self.follow_term()).max(self.highest_rv_term) + 1)
-            .min(self.vote_ceiling());
-        if term <= self.voted_term() {
+        // Above every term we know of, including our log's last entry: catch-up can bring
+        // entries of terms we never followed, and a leader appends in its own term.
+        let known = self.hard.term.max(self.voted_term()).max(self.follow_term()).max(self.highest_rv_term);
+        let term = (known.max(self.log.last_term()) + 1).min(self.vote_ceiling());
+        if term <= self.voted_term() || term <= self.log.last_term() {
             return; // no room left below the ceiling until a leader is proven
         }
         let me = self.cfg.id;
@@ -243,6 +245,12 @@ impl Node {
         let proof = ElectionProof { term, leader: me, votes: votes.into_values().collect() };
         let lock = if self.rules.follow_leader_lock { self.hard.lock.clone() } else { None };
         self.restore_lock_chain();
+        if self.log.last_term() > term {
+            // Entries of a later term reached us (catch-up) while we campaigned: leading
+            // this term would append below them. Give the candidacy up.
+            self.role = Role::Follower;
+            return;
+        }
         self.hard.leader = Some((term, me));
         self.highest_proven = self.highest_proven.max(term);
         self.save_hard();
