@@ -135,5 +135,10 @@ impl Node {
         }
         self.out.push(Output::Persist(Persist::Append(fresh)));
         self.tidy_lock_chain();
+        if self.is_leader() && self.log.last_term() > self.hard.term {
+            // A later term has committed entries: we are no longer the leader, whatever we
+            // believed, and must not append below them.
+            self.step_down();
+        }
     }
 }

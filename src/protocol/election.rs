@@ -82,9 +82,13 @@ impl Node {
             return;
         }
         if let Some(f) = &self.follow {
-            if self.suspect.is_none() || self.suspect == Some(Suspicion::Silence) {
-                let leader = f.leader;
-                self.penalize(leader);
+            // "grants L no vote for the next n terms": counted from the judgement, not
+            // renewed at every timeout, or the only holder of the highest lock could be
+            // shut out forever (the simulator found that deadlock).
+            let judged = (f.term, f.leader);
+            if self.penalized_for != Some(judged) {
+                self.penalized_for = Some(judged);
+                self.penalize(judged.1);
             }
         }
         if self.suspect.is_none() || self.suspect == Some(Suspicion::Silence) {
@@ -268,6 +272,7 @@ impl Node {
             heartbeat_elapsed: 0,
             replicated_to: self.log.last_index(),
             quorum_check_elapsed: 0,
+            last_resend: vec![u64::MAX; n],
         }));
         tracing::debug!(node = me, term, "became leader");
         if self.is_raft() {

@@ -131,6 +131,9 @@ pub(super) struct LeaderState {
     pub replicated_to: Index,
     /// Ticks since we last checked that a quorum still Acks us.
     pub quorum_check_elapsed: u32,
+    /// Tick of the last resend caused by each follower's refusal: at most one per tick, so
+    /// a liar's refusals cannot drive a resend storm.
+    pub last_resend: Vec<u64>,
 }
 
 pub(super) enum Role {
@@ -180,6 +183,8 @@ pub struct Node {
     pub(super) pending_votes: BTreeMap<NodeId, Signed<RequestVote>>,
     /// Election rounds left during which a judged-faulty node gets no vote from us.
     pub(super) penalties: BTreeMap<NodeId, u32>,
+    /// The leadership (term, leader) we last penalized: judged once, penalized once.
+    pub(super) penalized_for: Option<(Term, NodeId)>,
     pub(super) highest_proven: Term,
     /// Highest term of any RequestVote within reach: a candidate campaigns above it, or a
     /// candidate whose term fell behind could never catch up (byz nodes adopt no terms).
@@ -248,6 +253,7 @@ impl Node {
             suspect: None,
             pending_votes: BTreeMap::new(),
             penalties: BTreeMap::new(),
+            penalized_for: None,
             acks: vec![VecDeque::new(); n],
             commits: vec![None; n],
             my_ack: None,

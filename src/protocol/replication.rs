@@ -46,7 +46,7 @@ impl Node {
     /// A leader its followers have abandoned (they voted in later terms, so they can no
     /// longer Ack it) must stop believing in itself, or it would never vote and could block
     /// the election that replaces it.
-    fn step_down(&mut self) {
+    pub(super) fn step_down(&mut self) {
         tracing::debug!(node = self.cfg.id, term = self.hard.term, "no quorum Acks us: stepping down");
         self.role = Role::Follower;
         self.follow = None;
@@ -384,20 +384,26 @@ impl Node {
     pub(super) fn leader_on_ack(&mut self, a: &Ack) {
         let now = self.now;
         let term = self.hard.term;
+        let last = self.log.last_index();
         let Role::Leader(ls) = &mut self.role else { return };
         if a.term != term || a.from == self.cfg.id {
             return;
         }
         let j = a.from as usize;
         if a.success {
-            ls.matched[j] = ls.matched[j].max(a.index);
-            ls.next[j] = ls.next[j].max(a.index + 1);
+            // A liar may claim more than we ever sent: never believe past our log.
+            let index = a.index.min(last);
+            ls.matched[j] = ls.matched[j].max(index);
+            ls.next[j] = ls.next[j].max(index + 1);
             ls.last_ack[j] = Some(now);
         } else {
             let back = (a.index + 1).max(ls.matched[j] + 1);
             if back < ls.next[j] {
                 ls.next[j] = back;
-                self.send_append(a.from);
+                if ls.last_resend[j] != now {
+                    ls.last_resend[j] = now;
+                    self.send_append(a.from);
+                }
             }
         }
     }
