@@ -12,11 +12,17 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientOutput {
-    Send { to: NodeId, msg: Message },
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
     /// To every node.
     Broadcast(Message),
     /// The result is accepted: enough matching replies arrived.
-    Accepted { seq: u64, result: OpResult },
+    Accepted {
+        seq: u64,
+        result: OpResult,
+    },
 }
 
 struct Pending {
@@ -80,10 +86,25 @@ impl ClientCore {
         assert!(self.pending.is_none(), "one outstanding request per client");
         let seq = self.next_seq;
         self.next_seq += 1;
-        let request = self.domain.sign(&self.key, Request { client: self.id, seq, op });
+        let request = self.domain.sign(
+            &self.key,
+            Request {
+                client: self.id,
+                seq,
+                op,
+            },
+        );
         let target = self.leader.map_or(0, |(_, l)| l);
-        self.pending = Some(Pending { request: request.clone(), elapsed: 0, timeouts: 0, replies: BTreeMap::new() });
-        vec![ClientOutput::Send { to: target, msg: Message::Request(request) }]
+        self.pending = Some(Pending {
+            request: request.clone(),
+            elapsed: 0,
+            timeouts: 0,
+            replies: BTreeMap::new(),
+        });
+        vec![ClientOutput::Send {
+            to: target,
+            msg: Message::Request(request),
+        }]
     }
 
     pub fn on_reply(&mut self, from: NodeId, r: Reply) -> Vec<ClientOutput> {
@@ -95,7 +116,9 @@ impl ClientCore {
                 self.leader = Some(hint);
             }
         }
-        let Some(p) = &mut self.pending else { return vec![] };
+        let Some(p) = &mut self.pending else {
+            return vec![];
+        };
         if p.request.body.seq != r.seq {
             return vec![];
         }
@@ -104,7 +127,10 @@ impl ClientCore {
         for res in p.replies.values() {
             *counts.entry(res).or_default() += 1;
         }
-        let agreed = counts.into_iter().find(|(_, c)| *c >= self.needed).map(|(r, _)| r.clone());
+        let agreed = counts
+            .into_iter()
+            .find(|(_, c)| *c >= self.needed)
+            .map(|(r, _)| r.clone());
         match agreed {
             Some(result) => {
                 let seq = p.request.body.seq;
@@ -118,7 +144,9 @@ impl ClientCore {
     /// On timeout the request goes to every node; on the second and later timeouts a
     /// signed Revolution against the leader we last heard of goes with it.
     pub fn tick(&mut self) -> Vec<ClientOutput> {
-        let Some(p) = &mut self.pending else { return vec![] };
+        let Some(p) = &mut self.pending else {
+            return vec![];
+        };
         p.elapsed += 1;
         if p.elapsed < self.timeout_ticks {
             return vec![];
@@ -136,8 +164,18 @@ impl ClientCore {
 
     /// A signed demand to depose `leader` of `term`, carrying the pending request.
     pub fn revolution(&self, term: Term, leader: NodeId) -> Message {
-        let request = self.pending.as_ref().expect("a revolution carries the pending request").request.clone();
-        let rev = Revolution { client: self.id, term, leader, request };
+        let request = self
+            .pending
+            .as_ref()
+            .expect("a revolution carries the pending request")
+            .request
+            .clone();
+        let rev = Revolution {
+            client: self.id,
+            term,
+            leader,
+            request,
+        };
         Message::Revolution(self.domain.sign(&self.key, rev))
     }
 }

@@ -96,7 +96,10 @@ pub struct Domain {
 impl Domain {
     pub fn new(variant: Variant, cluster_id: &str) -> Domain {
         let prefix = format!("tangaroa/v1/{}/{}/", variant.name(), cluster_id).into_bytes();
-        Domain { prefix, signed: variant != Variant::Raft }
+        Domain {
+            prefix,
+            signed: variant != Variant::Raft,
+        }
     }
 
     fn signing_bytes<T: Signable>(&self, body: &T) -> Vec<u8> {
@@ -113,7 +116,10 @@ impl Domain {
             return Signed { body, sig: None };
         }
         let sig = key.sign(&self.signing_bytes(&body));
-        Signed { body, sig: Some(sig) }
+        Signed {
+            body,
+            sig: Some(sig),
+        }
     }
 
     /// Strict verification against one key. Unsigned variants accept everything.
@@ -135,7 +141,9 @@ impl Domain {
         }
         let Some(sig) = &msg.sig else { return false };
         let bytes = self.signing_bytes(&msg.body);
-        let Some(cache) = cache else { return key.verify_strict(&bytes, sig).is_ok() };
+        let Some(cache) = cache else {
+            return key.verify_strict(&bytes, sig).is_ok();
+        };
         let mut h = Sha256::new();
         h.update(key.as_bytes());
         h.update(sig.to_bytes());
@@ -165,7 +173,10 @@ pub struct SigCache {
 
 impl SigCache {
     pub fn new(capacity: usize) -> SigCache {
-        SigCache { ok: std::collections::HashSet::new(), capacity }
+        SigCache {
+            ok: std::collections::HashSet::new(),
+            capacity,
+        }
     }
 }
 
@@ -209,7 +220,11 @@ impl Keyring {
                 return Err(KeyError::Weak(Principal::Client(*c)));
             }
         }
-        Ok(Keyring { domain, nodes, clients })
+        Ok(Keyring {
+            domain,
+            nodes,
+            clients,
+        })
     }
 
     /// Parses raw 32-byte public keys, refusing invalid and weak ones.
@@ -241,7 +256,11 @@ impl Keyring {
         self.verify_cached(msg, None)
     }
 
-    pub fn verify_cached<T: Signable>(&self, msg: &Signed<T>, cache: Option<&mut SigCache>) -> bool {
+    pub fn verify_cached<T: Signable>(
+        &self,
+        msg: &Signed<T>,
+        cache: Option<&mut SigCache>,
+    ) -> bool {
         match self.key_of(msg.signer()) {
             Some(k) => self.domain.verify_cached(k, msg, cache),
             None => false,
@@ -277,7 +296,9 @@ mod tests {
     }
 
     fn ring(variant: Variant, cluster: &str) -> (Vec<SigningKey>, Keyring) {
-        let keys: Vec<_> = (0..3u8).map(|i| signing_key_from_seed([i + 1; 32])).collect();
+        let keys: Vec<_> = (0..3u8)
+            .map(|i| signing_key_from_seed([i + 1; 32]))
+            .collect();
         let ring = Keyring::new(
             Domain::new(variant, cluster),
             keys.iter().map(|k| k.verifying_key()).collect(),
@@ -290,7 +311,13 @@ mod tests {
     #[test]
     fn signatures_bind_signer_body_kind_variant_and_cluster() {
         let (keys, ring) = ring(Variant::Bft, "c1");
-        let msg = ring.domain.sign(&keys[1], Hello { from: 1, text: "hi".into() });
+        let msg = ring.domain.sign(
+            &keys[1],
+            Hello {
+                from: 1,
+                text: "hi".into(),
+            },
+        );
         assert!(ring.verify(&msg));
         // Another body under the same signature.
         let mut altered = msg.clone();
@@ -304,7 +331,13 @@ mod tests {
         stolen.body.from = 9;
         assert!(!ring.verify(&stolen));
         // Same bytes, other kind.
-        let other = Signed { body: Other { from: 1, text: "hi".into() }, sig: msg.sig };
+        let other = Signed {
+            body: Other {
+                from: 1,
+                text: "hi".into(),
+            },
+            sig: msg.sig,
+        };
         assert!(!ring.verify(&other));
         // Other cluster, other variant.
         let (_, ring2) = ring_with(&keys, Variant::Bft, "c2");
@@ -312,7 +345,10 @@ mod tests {
         let (_, ring3) = ring_with(&keys, Variant::Tangaroa, "c1");
         assert!(!ring3.verify(&msg));
         // Missing signature.
-        assert!(!ring.verify(&Signed { body: msg.body.clone(), sig: None }));
+        assert!(!ring.verify(&Signed {
+            body: msg.body.clone(),
+            sig: None
+        }));
     }
 
     fn ring_with(keys: &[SigningKey], v: Variant, c: &str) -> ((), Keyring) {
@@ -328,7 +364,13 @@ mod tests {
     #[test]
     fn raft_variant_signs_nothing() {
         let (keys, ring) = ring(Variant::Raft, "c1");
-        let msg = ring.domain.sign(&keys[0], Hello { from: 0, text: "x".into() });
+        let msg = ring.domain.sign(
+            &keys[0],
+            Hello {
+                from: 0,
+                text: "x".into(),
+            },
+        );
         assert!(msg.sig.is_none());
         assert!(ring.verify(&msg));
     }

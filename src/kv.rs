@@ -118,15 +118,28 @@ mod tests {
 
     fn req(client: ClientId, seq: u64, op: &str) -> Request {
         let words: Vec<&str> = op.split_whitespace().collect();
-        Request { client, seq, op: parse_op(&words).unwrap() }
+        Request {
+            client,
+            seq,
+            op: parse_op(&words).unwrap(),
+        }
     }
 
     #[test]
     fn operations() {
         let mut kv = Kv::new();
-        assert_eq!(kv.apply(&req(1, 1, "put a 1")), Applied::Executed(OpResult::Ok));
-        assert_eq!(kv.apply(&req(1, 2, "get a")).result(), OpResult::Value(Some("1".into())));
-        assert_eq!(kv.apply(&req(1, 3, "cas a 2 3")).result(), OpResult::CasFailed(Some("1".into())));
+        assert_eq!(
+            kv.apply(&req(1, 1, "put a 1")),
+            Applied::Executed(OpResult::Ok)
+        );
+        assert_eq!(
+            kv.apply(&req(1, 2, "get a")).result(),
+            OpResult::Value(Some("1".into()))
+        );
+        assert_eq!(
+            kv.apply(&req(1, 3, "cas a 2 3")).result(),
+            OpResult::CasFailed(Some("1".into()))
+        );
         assert_eq!(kv.apply(&req(1, 4, "cas a 1 3")).result(), OpResult::Ok);
         assert_eq!(kv.get("a"), Some(&"3".to_string()));
         assert_eq!(kv.apply(&req(1, 5, "delete a")).result(), OpResult::Ok);
@@ -137,10 +150,16 @@ mod tests {
     #[test]
     fn each_client_sequence_number_executes_at_most_once() {
         let mut kv = Kv::new();
-        assert_eq!(kv.apply(&req(1, 5, "put a x")), Applied::Executed(OpResult::Ok));
+        assert_eq!(
+            kv.apply(&req(1, 5, "put a x")),
+            Applied::Executed(OpResult::Ok)
+        );
         // The same request again (a retry committed twice): cached, not executed.
         kv.apply(&req(2, 1, "put a y"));
-        assert_eq!(kv.apply(&req(1, 5, "put a x")), Applied::Duplicate(OpResult::Ok));
+        assert_eq!(
+            kv.apply(&req(1, 5, "put a x")),
+            Applied::Duplicate(OpResult::Ok)
+        );
         assert_eq!(kv.get("a"), Some(&"y".to_string()));
         // Older sequence numbers never execute.
         assert_eq!(kv.apply(&req(1, 4, "put a z")), Applied::Stale);

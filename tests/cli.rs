@@ -8,21 +8,49 @@ fn tangaroa(args: &[&str]) -> (i32, String, String) {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn json(stdout: &str) -> serde_json::Value {
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one JSON object on stdout: {stdout}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one JSON object on stdout: {stdout}"
+    );
     serde_json::from_str(lines[0]).expect("valid JSON")
 }
 
 #[test]
 fn clean_runs_exit_zero_with_the_documented_json() {
-    let (code, out, _) = tangaroa(&["sim", "--nodes", "4", "--byzantine", "1", "--behaviours", "stall,crash", "--seeds", "4", "--json"]);
+    let (code, out, _) = tangaroa(&[
+        "sim",
+        "--nodes",
+        "4",
+        "--byzantine",
+        "1",
+        "--behaviours",
+        "stall,crash",
+        "--seeds",
+        "4",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{out}");
     let v = json(&out);
-    for key in ["variant", "nodes", "byzantine", "runs", "violations", "committed_min", "committed_total", "behaviours"] {
+    for key in [
+        "variant",
+        "nodes",
+        "byzantine",
+        "runs",
+        "violations",
+        "committed_min",
+        "committed_total",
+        "behaviours",
+    ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
     assert_eq!(v["variant"], "bft");
@@ -34,7 +62,14 @@ fn clean_runs_exit_zero_with_the_documented_json() {
 
 #[test]
 fn violations_exit_one_and_replay() {
-    let (code, out, _) = tangaroa(&["sim", "--scenario", "tests/scenarios/cachin-vukolic.toml", "--variant", "tangaroa", "--json"]);
+    let (code, out, _) = tangaroa(&[
+        "sim",
+        "--scenario",
+        "tests/scenarios/cachin-vukolic.toml",
+        "--variant",
+        "tangaroa",
+        "--json",
+    ]);
     assert_eq!(code, 1, "{out}");
     let v = json(&out);
     let first = &v["violations"][0];
@@ -42,12 +77,22 @@ fn violations_exit_one_and_replay() {
     let replay = first["replay"].as_str().unwrap();
     assert!(replay.starts_with("tangaroa sim "), "{replay}");
     // The replay command reproduces the violation.
-    let args: Vec<&str> = replay.split_whitespace().skip(1).chain(["--json"]).collect();
+    let args: Vec<&str> = replay
+        .split_whitespace()
+        .skip(1)
+        .chain(["--json"])
+        .collect();
     let (code2, out2, _) = tangaroa(&args);
     assert_eq!(code2, 1);
     assert_eq!(json(&out2)["violations"][0]["detail"], first["detail"]);
     // Human output names the replay command too.
-    let (_, human, _) = tangaroa(&["sim", "--scenario", "tests/scenarios/cachin-vukolic.toml", "--variant", "tangaroa"]);
+    let (_, human, _) = tangaroa(&[
+        "sim",
+        "--scenario",
+        "tests/scenarios/cachin-vukolic.toml",
+        "--variant",
+        "tangaroa",
+    ]);
     assert!(human.contains("replay: tangaroa sim --scenario"), "{human}");
 }
 
@@ -73,7 +118,13 @@ fn bad_input_exits_two_with_a_clear_message() {
 fn help_explains_the_command() {
     let (code, out, _) = tangaroa(&["sim", "--help"]);
     assert_eq!(code, 0);
-    for word in ["--variant", "--behaviours", "--scenario", "--json", "--first-seed"] {
+    for word in [
+        "--variant",
+        "--behaviours",
+        "--scenario",
+        "--json",
+        "--first-seed",
+    ] {
         assert!(out.contains(word), "{word} missing from help");
     }
 }

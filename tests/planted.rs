@@ -25,11 +25,20 @@ fn check(path: &str, switch_off: fn(&mut Rules)) {
     assert_ne!(planted, bft, "the planted rule must differ from bft");
     for seed in 0..SEEDS {
         let r = sc.run_with(bft, seed);
-        assert!(r.violations.is_empty(), "{path}, seed {seed}, bft: {:?}", r.violations);
-        assert!(r.committed > 0, "{path}, seed {seed}: bft committed nothing");
+        assert!(
+            r.violations.is_empty(),
+            "{path}, seed {seed}, bft: {:?}",
+            r.violations
+        );
+        assert!(
+            r.committed > 0,
+            "{path}, seed {seed}: bft committed nothing"
+        );
         let r = sc.run_with(planted, seed);
         assert!(
-            r.violations.iter().any(|v| v.kind == Kind::Safety && v.detail.contains("different entries")),
+            r.violations
+                .iter()
+                .any(|v| v.kind == Kind::Safety && v.detail.contains("different entries")),
             "{path}, seed {seed}: with the rule off the simulator found nothing: {:?}",
             r.violations
         );
@@ -38,20 +47,28 @@ fn check(path: &str, switch_off: fn(&mut Rules)) {
 
 #[test]
 fn without_distinct_voters_a_forged_proof_overwrites_a_committed_entry() {
-    check("tests/planted/distinct-voters.toml", |r| r.distinct_voters = false);
+    check("tests/planted/distinct-voters.toml", |r| {
+        r.distinct_voters = false
+    });
 }
 
 #[test]
 fn without_the_commit_round_cachin_vukolic_breaks_bft() {
-    check("tests/scenarios/cachin-vukolic.toml", |r| r.commit_round = false);
+    check("tests/scenarios/cachin-vukolic.toml", |r| {
+        r.commit_round = false
+    });
 }
 
 #[test]
 fn without_append_only_within_a_term_an_equivocating_leader_forks_the_cluster() {
-    check("tests/planted/append-only.toml", |r| r.append_only_in_term = false);
+    check("tests/planted/append-only.toml", |r| {
+        r.append_only_in_term = false
+    });
 }
 
 #[test]
 fn without_the_lock_check_on_votes_a_stale_candidate_overwrites_a_committed_entry() {
-    check("tests/planted/lock-check.toml", |r| r.lock_vote_check = false);
+    check("tests/planted/lock-check.toml", |r| {
+        r.lock_vote_check = false
+    });
 }

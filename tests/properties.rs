@@ -8,8 +8,18 @@ use tangaroa::protocol::log::Log;
 use tangaroa::protocol::{Entry, Op, Payload, Request};
 
 fn entry(term: u64, index: u64, client: u32, seq: u64, value: u8) -> Entry {
-    let op = Op::Put { key: format!("k{}", value % 3), value: value.to_string() };
-    Entry { term, index, payload: Payload::Request(Signed { body: Request { client, seq, op }, sig: None }) }
+    let op = Op::Put {
+        key: format!("k{}", value % 3),
+        value: value.to_string(),
+    };
+    Entry {
+        term,
+        index,
+        payload: Payload::Request(Signed {
+            body: Request { client, seq, op },
+            sig: None,
+        }),
+    }
 }
 
 /// Entries with non-decreasing terms, as a log holds them.

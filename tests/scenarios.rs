@@ -26,8 +26,15 @@ fn scenarios_meet_their_expectations() {
         for (variant, expect) in &sc.expect {
             let r = sc.run(*variant, sc.seed);
             match expect {
-                Expect::Safe => assert!(r.violations.is_empty(), "{path} under {variant}: {:?}", r.violations),
-                Expect::Violation => assert!(!r.violations.is_empty(), "{path} under {variant}: expected a violation"),
+                Expect::Safe => assert!(
+                    r.violations.is_empty(),
+                    "{path} under {variant}: {:?}",
+                    r.violations
+                ),
+                Expect::Violation => assert!(
+                    !r.violations.is_empty(),
+                    "{path} under {variant}: expected a violation"
+                ),
             }
         }
     }
@@ -35,10 +42,15 @@ fn scenarios_meet_their_expectations() {
 
 #[test]
 fn cachin_vukolic_breaks_tangaroa_safety_and_not_bft() {
-    let (_, sc) = scenarios().into_iter().find(|(p, _)| p.ends_with("cachin-vukolic.toml")).expect("shipped");
+    let (_, sc) = scenarios()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("cachin-vukolic.toml"))
+        .expect("shipped");
     let r = sc.run(tangaroa::protocol::Variant::Tangaroa, sc.seed);
     assert!(
-        r.violations.iter().any(|v| v.detail.contains("committed different entries")),
+        r.violations
+            .iter()
+            .any(|v| v.detail.contains("committed different entries")),
         "{:?}",
         r.violations
     );
@@ -53,12 +65,36 @@ fn bad_scenarios_are_refused_with_a_reason() {
     let base = "name='x'\nnodes=4\nduration_ms=100\n";
     let cases = [
         ("nodes=0", "name='x'\nnodes=0\nduration_ms=100\n", "nodes"),
-        ("variant", &format!("{base}variant='paxos'\n"), "unknown variant"),
-        ("unknown field", &format!("{base}colour='red'\n"), "unknown field"),
-        ("node range", &format!("{base}[[event]]\nat_ms=1\naction='crash'\nnode=9\n"), "does not exist"),
-        ("action", &format!("{base}[[event]]\nat_ms=1\naction='explode'\n"), "unknown action"),
-        ("op", &format!("{base}[[event]]\nat_ms=1\naction='request'\nop='fly away'\n"), "cannot parse operation"),
-        ("behaviour", &format!("{base}[[byzantine]]\nnode=1\nbehaviour='sulk'\n"), "unknown behaviour"),
+        (
+            "variant",
+            &format!("{base}variant='paxos'\n"),
+            "unknown variant",
+        ),
+        (
+            "unknown field",
+            &format!("{base}colour='red'\n"),
+            "unknown field",
+        ),
+        (
+            "node range",
+            &format!("{base}[[event]]\nat_ms=1\naction='crash'\nnode=9\n"),
+            "does not exist",
+        ),
+        (
+            "action",
+            &format!("{base}[[event]]\nat_ms=1\naction='explode'\n"),
+            "unknown action",
+        ),
+        (
+            "op",
+            &format!("{base}[[event]]\nat_ms=1\naction='request'\nop='fly away'\n"),
+            "cannot parse operation",
+        ),
+        (
+            "behaviour",
+            &format!("{base}[[byzantine]]\nnode=1\nbehaviour='sulk'\n"),
+            "unknown behaviour",
+        ),
         ("toml", "name = [", "invalid scenario"),
     ];
     for (what, text, needle) in cases {

@@ -5,7 +5,13 @@ use tangaroa::adversary::Behaviour;
 use tangaroa::protocol::{Rules, Variant};
 use tangaroa::sim::{run, Batch, Kind, RunReport, SimConfig};
 
-fn batch(variant: Variant, nodes: usize, byzantine: usize, behaviours: &[Behaviour], seeds: u64) -> Vec<RunReport> {
+fn batch(
+    variant: Variant,
+    nodes: usize,
+    byzantine: usize,
+    behaviours: &[Behaviour],
+    seeds: u64,
+) -> Vec<RunReport> {
     Batch {
         base: SimConfig::new(variant, nodes, 0),
         byzantine,
@@ -43,29 +49,63 @@ fn same_seed_same_trace_bit_for_bit() {
 #[test]
 fn bft_four_nodes_survive_every_behaviour() {
     let reports = batch(Variant::Bft, 4, 1, &Behaviour::ALL, 130);
-    assert!(reports.iter().all(|r| r.violations.is_empty()), "{}", describe(&reports));
-    assert!(reports.iter().all(|r| r.committed > 0), "a run committed nothing");
+    assert!(
+        reports.iter().all(|r| r.violations.is_empty()),
+        "{}",
+        describe(&reports)
+    );
+    assert!(
+        reports.iter().all(|r| r.committed > 0),
+        "a run committed nothing"
+    );
 }
 
 #[test]
 fn bft_seven_nodes_survive_two_byzantine() {
     let reports = batch(Variant::Bft, 7, 2, &Behaviour::ALL, 26);
-    assert!(reports.iter().all(|r| r.violations.is_empty()), "{}", describe(&reports));
-    assert!(reports.iter().all(|r| r.committed > 0), "a run committed nothing");
+    assert!(
+        reports.iter().all(|r| r.violations.is_empty()),
+        "{}",
+        describe(&reports)
+    );
+    assert!(
+        reports.iter().all(|r| r.committed > 0),
+        "a run committed nothing"
+    );
 }
 
 #[test]
 fn raft_is_broken_by_one_byzantine_node() {
-    let reports = batch(Variant::Raft, 4, 1, &[Behaviour::Tamper, Behaviour::Equivocate, Behaviour::LieReply], 12);
-    let unsafe_runs = reports.iter().filter(|r| r.violations.iter().any(|v| v.kind == Kind::Safety)).count();
-    assert!(unsafe_runs > 0, "the adversaries found nothing against raft: they are not real");
+    let reports = batch(
+        Variant::Raft,
+        4,
+        1,
+        &[
+            Behaviour::Tamper,
+            Behaviour::Equivocate,
+            Behaviour::LieReply,
+        ],
+        12,
+    );
+    let unsafe_runs = reports
+        .iter()
+        .filter(|r| r.violations.iter().any(|v| v.kind == Kind::Safety))
+        .count();
+    assert!(
+        unsafe_runs > 0,
+        "the adversaries found nothing against raft: they are not real"
+    );
 }
 
 #[test]
 fn honest_runs_of_every_variant_are_safe() {
     for v in Variant::ALL {
         let reports = batch(v, 4, 0, &[], 12);
-        assert!(reports.iter().all(|r| r.violations.is_empty()), "{v}: {}", describe(&reports));
+        assert!(
+            reports.iter().all(|r| r.violations.is_empty()),
+            "{v}: {}",
+            describe(&reports)
+        );
     }
 }
 
@@ -75,5 +115,10 @@ fn shipped_rules_are_the_variants_rules() {
     // that variant's rules on.
     let cfg = SimConfig::new(Variant::Bft, 4, 0);
     assert_eq!(cfg.rules, Rules::for_variant(Variant::Bft));
-    assert!(cfg.rules.distinct_voters && cfg.rules.commit_round && cfg.rules.append_only_in_term && cfg.rules.lock_vote_check);
+    assert!(
+        cfg.rules.distinct_voters
+            && cfg.rules.commit_round
+            && cfg.rules.append_only_in_term
+            && cfg.rules.lock_vote_check
+    );
 }

@@ -17,7 +17,9 @@ use super::Context;
 use crate::actor::Actor;
 use crate::crypto::Domain;
 use crate::protocol::log::Log;
-use crate::protocol::{Ack, AppendEntries, Commit, Entry, Input, Message, Node, NodeId, Output, Term};
+use crate::protocol::{
+    Ack, AppendEntries, Commit, Entry, Input, Message, Node, NodeId, Output, Term,
+};
 
 /// Ticks of leadership before the fork widens.
 const WIDEN_TICKS: u32 = 60;
@@ -77,9 +79,20 @@ impl Equivocate {
             }
             let mut i = self.base + 1;
             while i < last {
-                let (a, b) = (real.entry(i).expect("in log"), real.entry(i + 1).expect("in log"));
-                log.append(Entry { term: b.term, index: i, payload: b.payload.clone() });
-                log.append(Entry { term: a.term, index: i + 1, payload: a.payload.clone() });
+                let (a, b) = (
+                    real.entry(i).expect("in log"),
+                    real.entry(i + 1).expect("in log"),
+                );
+                log.append(Entry {
+                    term: b.term,
+                    index: i,
+                    payload: b.payload.clone(),
+                });
+                log.append(Entry {
+                    term: a.term,
+                    index: i + 1,
+                    payload: a.payload.clone(),
+                });
                 i += 2;
             }
             self.fork = Some(log);
@@ -95,8 +108,16 @@ impl Equivocate {
         let converted = !self.minority.contains(&to);
         let base = self.base;
         let fork = self.fork();
-        let prev = if converted { base } else { ae.prev_index.min(fork.last_index()) };
-        let to = if converted { fork.last_index() } else { (ae.prev_index + ae.entries.len() as u64).min(fork.last_index()) };
+        let prev = if converted {
+            base
+        } else {
+            ae.prev_index.min(fork.last_index())
+        };
+        let to = if converted {
+            fork.last_index()
+        } else {
+            (ae.prev_index + ae.entries.len() as u64).min(fork.last_index())
+        };
         AppendEntries {
             prev_index: prev,
             prev_term: fork.term_at(prev).expect("prev in fork"),
@@ -116,10 +137,33 @@ impl Equivocate {
         if index <= self.shown_real[to as usize] {
             return;
         }
-        let ack = self.domain.sign(&self.key, Ack { term, from, index, hash, success: true });
-        let commit = self.domain.sign(&self.key, Commit { term, from, index, hash });
-        out.push(Output::Send { to, msg: Message::Ack(ack) });
-        out.push(Output::Send { to, msg: Message::Commit(commit) });
+        let ack = self.domain.sign(
+            &self.key,
+            Ack {
+                term,
+                from,
+                index,
+                hash,
+                success: true,
+            },
+        );
+        let commit = self.domain.sign(
+            &self.key,
+            Commit {
+                term,
+                from,
+                index,
+                hash,
+            },
+        );
+        out.push(Output::Send {
+            to,
+            msg: Message::Ack(ack),
+        });
+        out.push(Output::Send {
+            to,
+            msg: Message::Commit(commit),
+        });
     }
 }
 
@@ -135,17 +179,30 @@ impl Actor for Equivocate {
         if term != self.fork_term {
             // A new term of ours: both sides share everything logged before it.
             self.fork_term = term;
-            self.base = self.inner.log().entries().iter().take_while(|e| e.term < term).count() as u64;
+            self.base = self
+                .inner
+                .log()
+                .entries()
+                .iter()
+                .take_while(|e| e.term < term)
+                .count() as u64;
             self.fork = None;
         }
         if tick {
             self.ticks_leading += 1;
         }
-        let side = if self.ticks_leading >= WIDEN_TICKS { self.widened.clone() } else { self.minority.clone() };
+        let side = if self.ticks_leading >= WIDEN_TICKS {
+            self.widened.clone()
+        } else {
+            self.minority.clone()
+        };
         let mut rewritten = Vec::with_capacity(out.len());
         for o in out {
             match o {
-                Output::Send { to, msg: Message::AppendEntries(ae) } if side.contains(&to) => {
+                Output::Send {
+                    to,
+                    msg: Message::AppendEntries(ae),
+                } if side.contains(&to) => {
                     let forged = self.rewrite(to, &ae.body);
                     let carried = !forged.entries.is_empty();
                     let msg = Message::AppendEntries(self.domain.sign(&self.key, forged));
@@ -166,7 +223,10 @@ impl Actor for Equivocate {
                         if !side.contains(&to) {
                             let shown = &mut self.shown_real[to as usize];
                             *shown = (*shown).max(index);
-                            rewritten.push(Output::Send { to, msg: msg.clone() });
+                            rewritten.push(Output::Send {
+                                to,
+                                msg: msg.clone(),
+                            });
                         }
                     }
                 }

@@ -98,16 +98,30 @@ impl Behaviour {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Behaviour::Equivocate => "as leader, sends different entries at one index to different followers",
-            Behaviour::ForgeProof => "election proofs with refused, duplicated, wrong-term or badly signed votes",
+            Behaviour::Equivocate => {
+                "as leader, sends different entries at one index to different followers"
+            }
+            Behaviour::ForgeProof => {
+                "election proofs with refused, duplicated, wrong-term or badly signed votes"
+            }
             Behaviour::Disrupt => "floods RequestVote, with rising and with huge terms",
-            Behaviour::Stall => "rushes its timeout, wins, then heartbeats but never replicates client requests",
-            Behaviour::LieAck => "Acks and Commits hashes it does not hold, double-Acks, Acks for other terms",
-            Behaviour::Tamper => "alters client requests or their signatures in entries it sends or forwards",
-            Behaviour::Replay => "resends old signed messages (its own and others', from earlier terms)",
+            Behaviour::Stall => {
+                "rushes its timeout, wins, then heartbeats but never replicates client requests"
+            }
+            Behaviour::LieAck => {
+                "Acks and Commits hashes it does not hold, double-Acks, Acks for other terms"
+            }
+            Behaviour::Tamper => {
+                "alters client requests or their signatures in entries it sends or forwards"
+            }
+            Behaviour::Replay => {
+                "resends old signed messages (its own and others', from earlier terms)"
+            }
             Behaviour::Impersonate => "claims another node's id",
             Behaviour::Selective => "as leader, serves only some followers",
-            Behaviour::Twins => "two copies of one node with one key, on different sides of partitions",
+            Behaviour::Twins => {
+                "two copies of one node with one key, on different sides of partitions"
+            }
             Behaviour::Crash => "stops",
             Behaviour::DoubleVote => "votes for every candidate in every term",
             Behaviour::LieReply => "lies to clients in its replies",
@@ -133,7 +147,12 @@ pub struct Context {
 
 impl Context {
     pub fn honest_node(&self) -> Node {
-        Node::new(self.cfg.clone(), self.key.clone(), self.seed, self.durable.clone())
+        Node::new(
+            self.cfg.clone(),
+            self.key.clone(),
+            self.seed,
+            self.durable.clone(),
+        )
     }
 
     pub fn domain(&self) -> Domain {

@@ -41,7 +41,8 @@ pub struct SimArgs {
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
-    Variant::parse(s).ok_or_else(|| format!("unknown variant {s:?}: expected raft, tangaroa or bft"))
+    Variant::parse(s)
+        .ok_or_else(|| format!("unknown variant {s:?}: expected raft, tangaroa or bft"))
 }
 
 pub fn parse_behaviours(s: &str) -> Result<Vec<Behaviour>, BadInput> {
@@ -52,7 +53,10 @@ pub fn parse_behaviours(s: &str) -> Result<Vec<Behaviour>, BadInput> {
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let b = Behaviour::parse(name).ok_or_else(|| {
             let known: Vec<&str> = Behaviour::ALL.iter().map(|b| b.name()).collect();
-            BadInput(format!("unknown behaviour {name:?}; known: {} (or all)", known.join(", ")))
+            BadInput(format!(
+                "unknown behaviour {name:?}; known: {} (or all)",
+                known.join(", ")
+            ))
         })?;
         if !out.contains(&b) {
             out.push(b);
@@ -94,15 +98,24 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
     }
     let variant = args.variant.unwrap_or_default();
     if args.nodes == 0 || args.nodes > 31 {
-        return Err(BadInput(format!("--nodes must be between 1 and 31, got {}", args.nodes)));
+        return Err(BadInput(format!(
+            "--nodes must be between 1 and 31, got {}",
+            args.nodes
+        )));
     }
     if args.byzantine >= args.nodes {
-        return Err(BadInput(format!("--byzantine {} leaves no honest node among {}", args.byzantine, args.nodes)));
+        return Err(BadInput(format!(
+            "--byzantine {} leaves no honest node among {}",
+            args.byzantine, args.nodes
+        )));
     }
     let behaviours = parse_behaviours(&args.behaviours)?;
     let f = (args.nodes - 1) / 3;
     if args.byzantine > f && !args.json {
-        eprintln!("note: {} Byzantine nodes exceed f = {f} for n = {}; no guarantee holds", args.byzantine, args.nodes);
+        eprintln!(
+            "note: {} Byzantine nodes exceed f = {f} for n = {}; no guarantee holds",
+            args.byzantine, args.nodes
+        );
     }
     let batch = Batch {
         base: SimConfig::new(variant, args.nodes, 0),
@@ -128,15 +141,28 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
             names.join(",")
         )
     };
-    summarize(&args, variant.name(), args.nodes, args.byzantine, &names, &reports, &replay)
+    summarize(
+        &args,
+        variant.name(),
+        args.nodes,
+        args.byzantine,
+        &names,
+        &reports,
+        &replay,
+    )
 }
 
 fn run_scenario(args: &SimArgs, path: &std::path::Path) -> Result<bool, BadInput> {
-    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
     let sc = Scenario::parse(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let variant = args.variant.unwrap_or(sc.variant);
     let first = args.first_seed.unwrap_or(sc.seed);
-    let seeds = if args.seeds == 100 && args.first_seed.is_none() { 1 } else { args.seeds };
+    let seeds = if args.seeds == 100 && args.first_seed.is_none() {
+        1
+    } else {
+        args.seeds
+    };
     let bar = progress(seeds, args.json || seeds == 1);
     let reports: Vec<RunReport> = (first..first + seeds)
         .map(|s| {
@@ -149,11 +175,26 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path) -> Result<bool, BadInput
     if !args.json {
         println!("scenario {}: {}", sc.name, sc.description.trim());
     }
-    let names: Vec<String> = sc.byzantine.iter().map(|(_, b)| b.name().to_string()).collect();
+    let names: Vec<String> = sc
+        .byzantine
+        .iter()
+        .map(|(_, b)| b.name().to_string())
+        .collect();
     let replay = |seed: u64| {
-        format!("tangaroa sim --scenario {} --variant {variant} --seeds 1 --first-seed {seed}", path.display())
+        format!(
+            "tangaroa sim --scenario {} --variant {variant} --seeds 1 --first-seed {seed}",
+            path.display()
+        )
     };
-    summarize(args, variant.name(), sc.nodes, sc.byzantine.len(), &names, &reports, &replay)
+    summarize(
+        args,
+        variant.name(),
+        sc.nodes,
+        sc.byzantine.len(),
+        &names,
+        &reports,
+        &replay,
+    )
 }
 
 fn progress(len: u64, hidden: bool) -> ProgressBar {
@@ -202,12 +243,19 @@ fn summarize(
             committed_total,
             behaviours: behaviours.to_vec(),
         };
-        println!("{}", serde_json::to_string(&summary).expect("plain data serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(&summary).expect("plain data serializes")
+        );
         return Ok(found);
     }
     println!(
         "{variant}: n={nodes}, {byzantine} Byzantine ({}), {} runs",
-        if behaviours.is_empty() { "none".to_string() } else { behaviours.join(",") },
+        if behaviours.is_empty() {
+            "none".to_string()
+        } else {
+            behaviours.join(",")
+        },
         reports.len()
     );
     println!("committed requests: fewest in one run {committed_min}, total {committed_total}");
@@ -226,7 +274,10 @@ fn summarize(
         println!("    replay: {}", v.replay);
     }
     if violations.len() > 20 {
-        println!("  ... and {} more (use --json for all)", violations.len() - 20);
+        println!(
+            "  ... and {} more (use --json for all)",
+            violations.len() - 20
+        );
     }
     Ok(true)
 }

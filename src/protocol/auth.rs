@@ -59,7 +59,14 @@ pub fn authenticate_cached(
     link: Principal,
     msg: &Message,
 ) -> Result<(), AuthError> {
-    check(&mut Checker { ring, cache: Some(cache) }, link, msg)
+    check(
+        &mut Checker {
+            ring,
+            cache: Some(cache),
+        },
+        link,
+        msg,
+    )
 }
 
 fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthError> {

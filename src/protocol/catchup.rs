@@ -112,7 +112,10 @@ impl Node {
 
     /// Puts committed entries into the log, replacing whatever conflicts with them.
     fn install_committed(&mut self, entries: &[Entry]) {
-        let Some(first) = entries.iter().position(|e| self.log.entry(e.index) != Some(e)) else {
+        let Some(first) = entries
+            .iter()
+            .position(|e| self.log.entry(e.index) != Some(e))
+        else {
             return;
         };
         let at = entries[first].index;

@@ -68,7 +68,10 @@ impl Node {
                 *d = again;
             }
         }
-        tracing::debug!(node = self.cfg.id, "request timer expired: leader judged faulty");
+        tracing::debug!(
+            node = self.cfg.id,
+            "request timer expired: leader judged faulty"
+        );
         self.judge_leader_faulty(Suspicion::RequestTimer);
     }
 
@@ -83,7 +86,9 @@ impl Node {
                 r.clone()
             })
             .collect();
-        let Some(leader) = self.follow.as_ref().map(|f| f.leader) else { return };
+        let Some(leader) = self.follow.as_ref().map(|f| f.leader) else {
+            return;
+        };
         if leader == self.cfg.id {
             return;
         }
@@ -102,7 +107,11 @@ impl Node {
             return; // acted on once
         }
         if self.revolutions_seen.len() > REVOLUTIONS_KEPT {
-            let oldest = *self.revolutions_seen.iter().min_by_key(|(_, t)| *t).expect("non-empty");
+            let oldest = *self
+                .revolutions_seen
+                .iter()
+                .min_by_key(|(_, t)| *t)
+                .expect("non-empty");
             self.revolutions_seen.remove(&oldest);
         }
         if self.rules.revolution_needs_timeout {

@@ -64,7 +64,9 @@ impl Node {
         }
         let q = self.quorum.q;
         let best = support.into_iter().rev().find(|(_, v)| v.len() >= q);
-        let Some(((term, index), acks)) = best else { return };
+        let Some(((term, index), acks)) = best else {
+            return;
+        };
         let cert = PreparedCert {
             term,
             index,
@@ -87,7 +89,12 @@ impl Node {
             return;
         }
         if self.rules.commit_round {
-            let c = self.sign(Commit { term, from: self.cfg.id, index, hash });
+            let c = self.sign(Commit {
+                term,
+                from: self.cfg.id,
+                index,
+                hash,
+            });
             self.my_commit = Some(c.clone());
             self.commits[self.cfg.id as usize] = Some(c.clone());
             self.broadcast(Message::Commit(c));
@@ -108,7 +115,9 @@ impl Node {
             Some(old) if old.body == c.body => {
                 // A retransmission: the sender is still waiting to commit. Help it, once
                 // per election timeout per peer, so that two helpers never ping-pong.
-                let Some(mine) = self.my_commit.clone() else { return };
+                let Some(mine) = self.my_commit.clone() else {
+                    return;
+                };
                 let now = self.now;
                 let window = self.cfg.timing.election_ticks as u64;
                 let key = (mine.body.term, mine.body.index);
@@ -164,9 +173,18 @@ impl Node {
         if lock.index <= self.hard.commit || lock.term < self.hard.ack_floor {
             return;
         }
-        if self.my_commit.as_ref().is_none_or(|c| (c.body.term, c.body.index) != lock.rank()) {
+        if self
+            .my_commit
+            .as_ref()
+            .is_none_or(|c| (c.body.term, c.body.index) != lock.rank())
+        {
             // After a restart: announce the persisted lock again (same content, no conflict).
-            let body = Commit { term: lock.term, from: self.cfg.id, index: lock.index, hash: lock.hash };
+            let body = Commit {
+                term: lock.term,
+                from: self.cfg.id,
+                index: lock.index,
+                hash: lock.hash,
+            };
             let c = self.sign(body);
             self.commits[self.cfg.id as usize] = Some(c.clone());
             self.my_commit = Some(c);
@@ -198,12 +216,20 @@ impl Node {
     pub(super) fn apply_committed(&mut self) {
         while self.applied < self.hard.commit {
             self.applied += 1;
-            let e = self.log.entry(self.applied).expect("committed entries are in the log").clone();
+            let e = self
+                .log
+                .entry(self.applied)
+                .expect("committed entries are in the log")
+                .clone();
             if let Some(r) = e.payload.request() {
                 let (c, seq) = (r.body.client, r.body.seq);
                 let s = self.applied_seq.entry(c).or_insert(0);
                 *s = (*s).max(seq);
-                if self.request_timers.get(&c).is_some_and(|(_, r)| r.body.seq <= seq) {
+                if self
+                    .request_timers
+                    .get(&c)
+                    .is_some_and(|(_, r)| r.body.seq <= seq)
+                {
                     self.request_timers.remove(&c);
                 }
             }

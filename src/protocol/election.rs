@@ -103,7 +103,12 @@ impl Node {
     pub(super) fn campaign(&mut self) {
         // Above every term we know of, including our log's last entry: catch-up can bring
         // entries of terms we never followed, and a leader appends in its own term.
-        let known = self.hard.term.max(self.voted_term()).max(self.follow_term()).max(self.highest_rv_term);
+        let known = self
+            .hard
+            .term
+            .max(self.voted_term())
+            .max(self.follow_term())
+            .max(self.highest_rv_term);
         let term = (known.max(self.log.last_term()) + 1).min(self.vote_ceiling());
         if term <= self.voted_term() || term <= self.log.last_term() {
             return; // no room left below the ceiling until a leader is proven
@@ -115,7 +120,11 @@ impl Node {
             self.follow = None;
         }
         self.save_hard();
-        let own = self.sign(Vote { term, voter: me, candidate: me });
+        let own = self.sign(Vote {
+            term,
+            voter: me,
+            candidate: me,
+        });
         let mut votes = BTreeMap::new();
         votes.insert(me, own);
         self.role = Role::Candidate { votes };
@@ -126,7 +135,11 @@ impl Node {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
             last_hash: self.log.last_hash(),
-            lock: if self.rules.lock_vote_check { self.hard.lock.clone() } else { None },
+            lock: if self.rules.lock_vote_check {
+                self.hard.lock.clone()
+            } else {
+                None
+            },
         };
         let rv = self.sign(rv);
         self.broadcast(Message::RequestVote(rv));
@@ -152,7 +165,10 @@ impl Node {
         }
         // Lazy voter: remember the request (the newest per candidate, so memory is bounded
         // by n) and grant it when, and if, we come to believe our leader faulty.
-        let newer = self.pending_votes.get(&b.candidate).is_none_or(|old| old.body.term < b.term);
+        let newer = self
+            .pending_votes
+            .get(&b.candidate)
+            .is_none_or(|old| old.body.term < b.term);
         if newer {
             self.pending_votes.insert(b.candidate, rv);
         }
@@ -181,7 +197,10 @@ impl Node {
     }
 
     fn may_vote_for(&self, rv: &RequestVote) -> bool {
-        if rv.term <= self.voted_term() || rv.term <= self.follow_term() || rv.term > self.vote_ceiling() {
+        if rv.term <= self.voted_term()
+            || rv.term <= self.follow_term()
+            || rv.term > self.vote_ceiling()
+        {
             return false;
         }
         if self.penalties.contains_key(&rv.candidate) || self.convicted.contains(&rv.candidate) {
@@ -208,7 +227,11 @@ impl Node {
         self.pending_votes.remove(&rv.candidate);
         self.role = Role::Follower;
         self.reset_election_timer();
-        let vote = self.sign(Vote { term: rv.term, voter: me, candidate: rv.candidate });
+        let vote = self.sign(Vote {
+            term: rv.term,
+            voter: me,
+            candidate: rv.candidate,
+        });
         self.send(rv.candidate, Message::Vote(vote));
     }
 
@@ -246,8 +269,16 @@ impl Node {
         };
         let term = self.hard.term;
         let me = self.cfg.id;
-        let proof = ElectionProof { term, leader: me, votes: votes.into_values().collect() };
-        let lock = if self.rules.follow_leader_lock { self.hard.lock.clone() } else { None };
+        let proof = ElectionProof {
+            term,
+            leader: me,
+            votes: votes.into_values().collect(),
+        };
+        let lock = if self.rules.follow_leader_lock {
+            self.hard.lock.clone()
+        } else {
+            None
+        };
         self.restore_lock_chain();
         if self.log.last_term() > term {
             // Entries of a later term reached us (catch-up) while we campaigned: leading
@@ -258,7 +289,11 @@ impl Node {
         self.hard.leader = Some((term, me));
         self.highest_proven = self.highest_proven.max(term);
         self.save_hard();
-        self.follow = Some(Follow { term, leader: me, lock: lock.clone() });
+        self.follow = Some(Follow {
+            term,
+            leader: me,
+            lock: lock.clone(),
+        });
         self.suspect = None;
         self.pending_votes.clear();
         let n = self.cfg.n;
@@ -303,7 +338,11 @@ impl Node {
         for v in &p.votes {
             self.note_vote(v);
         }
-        let counted = if self.rules.distinct_voters { voters.len() } else { count };
+        let counted = if self.rules.distinct_voters {
+            voters.len()
+        } else {
+            count
+        };
         counted >= self.quorum.q
     }
 
@@ -344,7 +383,11 @@ impl Node {
             self.hard.voted = Some((b.term, b.candidate));
             self.save_hard();
             self.reset_election_timer();
-            let vote = self.sign(Vote { term: b.term, voter: self.cfg.id, candidate: b.candidate });
+            let vote = self.sign(Vote {
+                term: b.term,
+                voter: self.cfg.id,
+                candidate: b.candidate,
+            });
             self.send(b.candidate, Message::Vote(vote));
         }
     }
@@ -364,16 +407,35 @@ mod tests {
     }
 
     fn node(rules: Rules, n: usize) -> Node {
-        let cfg = NodeConfig { id: 0, n, cluster_id: "t".into(), rules, timing: Timing::default() };
+        let cfg = NodeConfig {
+            id: 0,
+            n,
+            cluster_id: "t".into(),
+            rules,
+            timing: Timing::default(),
+        };
         Node::new(cfg, keys(n as u8)[0].clone(), 1, Durable::default())
     }
 
     fn vote(k: &[SigningKey], voter: u32, term: Term, candidate: u32) -> Signed<Vote> {
-        Domain::new(Variant::Bft, "t").sign(&k[voter as usize], Vote { term, voter, candidate })
+        Domain::new(Variant::Bft, "t").sign(
+            &k[voter as usize],
+            Vote {
+                term,
+                voter,
+                candidate,
+            },
+        )
     }
 
     fn ack(k: &[SigningKey], from: u32, term: Term, index: u64, hash: Digest) -> Signed<Ack> {
-        let body = Ack { term, from, index, hash, success: true };
+        let body = Ack {
+            term,
+            from,
+            index,
+            hash,
+            success: true,
+        };
         Domain::new(Variant::Bft, "t").sign(&k[from as usize], body)
     }
 
@@ -381,8 +443,16 @@ mod tests {
     fn election_proofs_need_q_distinct_granted_votes_for_exactly_this_term_and_leader() {
         let k = keys(4);
         let mut n = node(Rules::for_variant(Variant::Bft), 4);
-        let proof = |votes| ElectionProof { term: 5, leader: 2, votes };
-        let good = proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), vote(&k, 3, 5, 2)]);
+        let proof = |votes| ElectionProof {
+            term: 5,
+            leader: 2,
+            votes,
+        };
+        let good = proof(vec![
+            vote(&k, 1, 5, 2),
+            vote(&k, 2, 5, 2),
+            vote(&k, 3, 5, 2),
+        ]);
         assert!(n.valid_proof(&good, 5, 2));
         // Claimed for another term or leader than the AppendEntries carrying it.
         assert!(!n.valid_proof(&good, 6, 2));
@@ -390,14 +460,38 @@ mod tests {
         // Too few.
         assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2)]), 5, 2));
         // The same voter three times.
-        let dup = proof(vec![vote(&k, 1, 5, 2), vote(&k, 1, 5, 2), vote(&k, 1, 5, 2)]);
+        let dup = proof(vec![
+            vote(&k, 1, 5, 2),
+            vote(&k, 1, 5, 2),
+            vote(&k, 1, 5, 2),
+        ]);
         assert!(!n.valid_proof(&dup, 5, 2));
         // A vote for someone else, or from another term, or from a non-member.
-        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), vote(&k, 3, 5, 1)]), 5, 2));
-        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), vote(&k, 3, 4, 2)]), 5, 2));
+        assert!(!n.valid_proof(
+            &proof(vec![
+                vote(&k, 1, 5, 2),
+                vote(&k, 2, 5, 2),
+                vote(&k, 3, 5, 1)
+            ]),
+            5,
+            2
+        ));
+        assert!(!n.valid_proof(
+            &proof(vec![
+                vote(&k, 1, 5, 2),
+                vote(&k, 2, 5, 2),
+                vote(&k, 3, 4, 2)
+            ]),
+            5,
+            2
+        ));
         let mut outsider = vote(&k, 3, 5, 2);
         outsider.body.voter = 9;
-        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), outsider]), 5, 2));
+        assert!(!n.valid_proof(
+            &proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), outsider]),
+            5,
+            2
+        ));
         // With the distinct-voters rule switched off (the planted bug), duplicates pass.
         let mut rules = Rules::for_variant(Variant::Bft);
         rules.distinct_voters = false;
@@ -409,24 +503,60 @@ mod tests {
         let k = keys(4);
         let n = node(Rules::for_variant(Variant::Bft), 4);
         let h = Digest([1; 32]);
-        let cert = |acks| PreparedCert { term: 3, index: 7, hash: h, acks };
-        assert!(n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 3, 7, h)])));
+        let cert = |acks| PreparedCert {
+            term: 3,
+            index: 7,
+            hash: h,
+            acks,
+        };
+        assert!(n.valid_cert(&cert(vec![
+            ack(&k, 0, 3, 7, h),
+            ack(&k, 1, 3, 7, h),
+            ack(&k, 3, 3, 7, h)
+        ])));
         assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h)])));
-        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h)])));
+        assert!(!n.valid_cert(&cert(vec![
+            ack(&k, 0, 3, 7, h),
+            ack(&k, 0, 3, 7, h),
+            ack(&k, 1, 3, 7, h)
+        ])));
         // Every Ack must be for exactly (term, index, hash).
         let other = Digest([2; 32]);
-        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 3, 7, other)])));
-        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 3, 8, h)])));
-        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), ack(&k, 3, 2, 7, h)])));
+        assert!(!n.valid_cert(&cert(vec![
+            ack(&k, 0, 3, 7, h),
+            ack(&k, 1, 3, 7, h),
+            ack(&k, 3, 3, 7, other)
+        ])));
+        assert!(!n.valid_cert(&cert(vec![
+            ack(&k, 0, 3, 7, h),
+            ack(&k, 1, 3, 7, h),
+            ack(&k, 3, 3, 8, h)
+        ])));
+        assert!(!n.valid_cert(&cert(vec![
+            ack(&k, 0, 3, 7, h),
+            ack(&k, 1, 3, 7, h),
+            ack(&k, 3, 2, 7, h)
+        ])));
         let mut refused = ack(&k, 3, 3, 7, h);
         refused.body.success = false;
-        assert!(!n.valid_cert(&cert(vec![ack(&k, 0, 3, 7, h), ack(&k, 1, 3, 7, h), refused])));
+        assert!(!n.valid_cert(&cert(vec![
+            ack(&k, 0, 3, 7, h),
+            ack(&k, 1, 3, 7, h),
+            refused
+        ])));
     }
 
     #[test]
     fn locks_order_by_term_then_index_and_any_lock_beats_none() {
         let h = Digest::default();
-        let pc = |term, index| Some(PreparedCert { term, index, hash: h, acks: vec![] });
+        let pc = |term, index| {
+            Some(PreparedCert {
+                term,
+                index,
+                hash: h,
+                acks: vec![],
+            })
+        };
         assert!(lock_rank(&pc(2, 1)) > lock_rank(&pc(1, 100)));
         assert!(lock_rank(&pc(2, 5)) > lock_rank(&pc(2, 4)));
         assert!(lock_rank(&pc(1, 1)) > lock_rank(&None));
@@ -438,7 +568,11 @@ mod tests {
         let k = keys(4);
         let mut n = node(Rules::for_variant(Variant::Bft), 4);
         // Make n follow a proven leader 1 of term 1.
-        let proof = ElectionProof { term: 1, leader: 1, votes: vec![vote(&k, 1, 1, 1), vote(&k, 2, 1, 1), vote(&k, 3, 1, 1)] };
+        let proof = ElectionProof {
+            term: 1,
+            leader: 1,
+            votes: vec![vote(&k, 1, 1, 1), vote(&k, 2, 1, 1), vote(&k, 3, 1, 1)],
+        };
         let ae = crate::protocol::message::AppendEntries {
             term: 1,
             leader: 1,
@@ -451,20 +585,49 @@ mod tests {
             lock: None,
         };
         let ae = Domain::new(Variant::Bft, "t").sign(&k[1], ae);
-        n.step(crate::protocol::Input::Message { from: crate::crypto::Principal::Node(1), msg: Message::AppendEntries(ae) });
+        n.step(crate::protocol::Input::Message {
+            from: crate::crypto::Principal::Node(1),
+            msg: Message::AppendEntries(ae),
+        });
         assert_eq!(n.leader(), Some((1, 1)));
-        let rv = RequestVote { term: 2, candidate: 3, last_index: 0, last_term: 0, last_hash: n.log().hash_at(0).unwrap(), lock: None };
+        let rv = RequestVote {
+            term: 2,
+            candidate: 3,
+            last_index: 0,
+            last_term: 0,
+            last_hash: n.log().hash_at(0).unwrap(),
+            lock: None,
+        };
         let rv = Domain::new(Variant::Bft, "t").sign(&k[3], rv);
-        let out = n.step(crate::protocol::Input::Message { from: crate::crypto::Principal::Node(3), msg: Message::RequestVote(rv) });
+        let out = n.step(crate::protocol::Input::Message {
+            from: crate::crypto::Principal::Node(3),
+            msg: Message::RequestVote(rv),
+        });
         let votes = |out: &[crate::protocol::Output]| {
-            out.iter().filter(|o| matches!(o, crate::protocol::Output::Send { msg: Message::Vote(_), .. })).count()
+            out.iter()
+                .filter(|o| {
+                    matches!(
+                        o,
+                        crate::protocol::Output::Send {
+                            msg: Message::Vote(_),
+                            ..
+                        }
+                    )
+                })
+                .count()
         };
         assert_eq!(votes(&out), 0, "a healthy leader means no vote");
         // The leader goes silent: the remembered request is granted, after the vote is persisted.
         let out = n.step(crate::protocol::Input::Timeout);
         assert_eq!(votes(&out), 1);
-        let persisted = out.iter().position(|o| matches!(o, crate::protocol::Output::Persist(_))).unwrap();
-        let sent = out.iter().position(|o| matches!(o, crate::protocol::Output::Send { .. })).unwrap();
+        let persisted = out
+            .iter()
+            .position(|o| matches!(o, crate::protocol::Output::Persist(_)))
+            .unwrap();
+        let sent = out
+            .iter()
+            .position(|o| matches!(o, crate::protocol::Output::Send { .. }))
+            .unwrap();
         assert!(persisted < sent, "persist before you speak");
         assert_eq!(n.hard_state().voted, Some((2, 3)));
     }

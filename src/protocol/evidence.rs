@@ -18,7 +18,10 @@ pub fn conflicts(e: &Evidence) -> bool {
         }
         Evidence::Acks(a, b) => {
             let (a, b) = (&a.body, &b.body);
-            a.from == b.from && a.term == b.term && a.index == b.index && a.hash != b.hash
+            a.from == b.from
+                && a.term == b.term
+                && a.index == b.index
+                && a.hash != b.hash
                 && a.success
                 && b.success
         }
@@ -26,7 +29,9 @@ pub fn conflicts(e: &Evidence) -> bool {
             let (a, b) = (&a.body, &b.body);
             a.leader == b.leader
                 && a.term == b.term
-                && a.entries.iter().any(|x| b.entries.iter().any(|y| x.index == y.index && x != y))
+                && a.entries
+                    .iter()
+                    .any(|x| b.entries.iter().any(|y| x.index == y.index && x != y))
         }
     }
 }
@@ -44,7 +49,9 @@ impl Node {
         if !self.rules.evidence {
             return;
         }
-        let Principal::Node(culprit) = e.culprit() else { return };
+        let Principal::Node(culprit) = e.culprit() else {
+            return;
+        };
         if culprit == self.cfg.id || !self.is_node(culprit) || !self.convicted.insert(culprit) {
             return;
         }
@@ -81,10 +88,14 @@ impl Node {
         let earlier = self
             .accepted_aes
             .iter()
-            .find(|old| old.body.term == ae.body.term && old.body.entries.iter().any(|e| e.index == index))
+            .find(|old| {
+                old.body.term == ae.body.term && old.body.entries.iter().any(|e| e.index == index)
+            })
             .cloned();
         match earlier {
-            Some(old) => self.record_evidence(Evidence::AppendEntries(Box::new(old), Box::new(ae.clone()))),
+            Some(old) => {
+                self.record_evidence(Evidence::AppendEntries(Box::new(old), Box::new(ae.clone())))
+            }
             None => self.judge_leader_faulty(Suspicion::Misbehaviour),
         }
     }

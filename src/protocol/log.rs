@@ -23,8 +23,17 @@ pub fn payload_bytes(p: &Payload) -> Vec<u8> {
 
 impl Log {
     pub fn new(cluster_id: &str, hashing: bool) -> Log {
-        let genesis = if hashing { genesis_hash(cluster_id) } else { Digest::default() };
-        Log { hashing, genesis, entries: Vec::new(), hashes: Vec::new() }
+        let genesis = if hashing {
+            genesis_hash(cluster_id)
+        } else {
+            Digest::default()
+        };
+        Log {
+            hashing,
+            genesis,
+            entries: Vec::new(),
+            hashes: Vec::new(),
+        }
     }
 
     pub fn last_index(&self) -> Index {
@@ -36,7 +45,8 @@ impl Log {
     }
 
     pub fn last_hash(&self) -> Digest {
-        self.hash_at(self.last_index()).expect("last index is in the log")
+        self.hash_at(self.last_index())
+            .expect("last index is in the log")
     }
 
     pub fn entry(&self, index: Index) -> Option<&Entry> {
@@ -65,7 +75,12 @@ impl Log {
     /// The hash `entry` would have if appended right after `index - 1`, on this chain.
     pub fn hash_after(&self, prev: &Digest, entry: &Entry) -> Digest {
         if self.hashing {
-            chain_hash(prev, entry.term, entry.index, &payload_bytes(&entry.payload))
+            chain_hash(
+                prev,
+                entry.term,
+                entry.index,
+                &payload_bytes(&entry.payload),
+            )
         } else {
             Digest::default()
         }
@@ -73,8 +88,15 @@ impl Log {
 
     /// Appends one entry; its index must be the next one.
     pub fn append(&mut self, entry: Entry) -> Digest {
-        assert_eq!(entry.index, self.last_index() + 1, "log entries are contiguous");
-        assert!(entry.term >= self.last_term(), "entry terms never decrease along a log");
+        assert_eq!(
+            entry.index,
+            self.last_index() + 1,
+            "log entries are contiguous"
+        );
+        assert!(
+            entry.term >= self.last_term(),
+            "entry terms never decrease along a log"
+        );
         let h = self.hash_after(&self.last_hash(), &entry);
         self.entries.push(entry);
         self.hashes.push(h);
@@ -112,13 +134,21 @@ mod tests {
 
     fn req(seq: u64) -> Payload {
         Payload::Request(Signed {
-            body: Request { client: 1, seq, op: Op::Get { key: "k".into() } },
+            body: Request {
+                client: 1,
+                seq,
+                op: Op::Get { key: "k".into() },
+            },
             sig: None,
         })
     }
 
     fn entry(term: Term, index: Index, seq: u64) -> Entry {
-        Entry { term, index, payload: req(seq) }
+        Entry {
+            term,
+            index,
+            payload: req(seq),
+        }
     }
 
     #[test]

@@ -9,12 +9,23 @@ use serde::{Deserialize, Serialize};
 /// A key-value operation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
-    Put { key: String, value: String },
-    Get { key: String },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: String,
+    },
+    Get {
+        key: String,
+    },
+    Delete {
+        key: String,
+    },
     /// Compare-and-swap: set `key` to `new` if its current value is `expected`
     /// (`None` meaning absent).
-    Cas { key: String, expected: Option<String>, new: String },
+    Cas {
+        key: String,
+        expected: Option<String>,
+        new: String,
+    },
 }
 
 /// A client's request; `(client, seq)` makes it unique and lets the state machine apply it

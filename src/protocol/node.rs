@@ -78,7 +78,10 @@ pub enum Persist {
 pub enum Output {
     /// Make this durable before releasing anything that follows it.
     Persist(Persist),
-    Send { to: NodeId, msg: Message },
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
     /// To every other cluster member.
     Broadcast(Message),
     /// A committed entry, in index order, exactly once per node lifetime.
@@ -92,7 +95,10 @@ pub enum Output {
 pub enum Input {
     Tick,
     /// A message whose signatures `auth::authenticate` has checked; `from` is the link peer.
-    Message { from: Principal, msg: Message },
+    Message {
+        from: Principal,
+        msg: Message,
+    },
     /// Act as if the election timeout fired now (scenarios, operators).
     Timeout,
     /// `from` sent a validly signed message with forged content inside.
@@ -138,7 +144,9 @@ pub(super) struct LeaderState {
 
 pub(super) enum Role {
     Follower,
-    Candidate { votes: BTreeMap<NodeId, Signed<Vote>> },
+    Candidate {
+        votes: BTreeMap<NodeId, Signed<Vote>>,
+    },
     Leader(Box<LeaderState>),
 }
 
@@ -216,7 +224,12 @@ impl Node {
     /// A node starting from `durable` (empty for a fresh node). `seed` drives its election
     /// timeouts; two nodes should get different seeds.
     pub fn new(cfg: NodeConfig, key: SigningKey, seed: u64, durable: Durable) -> Node {
-        assert!((cfg.id as usize) < cfg.n, "node id {} outside cluster of {}", cfg.id, cfg.n);
+        assert!(
+            (cfg.id as usize) < cfg.n,
+            "node id {} outside cluster of {}",
+            cfg.id,
+            cfg.n
+        );
         let rules = cfg.rules;
         let quorum = Quorum::new(rules.variant, cfg.n);
         let mut log = Log::new(&cfg.cluster_id, rules.signed);
@@ -232,7 +245,10 @@ impl Node {
             }
         }
         let hard = durable.hard;
-        assert!(hard.commit <= log.last_index(), "durable commit index beyond durable log");
+        assert!(
+            hard.commit <= log.last_index(),
+            "durable commit index beyond durable log"
+        );
         let mut node = Node {
             rules,
             quorum,
@@ -365,7 +381,10 @@ impl Node {
             self.election_timeout_fired();
         }
         self.check_request_timers();
-        if self.now.is_multiple_of(self.cfg.timing.heartbeat_ticks as u64) {
+        if self
+            .now
+            .is_multiple_of(self.cfg.timing.heartbeat_ticks as u64)
+        {
             self.push_catch_up();
         }
     }
@@ -391,7 +410,8 @@ impl Node {
     }
 
     pub(super) fn save_hard(&mut self) {
-        self.out.push(Output::Persist(Persist::Hard(self.hard.clone())));
+        self.out
+            .push(Output::Persist(Persist::Hard(self.hard.clone())));
     }
 
     pub(super) fn send(&mut self, to: NodeId, msg: Message) {
@@ -415,7 +435,10 @@ impl Node {
     /// Assertions that hold after every step, whatever the input (TigerBeetle style: an
     /// honest node that breaks one of these stops rather than corrupts).
     fn check_invariants(&self) {
-        assert!(self.hard.commit <= self.log.last_index(), "commit beyond log end");
+        assert!(
+            self.hard.commit <= self.log.last_index(),
+            "commit beyond log end"
+        );
         assert!(self.applied <= self.hard.commit, "applied beyond commit");
         if let Some((t, _)) = self.hard.voted {
             assert!(t <= self.hard.term, "voted in a term above our own");

@@ -20,7 +20,10 @@ impl Node {
                 if check {
                     ls.quorum_check_elapsed = 0;
                 }
-                (ls.heartbeat_elapsed >= self.cfg.timing.heartbeat_ticks, check)
+                (
+                    ls.heartbeat_elapsed >= self.cfg.timing.heartbeat_ticks,
+                    check,
+                )
             }
             _ => (false, false),
         };
@@ -34,7 +37,9 @@ impl Node {
 
     /// CheckQuorum (as in etcd): have q nodes, us included, Acked this term lately?
     fn quorum_still_acks(&self, window: u32) -> bool {
-        let Role::Leader(ls) = &self.role else { return true };
+        let Role::Leader(ls) = &self.role else {
+            return true;
+        };
         let recent = ls
             .last_ack
             .iter()
@@ -47,7 +52,11 @@ impl Node {
     /// longer Ack it) must stop believing in itself, or it would never vote and could block
     /// the election that replaces it.
     pub(super) fn step_down(&mut self) {
-        tracing::debug!(node = self.cfg.id, term = self.hard.term, "no quorum Acks us: stepping down");
+        tracing::debug!(
+            node = self.cfg.id,
+            term = self.hard.term,
+            "no quorum Acks us: stepping down"
+        );
         self.role = Role::Follower;
         self.follow = None;
         self.suspect = Some(Suspicion::Silence);
@@ -72,7 +81,11 @@ impl Node {
     }
 
     pub(super) fn leader_append(&mut self, payload: Payload) {
-        let entry = Entry { term: self.hard.term, index: self.log.last_index() + 1, payload };
+        let entry = Entry {
+            term: self.hard.term,
+            index: self.log.last_index() + 1,
+            payload,
+        };
         self.log.append(entry.clone());
         self.out.push(Output::Persist(Persist::Append(vec![entry])));
     }
@@ -81,9 +94,10 @@ impl Node {
     pub(super) fn replicate_new_entries(&mut self) {
         let last = self.log.last_index();
         let behind: Vec<NodeId> = match &self.role {
-            Role::Leader(ls) if ls.replicated_to < last => {
-                self.peers().filter(|&j| ls.next[j as usize] <= last).collect()
-            }
+            Role::Leader(ls) if ls.replicated_to < last => self
+                .peers()
+                .filter(|&j| ls.next[j as usize] <= last)
+                .collect(),
             _ => return,
         };
         for j in behind {
@@ -96,7 +110,9 @@ impl Node {
     }
 
     pub(super) fn send_append(&mut self, j: NodeId) {
-        let Role::Leader(ls) = &mut self.role else { return };
+        let Role::Leader(ls) = &mut self.role else {
+            return;
+        };
         let last = self.log.last_index();
         let next = ls.next[j as usize].clamp(1, last + 1);
         let prev = next - 1;
@@ -139,7 +155,11 @@ impl Node {
                 self.hard.leader = Some((b.term, b.leader));
                 self.save_hard();
                 self.role = Role::Follower;
-                self.follow = Some(Follow { term: b.term, leader: b.leader, lock: None });
+                self.follow = Some(Follow {
+                    term: b.term,
+                    leader: b.leader,
+                    lock: None,
+                });
             }
             return self.follow.as_ref().is_some_and(|f| f.leader == b.leader);
         }
@@ -159,7 +179,11 @@ impl Node {
         if !self.valid_proof(proof, b.term, b.leader) {
             return false;
         }
-        let lock = if self.rules.follow_leader_lock { b.lock.clone() } else { None };
+        let lock = if self.rules.follow_leader_lock {
+            b.lock.clone()
+        } else {
+            None
+        };
         if lock.as_ref().is_some_and(|c| !self.valid_cert(c)) {
             return false;
         }
@@ -168,14 +192,23 @@ impl Node {
         self.hard.leader = Some((b.term, b.leader));
         self.highest_proven = self.highest_proven.max(b.term);
         self.save_hard();
-        self.follow = Some(Follow { term: b.term, leader: b.leader, lock });
+        self.follow = Some(Follow {
+            term: b.term,
+            leader: b.leader,
+            lock,
+        });
         self.role = Role::Follower;
         self.suspect = None;
         self.pending_votes.retain(|_, rv| rv.body.term > b.term);
         self.acked_term = b.term;
         self.acked_index = 0;
         self.accepted_aes.clear();
-        tracing::debug!(node = self.cfg.id, term = b.term, leader = b.leader, "following");
+        tracing::debug!(
+            node = self.cfg.id,
+            term = b.term,
+            leader = b.leader,
+            "following"
+        );
         self.on_new_leader();
         true
     }
@@ -274,7 +307,11 @@ impl Node {
             // Conflict at e.index.
             if e.index <= self.hard.commit {
                 // Never truncate a committed entry; whoever asks is faulty.
-                tracing::debug!(node = self.cfg.id, index = e.index, "leader asked to truncate a committed entry");
+                tracing::debug!(
+                    node = self.cfg.id,
+                    index = e.index,
+                    "leader asked to truncate a committed entry"
+                );
                 self.judge_leader_faulty(Suspicion::Misbehaviour);
                 return false;
             }
@@ -287,7 +324,8 @@ impl Node {
             }
             self.retain_lock_chain(e.index);
             self.log.truncate_from(e.index);
-            self.out.push(Output::Persist(Persist::TruncateFrom(e.index)));
+            self.out
+                .push(Output::Persist(Persist::TruncateFrom(e.index)));
             fresh.push(e.clone());
         }
         if !fresh.is_empty() {
@@ -305,7 +343,9 @@ impl Node {
         if !self.rules.follow_leader_lock {
             return true;
         }
-        let Some(lock) = self.follow.as_ref().and_then(|f| f.lock.clone()) else { return true };
+        let Some(lock) = self.follow.as_ref().and_then(|f| f.lock.clone()) else {
+            return true;
+        };
         if matched < lock.index || self.log.hash_at(lock.index) != Some(lock.hash) {
             return false;
         }
@@ -385,7 +425,9 @@ impl Node {
         let now = self.now;
         let term = self.hard.term;
         let last = self.log.last_index();
-        let Role::Leader(ls) = &mut self.role else { return };
+        let Role::Leader(ls) = &mut self.role else {
+            return;
+        };
         if a.term != term || a.from == self.cfg.id {
             return;
         }
@@ -438,7 +480,11 @@ impl Node {
 
     /// Drops the retained chain once the log holds the lock again.
     pub(super) fn tidy_lock_chain(&mut self) {
-        let on_log = self.hard.lock.as_ref().is_some_and(|l| self.log.hash_at(l.index) == Some(l.hash));
+        let on_log = self
+            .hard
+            .lock
+            .as_ref()
+            .is_some_and(|l| self.log.hash_at(l.index) == Some(l.hash));
         if on_log && !self.hard.lock_chain.is_empty() {
             self.hard.lock_chain.clear();
             self.save_hard();
@@ -447,7 +493,9 @@ impl Node {
 
     /// A new leader puts its lock's entries back into its log.
     pub(super) fn restore_lock_chain(&mut self) {
-        let Some(first) = self.hard.lock_chain.first().map(|e| e.index) else { return };
+        let Some(first) = self.hard.lock_chain.first().map(|e| e.index) else {
+            return;
+        };
         if first <= self.hard.commit || first > self.log.last_index() + 1 {
             tracing::error!(node = self.cfg.id, first, "cannot restore lock chain");
             return;

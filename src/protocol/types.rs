@@ -17,7 +17,9 @@ pub const MAX_TERM_GAP: Term = 1000;
 
 /// Which protocol a cluster runs. All nodes of a cluster run the same one; the variant is
 /// part of every signature's domain tag, so mixed clusters cannot talk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// Plain Raft: no signatures, no hashes, majority quorum, leader decides commits.
@@ -150,7 +152,11 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { election_ticks: 20, heartbeat_ticks: 4, request_ticks: 40 }
+        Timing {
+            election_ticks: 20,
+            heartbeat_ticks: 4,
+            request_ticks: 40,
+        }
     }
 }
 
@@ -182,7 +188,10 @@ mod tests {
             assert_eq!(bft.q, n - bft.f);
             // Two quorums intersect in at least f+1 nodes, so in one honest node.
             // |Q1 ∩ Q2| >= 2q - n must be at least f + 1.
-            assert!(2 * bft.q > n + bft.f, "n={n}: quorums overlap in fewer than f+1");
+            assert!(
+                2 * bft.q > n + bft.f,
+                "n={n}: quorums overlap in fewer than f+1"
+            );
             // A quorum can be formed by honest nodes alone.
             assert!(bft.q <= n - bft.f);
             let raft = Quorum::new(Variant::Raft, n);

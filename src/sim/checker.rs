@@ -69,7 +69,10 @@ impl Checker {
 
     fn safety(&mut self, detail: String) {
         if self.violations.len() < 16 {
-            self.violations.push(Violation { kind: Kind::Safety, detail });
+            self.violations.push(Violation {
+                kind: Kind::Safety,
+                detail,
+            });
         }
     }
 
@@ -86,7 +89,10 @@ impl Checker {
             return;
         }
         if e.index != self.applied_upto[slot] + 1 {
-            self.safety(format!("node {node} applied index {} after {}", e.index, self.applied_upto[slot]));
+            self.safety(format!(
+                "node {node} applied index {} after {}",
+                e.index, self.applied_upto[slot]
+            ));
         }
         self.applied_upto[slot] = e.index;
         self.applied_ever[slot] = self.applied_ever[slot].max(e.index);
@@ -115,7 +121,9 @@ impl Checker {
             )),
         }
         if self.signed && !self.ring.verify(r) {
-            self.safety(format!("node {node} committed a request without a valid client signature"));
+            self.safety(format!(
+                "node {node} committed a request without a valid client signature"
+            ));
         }
         self.applied_reqs[slot].insert(id);
         let Some(applied) = applied else { return };
@@ -123,11 +131,17 @@ impl Checker {
             let count = self.executions[slot].entry(id).or_insert(0);
             *count += 1;
             if *count > 1 {
-                self.safety(format!("node {node} executed client {} seq {} twice", id.0, id.1));
+                self.safety(format!(
+                    "node {node} executed client {} seq {} twice",
+                    id.0, id.1
+                ));
             }
             match self.honest_result.get(&id) {
                 Some(r) if r != result => {
-                    let detail = format!("honest nodes computed different results for client {} seq {}", id.0, id.1);
+                    let detail = format!(
+                        "honest nodes computed different results for client {} seq {}",
+                        id.0, id.1
+                    );
                     self.safety(detail);
                 }
                 Some(_) => {}
@@ -160,7 +174,11 @@ impl Checker {
 
     /// Requests held committed by every honest slot, and whether `id` is one of them.
     pub fn committed_everywhere(&self, id: &ReqId) -> bool {
-        self.honest.iter().enumerate().filter(|(_, h)| **h).all(|(s, _)| self.applied_reqs[s].contains(id))
+        self.honest
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h)
+            .all(|(s, _)| self.applied_reqs[s].contains(id))
     }
 
     /// The fewest requests any honest node holds committed.
@@ -181,17 +199,25 @@ impl Checker {
             match self.honest_result.get(id) {
                 Some(r) if r == result || *result == OpResult::Stale => {}
                 Some(r) => {
-                    let d = format!("client {} accepted {result:?} for seq {} but honest nodes computed {r:?}", id.0, id.1);
+                    let d = format!(
+                        "client {} accepted {result:?} for seq {} but honest nodes computed {r:?}",
+                        id.0, id.1
+                    );
                     self.safety(d);
                 }
                 None => {
-                    let d = format!("client {} accepted {result:?} for seq {}, which no honest node executed", id.0, id.1);
+                    let d = format!(
+                        "client {} accepted {result:?} for seq {}, which no honest node executed",
+                        id.0, id.1
+                    );
                     self.safety(d);
                 }
             }
         }
         self.accepted = accepted;
-        let Some(deadline) = liveness_deadline else { return };
+        let Some(deadline) = liveness_deadline else {
+            return;
+        };
         let mut late: Vec<&ReqId> = self
             .issued
             .iter()
@@ -207,14 +233,20 @@ impl Checker {
                 first.0,
                 first.1
             );
-            self.violations.push(Violation { kind: Kind::Liveness, detail });
+            self.violations.push(Violation {
+                kind: Kind::Liveness,
+                detail,
+            });
         }
     }
 }
 
 fn describe(e: &Entry) -> String {
     match e.payload.request() {
-        Some(r) => format!("(term {}, client {} seq {})", e.term, r.body.client, r.body.seq),
+        Some(r) => format!(
+            "(term {}, client {} seq {})",
+            e.term, r.body.client, r.body.seq
+        ),
         None => format!("(term {}, no-op)", e.term),
     }
 }
@@ -229,18 +261,39 @@ mod tests {
         let node = signing_key_from_seed([1; 32]);
         let client = signing_key_from_seed([2; 32]);
         let domain = Domain::new(Variant::Bft, "c");
-        let ring = Keyring::new(domain.clone(), vec![node.verifying_key(); 3], [(0, client.verifying_key())].into()).unwrap();
+        let ring = Keyring::new(
+            domain.clone(),
+            vec![node.verifying_key(); 3],
+            [(0, client.verifying_key())].into(),
+        )
+        .unwrap();
         (Checker::new(ring, vec![true, true, false]), client, domain)
     }
 
-    fn entry(d: &Domain, k: &ed25519_dalek::SigningKey, index: u64, seq: u64, value: &str) -> Entry {
-        let op = Op::Put { key: "k".into(), value: value.into() };
+    fn entry(
+        d: &Domain,
+        k: &ed25519_dalek::SigningKey,
+        index: u64,
+        seq: u64,
+        value: &str,
+    ) -> Entry {
+        let op = Op::Put {
+            key: "k".into(),
+            value: value.into(),
+        };
         let r = d.sign(k, Request { client: 0, seq, op });
-        Entry { term: 1, index, payload: Payload::Request(r) }
+        Entry {
+            term: 1,
+            index,
+            payload: Payload::Request(r),
+        }
     }
 
     fn put(v: &str) -> Op {
-        Op::Put { key: "k".into(), value: v.into() }
+        Op::Put {
+            key: "k".into(),
+            value: v.into(),
+        }
     }
 
     #[test]
@@ -263,7 +316,9 @@ mod tests {
         c.on_issue(0, 2, put("b"), 0);
         c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), None);
         c.on_apply(1, 1, &entry(&d, &k, 1, 2, "b"), None);
-        assert!(c.violations[0].detail.contains("different entries at index 1"));
+        assert!(c.violations[0]
+            .detail
+            .contains("different entries at index 1"));
     }
 
     #[test]
@@ -279,9 +334,23 @@ mod tests {
     fn catches_double_execution() {
         let (mut c, k, d) = setup();
         c.on_issue(0, 1, put("a"), 0);
-        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), Some(&Applied::Executed(OpResult::Ok)));
-        c.on_apply(0, 0, &entry(&d, &k, 2, 1, "a"), Some(&Applied::Executed(OpResult::Ok)));
-        assert!(c.violations.iter().any(|v| v.detail.contains("twice")), "{:?}", c.violations);
+        c.on_apply(
+            0,
+            0,
+            &entry(&d, &k, 1, 1, "a"),
+            Some(&Applied::Executed(OpResult::Ok)),
+        );
+        c.on_apply(
+            0,
+            0,
+            &entry(&d, &k, 2, 1, "a"),
+            Some(&Applied::Executed(OpResult::Ok)),
+        );
+        assert!(
+            c.violations.iter().any(|v| v.detail.contains("twice")),
+            "{:?}",
+            c.violations
+        );
     }
 
     #[test]
@@ -289,16 +358,36 @@ mod tests {
         let (mut c, k, d) = setup();
         // Never issued by the client.
         c.on_apply(0, 0, &entry(&d, &k, 1, 7, "x"), None);
-        assert!(c.violations.iter().any(|v| v.detail.contains("never issued")));
+        assert!(c
+            .violations
+            .iter()
+            .any(|v| v.detail.contains("never issued")));
         // Issued, but the committed copy's signature is not the client's.
         let (mut c, k, d) = setup();
         c.on_issue(0, 1, put("a"), 0);
         let mut e = entry(&d, &k, 1, 1, "a");
         if let Payload::Request(Signed { sig, .. }) = &mut e.payload {
-            *sig = Some(d.sign(&signing_key_from_seed([9; 32]), Request { client: 0, seq: 1, op: put("a") }).sig.unwrap());
+            *sig = Some(
+                d.sign(
+                    &signing_key_from_seed([9; 32]),
+                    Request {
+                        client: 0,
+                        seq: 1,
+                        op: put("a"),
+                    },
+                )
+                .sig
+                .unwrap(),
+            );
         }
         c.on_apply(0, 0, &e, None);
-        assert!(c.violations.iter().any(|v| v.detail.contains("valid client signature")), "{:?}", c.violations);
+        assert!(
+            c.violations
+                .iter()
+                .any(|v| v.detail.contains("valid client signature")),
+            "{:?}",
+            c.violations
+        );
     }
 
     #[test]
@@ -307,17 +396,29 @@ mod tests {
         c.on_issue(0, 1, put("a"), 0);
         c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), None);
         c.on_restart(0, 0, &Durable::default());
-        assert!(c.violations.iter().any(|v| v.detail.contains("lost committed entries")));
+        assert!(c
+            .violations
+            .iter()
+            .any(|v| v.detail.contains("lost committed entries")));
     }
 
     #[test]
     fn catches_a_client_accepting_a_lie() {
         let (mut c, k, d) = setup();
         c.on_issue(0, 1, put("a"), 0);
-        c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), Some(&Applied::Executed(OpResult::Ok)));
+        c.on_apply(
+            0,
+            0,
+            &entry(&d, &k, 1, 1, "a"),
+            Some(&Applied::Executed(OpResult::Ok)),
+        );
         c.on_accept(0, 1, OpResult::Value(Some("forged".into())));
         c.finish(None, "");
-        assert!(c.violations.iter().any(|v| v.detail.contains("accepted")), "{:?}", c.violations);
+        assert!(
+            c.violations.iter().any(|v| v.detail.contains("accepted")),
+            "{:?}",
+            c.violations
+        );
     }
 
     #[test]

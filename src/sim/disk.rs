@@ -16,7 +16,11 @@ impl Disk {
             Persist::Hard(h) => self.hard = h.clone(),
             Persist::Append(es) => {
                 for e in es {
-                    assert_eq!(e.index, self.entries.len() as u64 + 1, "disk appends are contiguous");
+                    assert_eq!(
+                        e.index,
+                        self.entries.len() as u64 + 1,
+                        "disk appends are contiguous"
+                    );
                     self.entries.push(e.clone());
                 }
             }
@@ -26,6 +30,10 @@ impl Disk {
     }
 
     pub fn durable(&self) -> Durable {
-        Durable { hard: self.hard.clone(), entries: self.entries.clone(), evidence: self.evidence.clone() }
+        Durable {
+            hard: self.hard.clone(),
+            entries: self.entries.clone(),
+            evidence: self.evidence.clone(),
+        }
     }
 }

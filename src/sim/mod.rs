@@ -40,12 +40,20 @@ pub enum Fault {
     /// for one (`Message::kind` names).
     Block(NodeId, NodeId, Option<&'static str>),
     Unblock(NodeId, NodeId, Option<&'static str>),
-    Loss { drop: f64, duplicate: f64, delay: (u64, u64) },
+    Loss {
+        drop: f64,
+        duplicate: f64,
+        delay: (u64, u64),
+    },
     Crash(usize),
     Restart(usize),
     /// Force node's election timeout now.
     Timeout(NodeId),
-    Request { client: ClientId, op: Op, to: Option<NodeId> },
+    Request {
+        client: ClientId,
+        op: Op,
+        to: Option<NodeId>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -116,7 +124,11 @@ pub fn run(cfg: &SimConfig) -> RunReport {
 }
 
 /// A panic inside a node is an invariant it caught breaking: a safety finding.
-fn panic_report(seed: u64, byz: &[(NodeId, Behaviour)], p: Box<dyn std::any::Any + Send>) -> RunReport {
+fn panic_report(
+    seed: u64,
+    byz: &[(NodeId, Behaviour)],
+    p: Box<dyn std::any::Any + Send>,
+) -> RunReport {
     let msg = p
         .downcast_ref::<String>()
         .cloned()
@@ -124,7 +136,10 @@ fn panic_report(seed: u64, byz: &[(NodeId, Behaviour)], p: Box<dyn std::any::Any
         .unwrap_or_else(|| "unknown panic".into());
     RunReport {
         seed,
-        violations: vec![Violation { kind: Kind::Safety, detail: format!("a node panicked: {msg}") }],
+        violations: vec![Violation {
+            kind: Kind::Safety,
+            detail: format!("a node panicked: {msg}"),
+        }],
         committed: 0,
         byzantine: describe_byz(byz),
         trace: Default::default(),
@@ -133,7 +148,9 @@ fn panic_report(seed: u64, byz: &[(NodeId, Behaviour)], p: Box<dyn std::any::Any
 }
 
 fn describe_byz(byz: &[(NodeId, Behaviour)]) -> Vec<(NodeId, String)> {
-    byz.iter().map(|(id, b)| (*id, b.name().to_string())).collect()
+    byz.iter()
+        .map(|(id, b)| (*id, b.name().to_string()))
+        .collect()
 }
 
 fn report_of(cfg: &SimConfig, w: &World) -> RunReport {
@@ -184,7 +201,11 @@ pub fn run_world(cfg: &SimConfig) -> World {
 fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {
     let slots = w.slot_count();
     let honest = w.honest_slots();
-    let crashed: Vec<usize> = honest.iter().copied().filter(|&s| w.is_crashed(s)).collect();
+    let crashed: Vec<usize> = honest
+        .iter()
+        .copied()
+        .filter(|&s| w.is_crashed(s))
+        .collect();
     let has_twins = (0..w.cfg.nodes as NodeId).any(|id| w.slots_of(id).len() > 1);
     match rng.gen_range(0..100) {
         0..=29 => {
@@ -210,7 +231,11 @@ fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {
         }
         30..=44 => Fault::Heal,
         45..=59 if crashed.len() < 2 => {
-            let up: Vec<usize> = honest.iter().copied().filter(|&s| !w.is_crashed(s)).collect();
+            let up: Vec<usize> = honest
+                .iter()
+                .copied()
+                .filter(|&s| !w.is_crashed(s))
+                .collect();
             up.choose(rng).map_or(Fault::Heal, |&s| Fault::Crash(s))
         }
         45..=69 if !crashed.is_empty() => Fault::Restart(*crashed.choose(rng).expect("non-empty")),
@@ -218,7 +243,11 @@ fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {
             let drop = *[0.0, 0.02, 0.1, 0.3].choose(rng).expect("non-empty");
             let duplicate = *[0.0, 0.05, 0.2].choose(rng).expect("non-empty");
             let delay = *[(1, 5), (1, 30), (5, 150)].choose(rng).expect("non-empty");
-            Fault::Loss { drop, duplicate, delay }
+            Fault::Loss {
+                drop,
+                duplicate,
+                delay,
+            }
         }
         _ => Fault::Timeout(rng.gen_range(0..w.cfg.nodes as NodeId)),
     }
@@ -256,7 +285,10 @@ impl Batch {
     pub fn run(&self, progress: &(dyn Fn(&RunReport) + Sync)) -> Vec<RunReport> {
         let next = AtomicUsize::new(0);
         let results = Mutex::new(Vec::new());
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(self.seeds as usize).max(1);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(self.seeds as usize)
+            .max(1);
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| loop {
@@ -266,7 +298,10 @@ impl Batch {
                     }
                     let report = run(&self.config(self.first_seed + i));
                     progress(&report);
-                    results.lock().expect("no worker panics while holding the lock").push(report);
+                    results
+                        .lock()
+                        .expect("no worker panics while holding the lock")
+                        .push(report);
                 });
             }
         });

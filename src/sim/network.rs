@@ -26,7 +26,13 @@ pub struct Network {
 
 impl Network {
     pub fn new() -> Network {
-        Network { groups: None, blocked: BTreeSet::new(), drop: 0.0, duplicate: 0.0, delay: (1, 5) }
+        Network {
+            groups: None,
+            blocked: BTreeSet::new(),
+            drop: 0.0,
+            duplicate: 0.0,
+            delay: (1, 5),
+        }
     }
 
     pub fn partition(&mut self, slots: usize, sides: &[Vec<usize>]) {
@@ -68,14 +74,21 @@ impl Network {
         match (from, to) {
             (Endpoint::Slot(a), Endpoint::Slot(b)) => {
                 let same = self.groups.as_ref().is_none_or(|g| g[a] == g[b]);
-                same && !self.blocked.contains(&(a, b, None)) && !self.blocked.contains(&(a, b, Some(kind)))
+                same && !self.blocked.contains(&(a, b, None))
+                    && !self.blocked.contains(&(a, b, Some(kind)))
             }
             _ => true,
         }
     }
 
     /// Delivery delays for one message: empty if lost, two if duplicated.
-    pub fn plan(&self, rng: &mut impl Rng, from: Endpoint, to: Endpoint, kind: &'static str) -> Vec<u64> {
+    pub fn plan(
+        &self,
+        rng: &mut impl Rng,
+        from: Endpoint,
+        to: Endpoint,
+        kind: &'static str,
+    ) -> Vec<u64> {
         if !self.connected(from, to, kind) || rng.gen_bool(self.drop) {
             return vec![];
         }

@@ -93,7 +93,16 @@ struct EventFile {
 
 /// Message kinds a `block` may name.
 const KINDS: [&str; 10] = [
-    "request-vote", "vote", "append-entries", "ack", "commit", "evidence", "request", "revolution", "reply", "catch-up",
+    "request-vote",
+    "vote",
+    "append-entries",
+    "ack",
+    "commit",
+    "evidence",
+    "request",
+    "revolution",
+    "reply",
+    "catch-up",
 ];
 
 /// What a scenario expects of a variant.
@@ -133,13 +142,17 @@ impl Scenario {
         let f: File = toml::from_str(text).map_err(|e| format!("invalid scenario: {e}"))?;
         let variant = match &f.variant {
             None => Variant::Bft,
-            Some(v) => Variant::parse(v).ok_or_else(|| format!("unknown variant {v:?} (raft, tangaroa or bft)"))?,
+            Some(v) => Variant::parse(v)
+                .ok_or_else(|| format!("unknown variant {v:?} (raft, tangaroa or bft)"))?,
         };
         if f.nodes == 0 || f.nodes > 64 {
             return Err(format!("nodes must be between 1 and 64, got {}", f.nodes));
         }
         if f.clients == 0 || f.clients > 64 {
-            return Err(format!("clients must be between 1 and 64, got {}", f.clients));
+            return Err(format!(
+                "clients must be between 1 and 64, got {}",
+                f.clients
+            ));
         }
         if f.duration_ms == 0 || f.duration_ms > 600_000 {
             return Err("duration_ms must be between 1 and 600000".into());
@@ -147,7 +160,10 @@ impl Scenario {
         let node = |what: &str, n: Option<NodeId>| -> Result<NodeId, String> {
             match n {
                 Some(n) if (n as usize) < f.nodes => Ok(n),
-                Some(n) => Err(format!("{what}: node {n} does not exist (nodes = {})", f.nodes)),
+                Some(n) => Err(format!(
+                    "{what}: node {n} does not exist (nodes = {})",
+                    f.nodes
+                )),
                 None => Err(format!("{what}: missing `node`")),
             }
         };
@@ -157,14 +173,19 @@ impl Scenario {
             let e = match e.as_str() {
                 "safe" => Expect::Safe,
                 "violation" => Expect::Violation,
-                other => return Err(format!("expect.{v}: {other:?} is neither \"safe\" nor \"violation\"")),
+                other => {
+                    return Err(format!(
+                        "expect.{v}: {other:?} is neither \"safe\" nor \"violation\""
+                    ))
+                }
             };
             expect.insert(v, e);
         }
         let mut byzantine = Vec::new();
         for b in &f.byzantine {
             let id = node("byzantine", Some(b.node))?;
-            let beh = Behaviour::parse(&b.behaviour).ok_or_else(|| format!("byzantine: unknown behaviour {:?}", b.behaviour))?;
+            let beh = Behaviour::parse(&b.behaviour)
+                .ok_or_else(|| format!("byzantine: unknown behaviour {:?}", b.behaviour))?;
             if byzantine.iter().any(|(x, _)| *x == id) {
                 return Err(format!("byzantine: node {id} listed twice"));
             }
@@ -299,11 +320,16 @@ impl Scenario {
             w.run_until(*at);
             let faults = match ev {
                 ScenarioEvent::Partition(groups) => {
-                    let sides = groups.iter().map(|g| g.iter().flat_map(|&id| w.slots_of(id)).collect()).collect();
+                    let sides = groups
+                        .iter()
+                        .map(|g| g.iter().flat_map(|&id| w.slots_of(id)).collect())
+                        .collect();
                     vec![Fault::Partition(sides)]
                 }
                 ScenarioEvent::Crash(id) => w.slots_of(*id).into_iter().map(Fault::Crash).collect(),
-                ScenarioEvent::Restart(id) => w.slots_of(*id).into_iter().map(Fault::Restart).collect(),
+                ScenarioEvent::Restart(id) => {
+                    w.slots_of(*id).into_iter().map(Fault::Restart).collect()
+                }
                 ScenarioEvent::Other(f) => vec![f.clone()],
             };
             for f in faults {

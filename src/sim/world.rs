@@ -29,7 +29,11 @@ pub enum Event {
     ClientTick(ClientId),
     Submit(ClientId),
     /// Boxed: thousands wait in the queue at once.
-    Deliver { to: Endpoint, from: Endpoint, msg: Box<Message> },
+    Deliver {
+        to: Endpoint,
+        from: Endpoint,
+        msg: Box<Message>,
+    },
     Fault(Fault),
 }
 
@@ -117,19 +121,35 @@ fn client_key(seed: u64, id: ClientId) -> SigningKey {
 impl World {
     pub fn new(cfg: SimConfig) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let node_keys: Vec<SigningKey> = (0..cfg.nodes as NodeId).map(|i| node_key(cfg.seed, i)).collect();
-        let client_keys: Vec<SigningKey> = (0..cfg.clients as ClientId).map(|c| client_key(cfg.seed, c)).collect();
+        let node_keys: Vec<SigningKey> = (0..cfg.nodes as NodeId)
+            .map(|i| node_key(cfg.seed, i))
+            .collect();
+        let client_keys: Vec<SigningKey> = (0..cfg.clients as ClientId)
+            .map(|c| client_key(cfg.seed, c))
+            .collect();
         let ring = Keyring::new(
             Domain::new(cfg.rules.variant, CLUSTER_ID),
             node_keys.iter().map(|k| k.verifying_key()).collect(),
-            client_keys.iter().enumerate().map(|(c, k)| (c as ClientId, k.verifying_key())).collect(),
+            client_keys
+                .iter()
+                .enumerate()
+                .map(|(c, k)| (c as ClientId, k.verifying_key()))
+                .collect(),
         )
         .expect("derived keys are never weak");
         let mut slots = Vec::new();
         for id in 0..cfg.nodes as NodeId {
-            let behaviour = cfg.byzantine.iter().find(|(b, _)| *b == id).map(|(_, b)| *b);
+            let behaviour = cfg
+                .byzantine
+                .iter()
+                .find(|(b, _)| *b == id)
+                .map(|(_, b)| *b);
             let kind = behaviour.map_or(SlotKind::Honest, SlotKind::Byzantine);
-            let copies = if behaviour == Some(Behaviour::Twins) { 2 } else { 1 };
+            let copies = if behaviour == Some(Behaviour::Twins) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 slots.push(Slot {
                     id,
@@ -149,7 +169,15 @@ impl World {
             .into_iter()
             .enumerate()
             .map(|(c, key)| ClientSlot {
-                core: ClientCore::new(c as ClientId, key, cfg.rules.variant, CLUSTER_ID, cfg.nodes, client_timeout, 1),
+                core: ClientCore::new(
+                    c as ClientId,
+                    key,
+                    cfg.rules.variant,
+                    CLUSTER_ID,
+                    cfg.nodes,
+                    client_timeout,
+                    1,
+                ),
                 issued: 0,
             })
             .collect();
@@ -192,7 +220,9 @@ impl World {
 
     /// Slots that hold node `id` (two for twins).
     pub fn slots_of(&self, id: NodeId) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&s| self.slots[s].id == id).collect()
+        (0..self.slots.len())
+            .filter(|&s| self.slots[s].id == id)
+            .collect()
     }
 
     pub fn is_crashed(&self, slot: usize) -> bool {
@@ -204,11 +234,15 @@ impl World {
     }
 
     pub fn honest_slots(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&s| self.checker.is_honest(s)).collect()
+        (0..self.slots.len())
+            .filter(|&s| self.checker.is_honest(s))
+            .collect()
     }
 
     pub fn byzantine_slots(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&s| !self.checker.is_honest(s)).collect()
+        (0..self.slots.len())
+            .filter(|&s| !self.checker.is_honest(s))
+            .collect()
     }
 
     pub fn trace_digest(&self) -> Digest {
@@ -217,7 +251,11 @@ impl World {
 
     pub fn schedule(&mut self, after: u64, event: Event) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at: self.now + after, seq: self.seq, event }));
+        self.queue.push(Reverse(Scheduled {
+            at: self.now + after,
+            seq: self.seq,
+            event,
+        }));
     }
 
     fn start_slot(&mut self, s: usize) {
@@ -236,7 +274,13 @@ impl World {
             SlotKind::Honest => Box::new(Node::new(cfg, slot.key.clone(), seed, durable)),
             SlotKind::Byzantine(b) => adversary::make(
                 b,
-                adversary::Context { cfg, key: slot.key.clone(), seed, durable, ring: self.ring.clone() },
+                adversary::Context {
+                    cfg,
+                    key: slot.key.clone(),
+                    seed,
+                    durable,
+                    ring: self.ring.clone(),
+                },
             ),
         };
         slot.actor = Some(actor);
@@ -270,7 +314,10 @@ impl World {
                 self.client_outputs(c, out);
             }
             Event::Submit(c) => {
-                if self.load && !self.clients[c as usize].core.busy() && self.clients[c as usize].issued < self.cfg.max_requests {
+                if self.load
+                    && !self.clients[c as usize].core.busy()
+                    && self.clients[c as usize].issued < self.cfg.max_requests
+                {
                     let op = self.random_op();
                     self.submit(c, op, None);
                 }
@@ -283,7 +330,10 @@ impl World {
     fn random_op(&mut self) -> Op {
         let key = format!("k{}", self.rng.gen_range(0..4));
         match self.rng.gen_range(0..10) {
-            0..=4 => Op::Put { key, value: format!("v{}", self.rng.gen_range(0..100)) },
+            0..=4 => Op::Put {
+                key,
+                value: format!("v{}", self.rng.gen_range(0..100)),
+            },
             5..=6 => Op::Get { key },
             7 => Op::Delete { key },
             _ => Op::Cas {
@@ -302,7 +352,12 @@ impl World {
         }
         client.issued += 1;
         let mut out = client.core.submit(op.clone());
-        let seq = client.core.pending_request().expect("just submitted").body.seq;
+        let seq = client
+            .core
+            .pending_request()
+            .expect("just submitted")
+            .body
+            .seq;
         self.checker.on_issue(c, seq, op, self.now);
         if let (Some(to), Some(ClientOutput::Send { to: t, .. })) = (to, out.first_mut()) {
             *t = to;
@@ -335,7 +390,14 @@ impl World {
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Message) {
         let delays = self.net.plan(&mut self.rng, from, to, msg.kind());
         for d in delays {
-            self.schedule(d, Event::Deliver { to, from, msg: Box::new(msg.clone()) });
+            self.schedule(
+                d,
+                Event::Deliver {
+                    to,
+                    from,
+                    msg: Box::new(msg.clone()),
+                },
+            );
         }
     }
 
@@ -349,7 +411,9 @@ impl World {
         *self.kinds.entry(msg.kind()).or_default() += 1;
         match to {
             Endpoint::Client(c) => {
-                let (Endpoint::Slot(s), Message::Reply(r)) = (from, msg) else { return };
+                let (Endpoint::Slot(s), Message::Reply(r)) = (from, msg) else {
+                    return;
+                };
                 let node = self.slots[s].id;
                 let out = self.clients[c as usize].core.on_reply(node, r);
                 self.client_outputs(c, out);
@@ -367,7 +431,11 @@ impl World {
                     if let Some(result) = self.slots[s].kv.cached(r.body.client, r.body.seq) {
                         let reply = self.reply_for(s, c, r.body.seq, result);
                         if let Some(reply) = reply {
-                            self.send(Endpoint::Slot(s), Endpoint::Client(c), Message::Reply(reply));
+                            self.send(
+                                Endpoint::Slot(s),
+                                Endpoint::Client(c),
+                                Message::Reply(reply),
+                            );
                         }
                         return;
                     }
@@ -390,15 +458,29 @@ impl World {
         }
     }
 
-    fn reply_for(&mut self, s: usize, client: ClientId, seq: u64, result: crate::protocol::OpResult) -> Option<Reply> {
+    fn reply_for(
+        &mut self,
+        s: usize,
+        client: ClientId,
+        seq: u64,
+        result: crate::protocol::OpResult,
+    ) -> Option<Reply> {
         let slot = &mut self.slots[s];
         let actor = slot.actor.as_mut()?;
-        let reply = Reply { node: slot.id, client, seq, result, leader: actor.node().leader() };
+        let reply = Reply {
+            node: slot.id,
+            client,
+            seq,
+            result,
+            leader: actor.node().leader(),
+        };
         actor.reply(reply)
     }
 
     pub fn step(&mut self, s: usize, input: Input) {
-        let Some(actor) = self.slots[s].actor.as_mut() else { return };
+        let Some(actor) = self.slots[s].actor.as_mut() else {
+            return;
+        };
         let out = actor.step(input);
         self.outputs(s, out);
     }
@@ -432,7 +514,11 @@ impl World {
                     let c = r.body.client;
                     if (c as usize) < self.clients.len() {
                         if let Some(reply) = self.reply_for(s, c, r.body.seq, applied.result()) {
-                            self.send(Endpoint::Slot(s), Endpoint::Client(c), Message::Reply(reply));
+                            self.send(
+                                Endpoint::Slot(s),
+                                Endpoint::Client(c),
+                                Message::Reply(reply),
+                            );
                         }
                     }
                 }
@@ -459,7 +545,11 @@ impl World {
                     }
                 }
             }
-            Fault::Loss { drop, duplicate, delay } => {
+            Fault::Loss {
+                drop,
+                duplicate,
+                delay,
+            } => {
                 self.net.drop = drop;
                 self.net.duplicate = duplicate;
                 self.net.delay = delay;
