@@ -82,9 +82,10 @@ impl Node {
         self.commit_to(commit);
     }
 
-    /// Highest index committed (q Commits of one term) on our log up to `base` followed by
-    /// a chain whose hashes are `hashes`.
-    fn commit_point_on(&self, base: Index, hashes: &[Digest]) -> Index {
+    /// Highest index committed (q Commits of one term, each matching the chain at an index
+    /// at or above it) on our log up to `base` followed by a chain whose hashes are
+    /// `hashes`. With `base` our last index and no hashes: our own commit point.
+    pub(super) fn commit_point_on(&self, base: Index, hashes: &[Digest]) -> Index {
         let hash_at = |i: Index| {
             if i <= base {
                 self.log.hash_at(i)

@@ -141,25 +141,8 @@ impl Node {
     /// bft: commit index i once q distinct nodes sent Commits of one term whose
     /// `(index, hash)` match our log at an index >= i.
     pub(super) fn try_commit(&mut self) {
-        let mut by_term: BTreeMap<Term, Vec<Index>> = BTreeMap::new();
-        for c in self.commits.iter().flatten() {
-            let b = &c.body;
-            if self.log.hash_at(b.index) == Some(b.hash) {
-                by_term.entry(b.term).or_default().push(b.index);
-            }
-        }
-        let q = self.quorum.q;
-        let best = by_term
-            .into_values()
-            .filter(|v| v.len() >= q)
-            .map(|mut v| {
-                v.sort_unstable_by(|a, b| b.cmp(a));
-                v[q - 1]
-            })
-            .max();
-        if let Some(i) = best {
-            self.commit_to(i);
-        }
+        let point = self.commit_point_on(self.log.last_index(), &[]);
+        self.commit_to(point);
     }
 
     /// Resends our Commit while our own commit lags our lock; peers answer a repeated

@@ -102,19 +102,12 @@ pub struct World {
     pub load: bool,
 }
 
-fn node_key(seed: u64, id: NodeId) -> SigningKey {
+/// A run's keys derive from its seed; `tag` keeps node and client keys apart.
+fn derived_key(seed: u64, id: u32, tag: u8) -> SigningKey {
     let mut s = [0u8; 32];
     s[..8].copy_from_slice(&seed.to_le_bytes());
     s[8..12].copy_from_slice(&id.to_le_bytes());
-    s[12] = 0x4e;
-    signing_key_from_seed(s)
-}
-
-fn client_key(seed: u64, id: ClientId) -> SigningKey {
-    let mut s = [0u8; 32];
-    s[..8].copy_from_slice(&seed.to_le_bytes());
-    s[8..12].copy_from_slice(&id.to_le_bytes());
-    s[12] = 0x43;
+    s[12] = tag;
     signing_key_from_seed(s)
 }
 
@@ -122,10 +115,10 @@ impl World {
     pub fn new(cfg: SimConfig) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let node_keys: Vec<SigningKey> = (0..cfg.nodes as NodeId)
-            .map(|i| node_key(cfg.seed, i))
+            .map(|i| derived_key(cfg.seed, i, b'N'))
             .collect();
         let client_keys: Vec<SigningKey> = (0..cfg.clients as ClientId)
-            .map(|c| client_key(cfg.seed, c))
+            .map(|c| derived_key(cfg.seed, c, b'C'))
             .collect();
         let ring = Keyring::new(
             Domain::new(cfg.rules.variant, CLUSTER_ID),
