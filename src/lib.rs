@@ -7,6 +7,7 @@
 //! - [`actor`]: what fills a node slot: the honest node or an adversary.
 //! - [`adversary`]: Byzantine behaviours that wrap or replace an honest node.
 //! - [`sim`]: the deterministic simulator and its safety/liveness checker.
+//! - [`storage`]: durable log, hard state and evidence under a data directory.
 
 pub mod actor;
 pub mod adversary;
@@ -16,3 +17,4 @@ pub mod crypto;
 pub mod kv;
 pub mod protocol;
 pub mod sim;
+pub mod storage;

@@ -1,0 +1,340 @@
+//! Durable storage under a node's data directory: the protocol decides what to persist
+//! (`Persist` outputs); this only makes it durable and brings it back.
+//!
+//! - `log`: append-only records, `Append(entries)` and `TruncateFrom(index)`, replayed on
+//!   start. Checksummed; a torn tail is cut, a damaged middle refuses to start.
+//! - `hard`: the hard state (term, vote, lock, commit), replaced atomically.
+//! - `evidence`: append-only records of Evidence.
+//!
+//! `apply` takes every `Persist` of a step and syncs once per touched file before
+//! returning: the caller releases the step's messages only after that.
+
+mod records;
+
+pub use records::RecordError;
+
+use crate::protocol::{Durable, Entry, Evidence, HardState, Persist};
+use records::{read_replaced, replace_atomically, RecordFile};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("{path}: undecodable record {index}: {reason}")]
+    Decode {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
+    #[error("{path}: record {index} does not fit the log ({reason})")]
+    Inconsistent {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum LogRecord {
+    Append(Vec<Entry>),
+    TruncateFrom(u64),
+}
+
+pub struct Storage {
+    dir: PathBuf,
+    log: RecordFile,
+    evidence: RecordFile,
+    /// Entries currently in the log, for validating appends (kept in step with the node).
+    last_index: u64,
+}
+
+impl Storage {
+    /// Opens (creating) the data directory and returns what a restarting node gets back.
+    pub fn open(dir: &Path) -> Result<(Storage, Durable), StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let log_path = dir.join("log");
+        let (log, records, _) = RecordFile::open(&log_path)?;
+        let mut entries: Vec<Entry> = Vec::new();
+        for (index, bytes) in records.iter().enumerate() {
+            let rec: LogRecord = bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
+                path: log_path.clone(),
+                index,
+                reason: e.to_string(),
+            })?;
+            let bad = |reason: String| StorageError::Inconsistent {
+                path: log_path.clone(),
+                index,
+                reason,
+            };
+            match rec {
+                LogRecord::Append(es) => {
+                    for e in es {
+                        if e.index != entries.len() as u64 + 1 {
+                            return Err(bad(format!("entry {} after {}", e.index, entries.len())));
+                        }
+                        entries.push(e);
+                    }
+                }
+                LogRecord::TruncateFrom(i) => {
+                    if i == 0 || i > entries.len() as u64 + 1 {
+                        return Err(bad(format!(
+                            "truncate from {i} with {} entries",
+                            entries.len()
+                        )));
+                    }
+                    entries.truncate(i as usize - 1);
+                }
+            }
+        }
+        let ev_path = dir.join("evidence");
+        let (evidence, ev_records, _) = RecordFile::open(&ev_path)?;
+        let mut ev = Vec::new();
+        for (index, bytes) in ev_records.iter().enumerate() {
+            let e: Evidence = bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
+                path: ev_path.clone(),
+                index,
+                reason: e.to_string(),
+            })?;
+            ev.push(e);
+        }
+        let hard_path = dir.join("hard");
+        let hard: HardState = match read_replaced(&hard_path)? {
+            None => HardState::default(),
+            Some(bytes) => bincode::deserialize(&bytes).map_err(|e| StorageError::Decode {
+                path: hard_path.clone(),
+                index: 0,
+                reason: e.to_string(),
+            })?,
+        };
+        if hard.commit > entries.len() as u64 {
+            return Err(StorageError::Inconsistent {
+                path: hard_path,
+                index: 0,
+                reason: format!(
+                    "commit index {} beyond the {} entries of the log",
+                    hard.commit,
+                    entries.len()
+                ),
+            });
+        }
+        let last_index = entries.len() as u64;
+        let storage = Storage {
+            dir: dir.to_path_buf(),
+            log,
+            evidence,
+            last_index,
+        };
+        Ok((
+            storage,
+            Durable {
+                hard,
+                entries,
+                evidence: ev,
+            },
+        ))
+    }
+
+    /// Makes a step's `Persist` outputs durable, in order, with one sync per file.
+    pub fn apply(&mut self, ops: &[&Persist]) -> Result<(), StorageError> {
+        let mut hard = None;
+        for op in ops {
+            match op {
+                Persist::Hard(h) => hard = Some(h),
+                Persist::Append(es) => {
+                    assert_eq!(
+                        es.first().map(|e| e.index),
+                        Some(self.last_index + 1),
+                        "appends are contiguous"
+                    );
+                    self.last_index += es.len() as u64;
+                    self.log.append(&encode(&LogRecord::Append(es.clone())))?;
+                }
+                Persist::TruncateFrom(i) => {
+                    assert!(
+                        *i >= 1 && *i <= self.last_index + 1,
+                        "truncation inside the log"
+                    );
+                    self.last_index = i - 1;
+                    self.log.append(&encode(&LogRecord::TruncateFrom(*i)))?;
+                }
+                Persist::Evidence(e) => self.evidence.append(&encode(e))?,
+            }
+        }
+        self.log.sync()?;
+        self.evidence.sync()?;
+        if let Some(h) = hard {
+            // Written after the log is durable: a commit index never points past it.
+            replace_atomically(&self.dir.join("hard"), &encode(h))?;
+        }
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("in-memory bincode encoding cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Signed;
+    use crate::protocol::{Op, Payload, Request};
+    use std::io::Write;
+
+    fn entry(index: u64) -> Entry {
+        let op = Op::Put {
+            key: "k".into(),
+            value: index.to_string(),
+        };
+        Entry {
+            term: 1,
+            index,
+            payload: Payload::Request(Signed {
+                body: Request {
+                    client: 1,
+                    seq: index,
+                    op,
+                },
+                sig: None,
+            }),
+        }
+    }
+
+    fn append(s: &mut Storage, from: u64, to: u64) {
+        let op = Persist::Append((from..=to).map(entry).collect());
+        s.apply(&[&op]).unwrap();
+    }
+
+    #[test]
+    fn what_was_applied_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, d) = Storage::open(dir.path()).unwrap();
+        assert!(d.entries.is_empty() && d.hard == HardState::default());
+        append(&mut s, 1, 5);
+        let hard = HardState {
+            term: 3,
+            commit: 2,
+            ..Default::default()
+        };
+        s.apply(&[
+            &Persist::TruncateFrom(4),
+            &Persist::Append(vec![entry(4)]),
+            &Persist::Hard(hard.clone()),
+        ])
+        .unwrap();
+        drop(s);
+        let (_, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.entries, (1..=4).map(entry).collect::<Vec<_>>());
+        assert_eq!(d.hard, hard);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 3);
+        append(&mut s, 4, 4);
+        drop(s);
+        let path = dir.path().join("log");
+        let len = std::fs::metadata(&path).unwrap().len();
+        // A crash in the middle of the last append.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        let (mut s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.entries.len(), 3);
+        // And appending goes on from there.
+        append(&mut s, 4, 4);
+        drop(s);
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 4);
+        // A header cut short is a torn tail too.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&[7, 0])
+            .unwrap();
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 4);
+    }
+
+    #[test]
+    fn a_damaged_middle_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        append(&mut s, 3, 4);
+        drop(s);
+        let path = dir.path().join("log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[12] ^= 0xff; // inside the first record's body
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Storage::open(dir.path()).err().expect("must refuse");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("corrupt record at byte 0") && msg.contains("refusing"),
+            "{msg}"
+        );
+        // Nothing was cut.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn hard_state_is_replaced_whole_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 1);
+        s.apply(&[&Persist::Hard(HardState {
+            term: 1,
+            commit: 1,
+            ..Default::default()
+        })])
+        .unwrap();
+        s.apply(&[&Persist::Hard(HardState {
+            term: 2,
+            commit: 1,
+            ..Default::default()
+        })])
+        .unwrap();
+        drop(s);
+        // A leftover temporary file from a crash mid-replace is ignored.
+        std::fs::write(dir.path().join("hard.tmp"), b"garbage").unwrap();
+        assert_eq!(Storage::open(dir.path()).unwrap().1.hard.term, 2);
+        // A damaged hard state is refused, not replaced by defaults.
+        let path = dir.path().join("hard");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(Storage::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_commit_index_beyond_the_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        s.apply(&[&Persist::Hard(HardState {
+            commit: 3,
+            ..Default::default()
+        })])
+        .unwrap();
+        drop(s);
+        let msg = Storage::open(dir.path())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(msg.contains("beyond"), "{msg}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Checksummed record files: `[len: u32 LE][crc32 of body: u32 LE][body]`, appended only.
+//!
+//! Reading stops at the first record that does not check out. If it is the last thing in
+//! the file (a write cut short by a crash), the tail is cut off; anything after it means
+//! the middle of the file is damaged, and we refuse rather than drop data silently.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Largest record accepted; anything larger is damage, not data.
+pub const MAX_RECORD: u32 = 64 << 20;
+const HEADER: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt record at byte {offset} with {after} bytes after it; refusing to start rather than drop data (restore the file or move it away)")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        after: u64,
+    },
+}
+
+pub struct RecordFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes written since the last sync.
+    dirty: bool,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> RecordError + '_ {
+    move |source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl RecordFile {
+    /// Opens (creating) the file and returns every intact record. A torn tail is cut off
+    /// and reported in the returned count of bytes dropped.
+    pub fn open(path: &Path) -> Result<(RecordFile, Vec<Vec<u8>>, u64), RecordError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io(path))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(path))?;
+        let mut records = Vec::new();
+        let mut at = 0usize;
+        while at < bytes.len() {
+            match parse(&bytes[at..]) {
+                Some((body, used)) => {
+                    records.push(body.to_vec());
+                    at += used;
+                }
+                None => break,
+            }
+        }
+        let dropped = (bytes.len() - at) as u64;
+        if dropped > 0 {
+            if !is_torn_tail(&bytes[at..]) {
+                return Err(RecordError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: at as u64,
+                    after: dropped,
+                });
+            }
+            tracing::warn!(path = %path.display(), offset = at, dropped, "cutting a torn record off the end");
+            file.set_len(at as u64).map_err(io(path))?;
+            file.sync_all().map_err(io(path))?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io(path))?;
+        Ok((
+            RecordFile {
+                path: path.to_path_buf(),
+                file,
+                dirty: false,
+            },
+            records,
+            dropped,
+        ))
+    }
+
+    pub fn append(&mut self, body: &[u8]) -> Result<(), RecordError> {
+        assert!(
+            body.len() <= MAX_RECORD as usize,
+            "record of {} bytes exceeds the maximum",
+            body.len()
+        );
+        let mut buf = Vec::with_capacity(HEADER + body.len());
+        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        buf.extend_from_slice(body);
+        self.file.write_all(&buf).map_err(io(&self.path))?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Makes every appended record durable (one fsync for a whole batch).
+    pub fn sync(&mut self) -> Result<(), RecordError> {
+        if self.dirty {
+            self.file.sync_data().map_err(io(&self.path))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// One record at the start of `bytes`: its body and the bytes it spans.
+fn parse(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    if bytes.len() < HEADER {
+        return None;
+    }
+    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if len > MAX_RECORD || bytes.len() < HEADER + len as usize {
+        return None;
+    }
+    let body = &bytes[HEADER..HEADER + len as usize];
+    (crc32fast::hash(body) == crc).then_some((body, HEADER + len as usize))
+}
+
+/// A crash mid-append leaves one short or unchecked record at the very end: a header cut
+/// short, a body running past the end, or a body whose checksum fails and that ends
+/// exactly at the end of the file.
+fn is_torn_tail(rest: &[u8]) -> bool {
+    if rest.len() < HEADER {
+        return true;
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
+    len <= MAX_RECORD && rest.len() <= HEADER + len as usize
+}
+
+/// Replaces `path` with `body` atomically: write a temporary file, sync it, rename it over,
+/// sync the directory. A crash leaves either the old or the new contents.
+pub fn replace_atomically(path: &Path, body: &[u8]) -> Result<(), RecordError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&(body.len() as u32).to_le_bytes())
+            .map_err(io(&tmp))?;
+        f.write_all(&crc32fast::hash(body).to_le_bytes())
+            .map_err(io(&tmp))?;
+        f.write_all(body).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Reads a file written by `replace_atomically`; `None` if it does not exist.
+pub fn read_replaced(path: &Path) -> Result<Option<Vec<u8>>, RecordError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    match parse(&bytes) {
+        Some((body, used)) if used == bytes.len() => Ok(Some(body.to_vec())),
+        _ => Err(RecordError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            after: bytes.len() as u64,
+        }),
+    }
+}
