@@ -129,7 +129,7 @@ impl Node {
                 self.hard.ack_floor = self.hard.ack_floor.max(self.acked_term + 1);
                 self.save_hard();
             }
-            self.retain_lock_chain_before_truncate(at);
+            self.retain_lock_chain(at);
             self.log.truncate_from(at);
             self.out.push(Output::Persist(Persist::TruncateFrom(at)));
         }

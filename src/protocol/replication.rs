@@ -454,11 +454,7 @@ impl Node {
     /// that lock we must be able to hand its entries to our followers. Without this a node
     /// can hold a lock nobody can satisfy and block every election (a liveness hole the
     /// simulator found in the rules as written).
-    pub(super) fn retain_lock_chain_before_truncate(&mut self, from: Index) {
-        self.retain_lock_chain(from)
-    }
-
-    fn retain_lock_chain(&mut self, from: Index) {
+    pub(super) fn retain_lock_chain(&mut self, from: Index) {
         let Some(lock) = &self.hard.lock else { return };
         if from > lock.index {
             return;
