@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Sim(args) => tangaroa::cli::sim::run(args),
+        Command::Keygen(args) => tangaroa::cli::keygen::run(args).map(|()| false),
     };
     match outcome {
         Ok(false) => ExitCode::SUCCESS,

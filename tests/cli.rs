@@ -128,3 +128,23 @@ fn help_explains_the_command() {
         assert!(out.contains(word), "{word} missing from help");
     }
 }
+
+#[test]
+fn keygen_writes_a_cluster_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("k");
+    let out_s = out.to_str().unwrap();
+    let (code, stdout, err) =
+        tangaroa(&["keygen", "--nodes", "4", "--clients", "1", "--out", out_s]);
+    assert_eq!(code, 0, "{stdout} {err}");
+    assert!(stdout.contains("cluster.toml"));
+    let cfg = tangaroa::config::ClusterConfig::load(&out.join("cluster.toml")).expect("loads");
+    assert_eq!(cfg.nodes.len(), 4);
+    let (code, _, err) = tangaroa(&["keygen", "--nodes", "4", "--out", out_s]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--force"), "{err}");
+    let (code, _, _) = tangaroa(&["keygen", "--nodes", "4", "--out", out_s, "--force"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = tangaroa(&["keygen", "--nodes", "0", "--out", out_s]);
+    assert_eq!(code, 2, "{err}");
+}

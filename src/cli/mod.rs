@@ -1,5 +1,6 @@
 //! The `tangaroa` command line.
 
+pub mod keygen;
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,9 @@ pub enum Command {
     /// Run the deterministic simulator: many seeded runs with faults and Byzantine nodes,
     /// each checked for safety and liveness violations.
     Sim(sim::SimArgs),
+    /// Generate Ed25519 keys and TLS certificates for nodes and clients, and the cluster
+    /// configuration (TOML) that lists them.
+    Keygen(keygen::KeygenArgs),
 }
 
 /// An error that is the user's input, not ours: reported plainly, exit code 2.

@@ -40,6 +40,10 @@ pub struct SimArgs {
     pub json: bool,
 }
 
+pub fn parse_variant_arg(s: &str) -> Result<Variant, String> {
+    parse_variant(s)
+}
+
 fn parse_variant(s: &str) -> Result<Variant, String> {
     Variant::parse(s)
         .ok_or_else(|| format!("unknown variant {s:?}: expected raft, tangaroa or bft"))

@@ -1,0 +1,129 @@
+//! The cluster configuration file (TOML) written by `tangaroa keygen` and read by every
+//! node and client: ids, addresses, public keys, certificates, registered clients, the
+//! variant and the timeouts. Loading checks everything a running node relies on and says
+//! what is wrong, field by field.
+
+use crate::crypto::{Domain, Keyring, Principal};
+use crate::protocol::{ClientId, NodeId, Timing, Variant};
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub cluster_id: String,
+    pub variant: Variant,
+    /// Wall-clock length of one protocol tick.
+    pub tick_ms: u64,
+    pub timing: Timing,
+    #[serde(rename = "node")]
+    pub nodes: Vec<NodeEntry>,
+    #[serde(rename = "client", default)]
+    pub clients: Vec<ClientEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub id: NodeId,
+    pub address: SocketAddr,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// TLS certificate (PEM), relative to the config file's directory.
+    pub cert: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    pub id: ClientId,
+    pub public_key: String,
+    pub cert: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl ClusterConfig {
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.into(),
+            reason,
+        };
+        let cfg: ClusterConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        cfg.validate().map_err(invalid)?;
+        Ok(cfg)
+    }
+
+    /// Every check a node relies on: contiguous ids, distinct addresses, valid and
+    /// non-weak keys, sane timing.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cluster_id.is_empty() || self.cluster_id.contains('/') {
+            return Err("cluster_id must be non-empty and contain no '/'".into());
+        }
+        if self.nodes.is_empty() {
+            return Err("no [[node]] entries".into());
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.id as usize != i {
+                return Err(format!(
+                    "node ids must be 0..{} in order; entry {i} has id {}",
+                    self.nodes.len(),
+                    n.id
+                ));
+            }
+        }
+        let addrs: BTreeSet<SocketAddr> = self.nodes.iter().map(|n| n.address).collect();
+        if addrs.len() != self.nodes.len() {
+            return Err("two nodes share an address".into());
+        }
+        let ids: BTreeSet<ClientId> = self.clients.iter().map(|c| c.id).collect();
+        if ids.len() != self.clients.len() {
+            return Err("two clients share an id".into());
+        }
+        if self.tick_ms == 0 || self.tick_ms > 10_000 {
+            return Err("tick_ms must be between 1 and 10000".into());
+        }
+        self.timing.validate()?;
+        self.keyring().map(|_| ())
+    }
+
+    /// The public keys of the cluster, parsed and checked for weakness.
+    pub fn keyring(&self) -> Result<Keyring, String> {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| parse_public(Principal::Node(n.id), &n.public_key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let clients = self
+            .clients
+            .iter()
+            .map(|c| parse_public(Principal::Client(c.id), &c.public_key).map(|k| (c.id, k)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Keyring::new(Domain::new(self.variant, &self.cluster_id), nodes, clients)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn parse_public(who: Principal, hex_key: &str) -> Result<VerifyingKey, String> {
+    let bytes = hex::decode(hex_key).map_err(|e| format!("{who:?}: public key is not hex: {e}"))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| format!("{who:?}: public key must be 32 bytes"))?;
+    Keyring::parse_key(who, &bytes).map_err(|e| e.to_string())
+}
