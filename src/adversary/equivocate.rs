@@ -13,9 +13,8 @@
 //! followers that Acked the real log are now offered the fork in the same term: that is
 //! what the append-only rule catches, as Evidence.
 
-use super::Context;
+use super::{Context, Kit};
 use crate::actor::Actor;
-use crate::crypto::Domain;
 use crate::protocol::log::Log;
 use crate::protocol::{
     Ack, AppendEntries, Commit, Entry, Input, Message, Node, NodeId, Output, Term,
@@ -23,14 +22,11 @@ use crate::protocol::{
 
 /// Ticks of leadership before the fork widens.
 const WIDEN_TICKS: u32 = 60;
-use ed25519_dalek::SigningKey;
 
 pub struct Equivocate {
     inner: Node,
-    key: SigningKey,
-    domain: Domain,
+    kit: Kit,
     cluster_id: String,
-    peers: Vec<NodeId>,
     /// Highest index of a real Ack or Commit of ours each follower has seen: backing the
     /// fork at or below it would hand that follower two conflicting Acks, i.e. Evidence.
     shown_real: Vec<u64>,
@@ -53,12 +49,10 @@ impl Equivocate {
         let widened = others[1..].to_vec();
         Equivocate {
             inner: ctx.honest_node(),
-            domain: ctx.domain(),
-            key: ctx.key.clone(),
+            kit: Kit::new(&ctx, 0xe9),
             cluster_id: ctx.cfg.cluster_id.clone(),
             minority,
             widened,
-            peers: others.clone(),
             shown_real: vec![0; n as usize],
             ticks_leading: 0,
             fork_term: 0,
@@ -73,7 +67,7 @@ impl Equivocate {
         let real = self.inner.log();
         let last = real.last_index();
         if self.fork.is_none() || self.fork_built_for != last {
-            let mut log = Log::new(&self.cluster_id, self.domain.signed);
+            let mut log = Log::new(&self.cluster_id, self.kit.domain.signed);
             for e in real.slice(1, self.base) {
                 log.append(e.clone());
             }
@@ -137,25 +131,19 @@ impl Equivocate {
         if index <= self.shown_real[to as usize] {
             return;
         }
-        let ack = self.domain.sign(
-            &self.key,
-            Ack {
-                term,
-                from,
-                index,
-                hash,
-                success: true,
-            },
-        );
-        let commit = self.domain.sign(
-            &self.key,
-            Commit {
-                term,
-                from,
-                index,
-                hash,
-            },
-        );
+        let ack = self.kit.sign(Ack {
+            term,
+            from,
+            index,
+            hash,
+            success: true,
+        });
+        let commit = self.kit.sign(Commit {
+            term,
+            from,
+            index,
+            hash,
+        });
         out.push(Output::Send {
             to,
             msg: Message::Ack(ack),
@@ -205,7 +193,7 @@ impl Actor for Equivocate {
                 } if side.contains(&to) => {
                     let forged = self.rewrite(to, &ae.body);
                     let carried = !forged.entries.is_empty();
-                    let msg = Message::AppendEntries(self.domain.sign(&self.key, forged));
+                    let msg = Message::AppendEntries(self.kit.sign(forged));
                     rewritten.push(Output::Send { to, msg });
                     if carried {
                         self.back_fork(to, term, &mut rewritten);
@@ -219,7 +207,7 @@ impl Actor for Equivocate {
                         Message::Commit(c) => c.body.index,
                         _ => 0,
                     };
-                    for to in self.peers.clone() {
+                    for to in self.kit.others() {
                         if !side.contains(&to) {
                             let shown = &mut self.shown_real[to as usize];
                             *shown = (*shown).max(index);

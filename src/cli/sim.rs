@@ -26,9 +26,9 @@ pub struct SimArgs {
     /// Comma-separated adversaries to rotate over the Byzantine nodes, or `all`.
     #[arg(long, default_value = "all")]
     pub behaviours: String,
-    /// Number of seeded runs.
-    #[arg(long, default_value_t = 100)]
-    pub seeds: u64,
+    /// Number of seeded runs [default: 100, or 1 with --scenario].
+    #[arg(long)]
+    pub seeds: Option<u64>,
     /// First seed; runs use seeds first-seed .. first-seed + seeds.
     #[arg(long)]
     pub first_seed: Option<u64>,
@@ -94,11 +94,14 @@ struct JsonSummary {
 
 /// Runs the command; `Ok(true)` if violations were found.
 pub fn run(args: SimArgs) -> Result<bool, BadInput> {
-    if args.seeds == 0 || args.seeds > 10_000_000 {
+    let seeds = args
+        .seeds
+        .unwrap_or(if args.scenario.is_some() { 1 } else { 100 });
+    if seeds == 0 || seeds > 10_000_000 {
         return Err(BadInput("--seeds must be between 1 and 10000000".into()));
     }
     if let Some(path) = &args.scenario {
-        return run_scenario(&args, path);
+        return run_scenario(&args, path, seeds);
     }
     let variant = args.variant.unwrap_or_default();
     if args.nodes == 0 || args.nodes > 31 {
@@ -126,9 +129,9 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
         byzantine: args.byzantine,
         behaviours: behaviours.clone(),
         first_seed: args.first_seed.unwrap_or(0),
-        seeds: args.seeds,
+        seeds,
     };
-    let bar = progress(args.seeds, args.json);
+    let bar = progress(seeds, args.json);
     let reports = batch.run(&|r: &RunReport| {
         bar.inc(1);
         if !r.violations.is_empty() {
@@ -156,17 +159,12 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
     )
 }
 
-fn run_scenario(args: &SimArgs, path: &std::path::Path) -> Result<bool, BadInput> {
+fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bool, BadInput> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
     let sc = Scenario::parse(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let variant = args.variant.unwrap_or(sc.variant);
     let first = args.first_seed.unwrap_or(sc.seed);
-    let seeds = if args.seeds == 100 && args.first_seed.is_none() {
-        1
-    } else {
-        args.seeds
-    };
     let bar = progress(seeds, args.json || seeds == 1);
     let reports: Vec<RunReport> = (first..first + seeds)
         .map(|s| {

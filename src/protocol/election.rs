@@ -241,9 +241,6 @@ impl Node {
             return;
         }
         self.note_vote(&v);
-        if self.is_raft() && b.term > self.hard.term {
-            return self.raft_step_down(b.term);
-        }
         let my_term = self.hard.term;
         if let Role::Candidate { votes } = &mut self.role {
             if b.term == my_term {

@@ -44,7 +44,6 @@ pub struct Checker {
     issued: HashMap<ReqId, (Op, u64)>,
     honest_result: HashMap<ReqId, OpResult>,
     accepted: Vec<(ReqId, OpResult)>,
-    /// When each request was first held applied by every honest slot.
     pub violations: Vec<Violation>,
 }
 
