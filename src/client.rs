@@ -77,6 +77,18 @@ impl ClientCore {
         self.leader
     }
 
+    /// Gives up on the pending request (its outcome stays unknown) so another may be sent.
+    pub fn abandon(&mut self) {
+        self.pending = None;
+    }
+
+    /// What the client learned elsewhere (e.g. from status reports) about who leads.
+    pub fn hint_leader(&mut self, term: Term, leader: NodeId) {
+        if self.leader.is_none_or(|(t, _)| term >= t) {
+            self.leader = Some((term, leader));
+        }
+    }
+
     pub fn pending_request(&self) -> Option<&SignedRequest> {
         self.pending.as_ref().map(|p| &p.request)
     }

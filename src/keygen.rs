@@ -154,6 +154,13 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeygenError> {
     f.sync_all().map_err(err)
 }
 
+/// Where `keygen` put a principal's secrets, in the configuration's folder: `prefix` is
+/// `node-I` or `client-C`. Returns (Ed25519 secret, TLS private key).
+pub fn secret_paths(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
+    let [secret, tls_key, _] = file_names(prefix);
+    (dir.join(secret), dir.join(tls_key))
+}
+
 /// Reads a node's or client's Ed25519 secret key written by `keygen`.
 pub fn read_secret(path: &Path) -> Result<SigningKey, KeygenError> {
     let text = std::fs::read_to_string(path).map_err(|source| KeygenError::Io {

@@ -8,6 +8,8 @@
 //! - [`adversary`]: Byzantine behaviours that wrap or replace an honest node.
 //! - [`sim`]: the deterministic simulator and its safety/liveness checker.
 //! - [`storage`]: durable log, hard state and evidence under a data directory.
+//! - [`transport`]: QUIC with mutual TLS (pinned certificates), frames, authentication.
+//! - [`runtime`]: the node process and the client session around the core.
 
 pub mod actor;
 pub mod adversary;
@@ -18,5 +20,7 @@ pub mod crypto;
 pub mod keygen;
 pub mod kv;
 pub mod protocol;
+pub mod runtime;
 pub mod sim;
 pub mod storage;
+pub mod transport;

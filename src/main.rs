@@ -13,13 +13,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let failed = |violations: bool| u8::from(violations);
     let outcome = match cli.command {
-        Command::Sim(args) => tangaroa::cli::sim::run(args),
-        Command::Keygen(args) => tangaroa::cli::keygen::run(args).map(|()| false),
+        Command::Sim(args) => tangaroa::cli::sim::run(args).map(failed),
+        Command::Keygen(args) => tangaroa::cli::keygen::run(args).map(|()| 0),
+        Command::Node(args) => tangaroa::cli::node::run(args).map(failed),
+        Command::Client(args) => tangaroa::cli::client::run(args),
+        Command::Status(args) => tangaroa::cli::status::run(args),
     };
     match outcome {
-        Ok(false) => ExitCode::SUCCESS,
-        Ok(true) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

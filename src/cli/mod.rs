@@ -1,7 +1,10 @@
 //! The `tangaroa` command line.
 
+pub mod client;
 pub mod keygen;
+pub mod node;
 pub mod sim;
+pub mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +28,12 @@ pub enum Command {
     /// Generate Ed25519 keys and TLS certificates for nodes and clients, and the cluster
     /// configuration (TOML) that lists them.
     Keygen(keygen::KeygenArgs),
+    /// Run one node: QUIC with mutual TLS, durable log, optionally as a Byzantine node.
+    Node(node::NodeArgs),
+    /// Send a signed request (put, get, delete, cas) or a Revolution to a cluster.
+    Client(client::ClientArgs),
+    /// Show every node's role, term, log, commit index, leader and evidence.
+    Status(status::StatusArgs),
 }
 
 /// An error that is the user's input, not ours: reported plainly, exit code 2.

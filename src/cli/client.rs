@@ -1,0 +1,163 @@
+//! `tangaroa client`: signed requests from the command line.
+
+use super::BadInput;
+use crate::protocol::{Op, OpResult};
+use crate::runtime::client::{ClientError, Session};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Exit codes a script can rely on.
+pub mod exit {
+    /// The cluster accepted the request and (for cas) the swap happened.
+    pub const OK: u8 = 0;
+    /// No agreed result before --timeout: the outcome is unknown.
+    pub const NO_RESULT: u8 = 1;
+    /// Bad arguments, configuration or keys.
+    pub const BAD_INPUT: u8 = 2;
+    /// cas: the current value was not OLD (it is printed).
+    pub const CAS_FAILED: u8 = 3;
+    /// get: the key does not exist.
+    pub const NOT_FOUND: u8 = 4;
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+A result is accepted only when enough nodes reply the same (f+1 in bft), so up to f lying
+nodes cannot fool the client. Requests go to the leader; on timeout to every node, and
+after a second timeout with a signed Revolution against the leader.
+
+Exit codes: 0 done; 1 no agreed result before --timeout (outcome unknown); 2 bad input;
+3 cas failed (current value printed); 4 get: no such key.")]
+pub struct ClientArgs {
+    /// Cluster configuration written by `tangaroa keygen`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The client's Ed25519 secret key (default: client-0.key next to the config). Its
+    /// TLS key and certificate are read from the same place (.tls.key, .crt).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    #[command(subcommand)]
+    pub op: ClientOp,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientOp {
+    /// Set KEY to VALUE.
+    Put { key: String, value: String },
+    /// Print KEY's value.
+    Get { key: String },
+    /// Remove KEY.
+    Delete { key: String },
+    /// Set KEY to NEW if its value is OLD ('-' for absent).
+    Cas {
+        key: String,
+        old: String,
+        new: String,
+    },
+    /// Send a signed Revolution against the current leader. In bft it is deposed only if
+    /// it fails to commit the request the Revolution carries within the request timeout.
+    Revolt,
+}
+
+fn op_of(c: &ClientOp) -> Op {
+    match c {
+        ClientOp::Put { key, value } => Op::Put {
+            key: key.clone(),
+            value: value.clone(),
+        },
+        ClientOp::Get { key } => Op::Get { key: key.clone() },
+        ClientOp::Delete { key } => Op::Delete { key: key.clone() },
+        ClientOp::Cas { key, old, new } => Op::Cas {
+            key: key.clone(),
+            expected: (old != "-").then(|| old.clone()),
+            new: new.clone(),
+        },
+        // What a Revolution carries: a harmless read the leader must commit.
+        ClientOp::Revolt => Op::Get {
+            key: "tangaroa/revolution".into(),
+        },
+    }
+}
+
+pub fn run(args: ClientArgs) -> Result<u8, BadInput> {
+    if !(args.timeout > 0.0 && args.timeout <= 3600.0) {
+        return Err(BadInput(
+            "--timeout must be between 0 and 3600 seconds".into(),
+        ));
+    }
+    let limit = Duration::from_secs_f64(args.timeout);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BadInput(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        let mut session = Session::connect(&args.config, args.key.as_deref())
+            .await
+            .map_err(|e| BadInput(e.to_string()))?;
+        let op = op_of(&args.op);
+        let outcome = match args.op {
+            ClientOp::Revolt => revolt(&mut session, op, limit).await,
+            _ => session.execute(op, limit).await.map_err(|e| e.to_string()),
+        };
+        session.close();
+        Ok(match outcome {
+            Ok(result) => print_result(&args.op, &result),
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::NO_RESULT
+            }
+        })
+    })
+}
+
+async fn revolt(session: &mut Session, op: Op, limit: Duration) -> Result<OpResult, String> {
+    let reports = session.status(Duration::from_secs(2)).await;
+    let Some((term, leader)) = crate::runtime::agreed_leader(&reports) else {
+        return Err("no node reports a leader: nothing to revolt against".into());
+    };
+    println!("revolution against node {leader} (term {term}), sent to every node");
+    let result = session
+        .revolt(op, term, leader, limit)
+        .await
+        .map_err(|e: ClientError| e.to_string())?;
+    let after = session.status(Duration::from_secs(2)).await;
+    match crate::runtime::agreed_leader(&after) {
+        Some((t, l)) if (t, l) != (term, leader) => println!("node {l} now leads (term {t})"),
+        Some(_) => println!(
+            "node {leader} still leads: it committed the carried request, so honest nodes keep it"
+        ),
+        None => println!("no leader agreed on yet"),
+    }
+    Ok(result)
+}
+
+fn print_result(op: &ClientOp, r: &OpResult) -> u8 {
+    match (op, r) {
+        (ClientOp::Revolt, _) => exit::OK,
+        (_, OpResult::Ok) => {
+            println!("OK");
+            exit::OK
+        }
+        (_, OpResult::Value(Some(v))) => {
+            println!("{v}");
+            exit::OK
+        }
+        (_, OpResult::Value(None)) => {
+            eprintln!("not found");
+            exit::NOT_FOUND
+        }
+        (_, OpResult::CasFailed(current)) => {
+            println!("{}", current.as_deref().unwrap_or("-"));
+            eprintln!("cas failed: the current value is not the expected one");
+            exit::CAS_FAILED
+        }
+        (_, OpResult::Stale) => {
+            eprintln!("error: the cluster applied a newer request of this client first");
+            exit::NO_RESULT
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `tangaroa node`: one node process.
+
+use super::BadInput;
+use crate::adversary::Behaviour;
+use crate::runtime::node::{self, NodeOptions};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The node reads its keys from the files `tangaroa keygen` wrote next to the configuration
+(node-I.key, node-I.tls.key), keeps its log, hard state and evidence under --data, and
+recovers them on restart. Stop it with Ctrl-C or SIGTERM; kill -9 loses nothing it Acked.
+
+Byzantine behaviours (the simulator's, by the same names; twins is simulator-only):
+  equivocate, forge-proof, disrupt, stall, lie-ack, tamper, replay, impersonate,
+  selective, crash, double-vote, lie-reply
+
+Logs go to stderr; set TANGAROA_LOG (e.g. TANGAROA_LOG=info or tangaroa=debug).")]
+pub struct NodeArgs {
+    /// Cluster configuration written by `tangaroa keygen`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// This node's id in the configuration.
+    #[arg(long)]
+    pub id: u32,
+    /// Data directory (default: <config dir>/data/node-<id>).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run this node as a Byzantine adversary with the named behaviour.
+    #[arg(long, value_parser = parse_behaviour)]
+    pub byzantine: Option<Behaviour>,
+}
+
+pub fn parse_behaviour(s: &str) -> Result<Behaviour, String> {
+    Behaviour::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Behaviour::ALL.iter().map(|b| b.name()).collect();
+        format!(
+            "unknown behaviour '{s}'; expected one of: {}",
+            names.join(", ")
+        )
+    })
+}
+
+pub fn run(args: NodeArgs) -> Result<bool, BadInput> {
+    node::run(NodeOptions {
+        config: args.config,
+        id: args.id,
+        data: args.data,
+        byzantine: args.byzantine,
+    })
+    .map(|()| false)
+    .map_err(|e| BadInput(e.to_string()))
+}

@@ -1,0 +1,277 @@
+//! A client session over QUIC: one authenticated stream to every node, driven by the
+//! sans-IO [`ClientCore`] (sign, address the leader, broadcast on timeout, escalate to a
+//! Revolution, accept on enough matching replies). Used by `tangaroa client`, the demo and
+//! the benchmark.
+
+use super::{Loaded, SetupError};
+use crate::client::{ClientCore, ClientOutput};
+use crate::crypto::Principal;
+use crate::protocol::{ClientId, Message, NodeId, Op, OpResult, Term};
+use crate::transport::{
+    self, peer, quic_client_config, read_frame, LiveCounters, NodeReport, Wire,
+};
+use bytes::Bytes;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Ticks (of the cluster's `tick_ms`) before a pending request is re-sent to everyone.
+const CLIENT_TIMEOUT_TICKS: u32 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("no result within {0:?}: the outcome is unknown (the request may still commit)")]
+    Timeout(Duration),
+    #[error("cannot open a client endpoint: {0}")]
+    Endpoint(std::io::Error),
+}
+
+pub struct Session {
+    pub id: ClientId,
+    core: ClientCore,
+    links: Vec<mpsc::Sender<Bytes>>,
+    inbox: mpsc::Receiver<(NodeId, Wire)>,
+    tick: Duration,
+    endpoint: quinn::Endpoint,
+    counters: Arc<LiveCounters>,
+}
+
+impl Session {
+    /// Connects to every node of the configuration as the client whose secret key is at
+    /// `secret` (default: the first registered client). Connections are made in the
+    /// background and retried; requests wait for them.
+    pub async fn connect(config: &Path, secret: Option<&Path>) -> Result<Session, ClientError> {
+        let loaded = Loaded::load(config)?;
+        let id = loaded.client_id(secret)?;
+        Session::connect_as(&loaded, id, secret).await
+    }
+
+    pub async fn connect_as(
+        loaded: &Loaded,
+        id: ClientId,
+        secret: Option<&Path>,
+    ) -> Result<Session, ClientError> {
+        let cfg = &loaded.cfg;
+        let (key, identity) = loaded.credentials(Principal::Client(id), secret)?;
+        let bind = "127.0.0.1:0".parse().expect("valid address");
+        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Endpoint)?;
+        let (inbox_tx, inbox) = mpsc::channel(transport::CLIENT_QUEUE);
+        let counters = Arc::new(LiveCounters::default());
+        let mut links = Vec::new();
+        for n in &cfg.nodes {
+            let expected = loaded
+                .pins
+                .node_cert(n.id as usize)
+                .expect("every node is pinned")
+                .clone();
+            let quic = quic_client_config(&identity, expected)
+                .map_err(|e| SetupError::Invalid(e.to_string()))?;
+            let (tx, rx) = mpsc::channel(transport::CLIENT_QUEUE);
+            tokio::spawn(link(Link {
+                endpoint: endpoint.clone(),
+                node: n.id,
+                addr: n.address,
+                cfg: quic,
+                queue: rx,
+                inbox: inbox_tx.clone(),
+                counters: counters.clone(),
+            }));
+            links.push(tx);
+        }
+        // Sequence numbers must grow across runs of the same client: start at the clock.
+        let first_seq = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        let core = ClientCore::new(
+            id,
+            key,
+            cfg.variant,
+            &cfg.cluster_id,
+            cfg.nodes.len(),
+            CLIENT_TIMEOUT_TICKS,
+            first_seq,
+        );
+        Ok(Session {
+            id,
+            core,
+            links,
+            inbox,
+            tick: Duration::from_millis(cfg.tick_ms),
+            endpoint,
+            counters,
+        })
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn leader_hint(&self) -> Option<(Term, NodeId)> {
+        self.core.leader_hint()
+    }
+
+    pub fn hint_leader(&mut self, term: Term, leader: NodeId) {
+        self.core.hint_leader(term, leader);
+    }
+
+    fn send(&self, to: NodeId, msg: Message) {
+        if let Some(link) = self.links.get(to as usize) {
+            let frame = transport::encode(&Wire::Protocol(msg));
+            transport::send_to_link(link, frame, &self.counters);
+        }
+    }
+
+    fn dispatch(&self, outs: Vec<ClientOutput>) -> Option<OpResult> {
+        let mut accepted = None;
+        for o in outs {
+            match o {
+                ClientOutput::Send { to, msg } => self.send(to, msg),
+                ClientOutput::Broadcast(msg) => {
+                    for to in 0..self.links.len() as NodeId {
+                        self.send(to, msg.clone());
+                    }
+                }
+                ClientOutput::Accepted { result, .. } => accepted = Some(result),
+            }
+        }
+        accepted
+    }
+
+    /// Submits `op` and waits for a result enough nodes agree on, up to `limit`.
+    pub async fn execute(&mut self, op: Op, limit: Duration) -> Result<OpResult, ClientError> {
+        let outs = self.core.submit(op);
+        self.wait(outs, limit).await
+    }
+
+    /// Submits `op` and at once sends every node a signed Revolution against `leader` of
+    /// `term`, carrying it. In bft a node deposes that leader only if the request is
+    /// still uncommitted after its request timeout, so a healthy leader survives this.
+    pub async fn revolt(
+        &mut self,
+        op: Op,
+        term: Term,
+        leader: NodeId,
+        limit: Duration,
+    ) -> Result<OpResult, ClientError> {
+        let mut outs = self.core.submit(op);
+        outs.push(ClientOutput::Broadcast(self.core.revolution(term, leader)));
+        self.wait(outs, limit).await
+    }
+
+    async fn wait(
+        &mut self,
+        outs: Vec<ClientOutput>,
+        limit: Duration,
+    ) -> Result<OpResult, ClientError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        if let Some(r) = self.dispatch(outs) {
+            return Ok(r);
+        }
+        let mut ticks = tokio::time::interval(self.tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                got = self.inbox.recv() => {
+                    let Some((from, wire)) = got else { break };
+                    if let Wire::Protocol(Message::Reply(r)) = wire {
+                        let outs = self.core.on_reply(from, r);
+                        if let Some(result) = self.dispatch(outs) {
+                            return Ok(result);
+                        }
+                    }
+                }
+                _ = ticks.tick() => {
+                    let outs = self.core.tick();
+                    if let Some(result) = self.dispatch(outs) {
+                        return Ok(result);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.core.abandon();
+        Err(ClientError::Timeout(limit))
+    }
+
+    /// Asks every node for its status; returns what answered within `limit`, by node id.
+    pub async fn status(&mut self, limit: Duration) -> Vec<Option<NodeReport>> {
+        let mut reports = vec![None; self.links.len()];
+        let frame = transport::encode(&Wire::StatusQuery);
+        for link in &self.links {
+            transport::send_to_link(link, frame.clone(), &self.counters);
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        while reports.iter().any(Option::is_none) {
+            tokio::select! {
+                got = self.inbox.recv() => match got {
+                    Some((from, Wire::Status(r))) if r.id == from => {
+                        reports[from as usize] = Some(*r);
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        reports
+    }
+
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"done");
+    }
+}
+
+struct Link {
+    endpoint: quinn::Endpoint,
+    node: NodeId,
+    addr: std::net::SocketAddr,
+    cfg: quinn::ClientConfig,
+    queue: mpsc::Receiver<Bytes>,
+    inbox: mpsc::Sender<(NodeId, Wire)>,
+    counters: Arc<LiveCounters>,
+}
+
+/// Keeps one stream to one node: connect, retry with back-off, relay frames both ways.
+async fn link(mut l: Link) {
+    let mut backoff = Duration::from_millis(20);
+    let name = format!("node-{}.tangaroa", l.node);
+    loop {
+        let started = Instant::now();
+        let conn = match l.endpoint.connect_with(l.cfg.clone(), l.addr, &name) {
+            Ok(connecting) => tokio::time::timeout(Duration::from_secs(2), connecting).await,
+            Err(e) => {
+                tracing::warn!(node = l.node, "cannot connect: {e}");
+                return;
+            }
+        };
+        let stream = match conn {
+            Ok(Ok(conn)) => conn.open_bi().await.ok(),
+            _ => None,
+        };
+        let Some((send, mut recv)) = stream else {
+            tokio::time::sleep(backoff.saturating_sub(started.elapsed())).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            continue;
+        };
+        backoff = Duration::from_millis(20);
+        let inbox = l.inbox.clone();
+        let node = l.node;
+        let reader = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Ok(Some(w)) = read_frame(&mut recv, &mut buf).await {
+                if inbox.send((node, w)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let outcome = peer::drain(send, &mut l.queue, &l.counters).await;
+        reader.abort();
+        if matches!(outcome, peer::Drained::QueueClosed) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The real runtime around the sans-IO core: a node process (`node`) and a client
+//! session (`client`), over the QUIC transport and durable storage.
+
+pub mod client;
+pub mod node;
+
+use crate::config::ClusterConfig;
+use crate::crypto::Principal;
+use crate::keygen::{read_secret, secret_paths};
+use crate::protocol::ClientId;
+use crate::transport::tls::{Identity, Pins};
+use ed25519_dalek::SigningKey;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A loaded cluster configuration and the folder its relative paths start from.
+pub struct Loaded {
+    pub cfg: ClusterConfig,
+    pub dir: PathBuf,
+    pub pins: Pins,
+}
+
+impl Loaded {
+    pub fn load(path: &Path) -> Result<Loaded, SetupError> {
+        let cfg = ClusterConfig::load(path)?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let pins = Pins::load(&cfg, &dir).map_err(|e| SetupError::Invalid(e.to_string()))?;
+        Ok(Loaded { cfg, dir, pins })
+    }
+
+    /// The registered client whose secret key is at `secret` (default: the first client).
+    pub fn client_id(&self, secret: Option<&Path>) -> Result<ClientId, SetupError> {
+        let Some(path) = secret else {
+            return self.cfg.clients.first().map(|c| c.id).ok_or_else(|| {
+                SetupError::Invalid("the configuration registers no clients".into())
+            });
+        };
+        let key = read_secret(path).map_err(|e| SetupError::Invalid(e.to_string()))?;
+        let public = hex::encode(key.verifying_key().to_bytes());
+        self.cfg
+            .clients
+            .iter()
+            .find(|c| c.public_key == public)
+            .map(|c| c.id)
+            .ok_or_else(|| {
+                SetupError::Invalid(format!(
+                    "{}: this key is not registered as a client of the cluster",
+                    path.display()
+                ))
+            })
+    }
+
+    /// The Ed25519 key and TLS identity of `who`, from the files `keygen` wrote next to the
+    /// configuration (or `secret`, if given), checked against the configured public key.
+    pub fn credentials(
+        &self,
+        who: Principal,
+        secret: Option<&Path>,
+    ) -> Result<(SigningKey, Identity), SetupError> {
+        let (prefix, public, cert) = match who {
+            Principal::Node(i) => {
+                let n = self.cfg.nodes.get(i as usize).ok_or_else(|| {
+                    SetupError::Invalid(format!(
+                        "no node {i} in the configuration (it has {} nodes)",
+                        self.cfg.nodes.len()
+                    ))
+                })?;
+                (format!("node-{i}"), &n.public_key, &n.cert)
+            }
+            Principal::Client(c) => {
+                let e =
+                    self.cfg.clients.iter().find(|e| e.id == c).ok_or_else(|| {
+                        SetupError::Invalid(format!("client {c} is not registered"))
+                    })?;
+                (format!("client-{c}"), &e.public_key, &e.cert)
+            }
+        };
+        let (default_secret, default_tls) = secret_paths(&self.dir, &prefix);
+        let secret_path = secret.map(Path::to_path_buf).unwrap_or(default_secret);
+        let tls_path = match secret {
+            // `--key some/client-3.key` finds `some/client-3.tls.key` and `.crt` beside it.
+            Some(p) => p.with_extension("tls.key"),
+            None => default_tls,
+        };
+        let key = read_secret(&secret_path).map_err(|e| SetupError::Invalid(e.to_string()))?;
+        if hex::encode(key.verifying_key().to_bytes()) != *public {
+            return Err(SetupError::Invalid(format!(
+                "{}: this secret key is not {who:?}'s (its public key differs from the configuration)",
+                secret_path.display()
+            )));
+        }
+        let cert_path = match secret {
+            Some(p) => p.with_extension("crt"),
+            None => self.dir.join(cert),
+        };
+        let identity = Identity::load(&cert_path, &tls_path)
+            .map_err(|e| SetupError::Invalid(e.to_string()))?;
+        Ok((key, identity))
+    }
+}
+
+/// The (term, leader) that most reporting nodes name, preferring higher terms on ties.
+/// For display and for addressing a Revolution: nodes' reports are hints, not proofs.
+pub fn agreed_leader(
+    reports: &[Option<crate::transport::NodeReport>],
+) -> Option<(crate::protocol::Term, crate::protocol::NodeId)> {
+    let mut counts: std::collections::BTreeMap<_, usize> = Default::default();
+    for r in reports.iter().flatten() {
+        if let Some(l) = r.leader {
+            *counts.entry(l).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(l, c)| (c, l))
+        .map(|(l, _)| l)
+}

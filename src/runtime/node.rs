@@ -1,0 +1,324 @@
+//! One node process: the protocol loop around an [`Actor`] (the honest node or an
+//! adversary), its storage and its key-value store, fed by the transport.
+//!
+//! The loop runs on its own thread. It takes a batch of inputs (messages, ticks, queries),
+//! steps the actor on each, then makes every `Persist` of the batch durable with one sync
+//! per file before it releases any message, reply or application of the batch: the core's
+//! "persist before you speak", with the fsync cost shared by the whole batch.
+
+use super::{Loaded, SetupError};
+use crate::actor::Actor;
+use crate::adversary::{self, Behaviour};
+use crate::crypto::Principal;
+use crate::kv::Kv;
+use crate::protocol::{
+    ClientId, Input, Message, NodeConfig, NodeId, Output, Persist, Reply, Rules,
+};
+use crate::storage::Storage;
+use crate::transport::{self, Inbound, Net, NetSetup, NodeReport, Wire};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Most inputs stepped before the batch's outputs are persisted and released.
+const MAX_INPUTS_PER_BATCH: usize = 1024;
+
+pub struct NodeOptions {
+    pub config: PathBuf,
+    pub id: NodeId,
+    /// Default: `<config dir>/data/node-<id>`.
+    pub data: Option<PathBuf>,
+    pub byzantine: Option<Behaviour>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("{0}")]
+    Transport(#[from] transport::TransportError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl NodeError {
+    /// Errors the operator must fix (configuration, keys, addresses, a damaged log), as
+    /// opposed to failures while running.
+    pub fn is_setup(&self) -> bool {
+        !matches!(self, NodeError::Runtime(_))
+    }
+}
+
+/// Runs a node until it is told to stop (SIGINT/SIGTERM). Blocks the calling thread.
+pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
+    let loaded = Loaded::load(&opts.config)?;
+    let cfg = &loaded.cfg;
+    let me = opts.id;
+    if me as usize >= cfg.nodes.len() {
+        return Err(SetupError::Invalid(format!(
+            "--id {me}: the configuration has nodes 0..{}",
+            cfg.nodes.len()
+        ))
+        .into());
+    }
+    if opts.byzantine == Some(Behaviour::Twins) {
+        return Err(SetupError::Invalid(
+            "twins runs only in the simulator: two processes cannot share one address".into(),
+        )
+        .into());
+    }
+    let (key, identity) = loaded.credentials(Principal::Node(me), None)?;
+    let ring = Arc::new(cfg.keyring().map_err(SetupError::Invalid)?);
+    let data = opts
+        .data
+        .unwrap_or_else(|| loaded.dir.join("data").join(format!("node-{me}")));
+    let (storage, durable) = Storage::open(&data)?;
+    tracing::info!(
+        node = me,
+        entries = durable.entries.len(),
+        commit = durable.hard.commit,
+        term = durable.hard.term,
+        "recovered from {}",
+        data.display()
+    );
+    let node_cfg = NodeConfig {
+        id: me,
+        n: cfg.nodes.len(),
+        cluster_id: cfg.cluster_id.clone(),
+        rules: Rules::for_variant(cfg.variant),
+        timing: cfg.timing,
+    };
+    // The election timer's randomness: the only OS randomness, and it stays out here.
+    let seed: u64 = rand::random();
+    let ctx = adversary::Context {
+        cfg: node_cfg,
+        key,
+        seed,
+        durable,
+        ring: (*ring).clone(),
+    };
+    let actor: Box<dyn Actor> = match opts.byzantine {
+        Some(b) => {
+            tracing::warn!(node = me, "running as a Byzantine node: {}", b.describe());
+            adversary::make(b, ctx)
+        }
+        None => Box::new(ctx.honest_node()),
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(NodeError::Runtime)?;
+    let (tx, rx) = mpsc::channel(transport::INBOUND_QUEUE);
+    let net = {
+        let _guard = rt.enter();
+        Net::start(
+            NetSetup {
+                me,
+                addresses: cfg.nodes.iter().map(|n| n.address).collect(),
+                identity,
+                pins: Arc::new(loaded.pins),
+                ring: ring.clone(),
+            },
+            tx.clone(),
+        )?
+    };
+    rt.spawn(ticker(tx.clone(), Duration::from_millis(cfg.tick_ms)));
+    rt.spawn(stop_on_signal(tx));
+    tracing::info!(node = me, variant = %cfg.variant.name(), "listening on {}", cfg.nodes[me as usize].address);
+    let mut process = Process {
+        actor,
+        storage,
+        kv: Kv::new(),
+        net,
+        clients: HashMap::new(),
+        applied: 0,
+    };
+    let result = process.run(rx);
+    process.net.close();
+    // Give the close frames a moment to leave, then stop every task.
+    rt.block_on(tokio::time::sleep(Duration::from_millis(50)));
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+async fn ticker(tx: mpsc::Sender<Inbound>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        // A full queue means the loop is behind: this tick is skipped, not queued.
+        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Inbound::Tick) {
+            return;
+        }
+    }
+}
+
+async fn stop_on_signal(tx: mpsc::Sender<Inbound>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping");
+    let _ = tx.send(Inbound::Shutdown).await;
+}
+
+struct Process {
+    actor: Box<dyn Actor>,
+    storage: Storage,
+    kv: Kv,
+    net: Net,
+    /// The latest stream of each connected client, for its replies.
+    clients: HashMap<ClientId, mpsc::Sender<Bytes>>,
+    applied: u64,
+}
+
+impl Process {
+    fn run(&mut self, mut rx: mpsc::Receiver<Inbound>) -> Result<(), NodeError> {
+        let mut outputs = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            let mut taken = 0;
+            let mut stop = false;
+            while let Some(input) = next {
+                if matches!(input, Inbound::Shutdown) {
+                    stop = true;
+                    break;
+                }
+                self.handle(input, &mut outputs);
+                taken += 1;
+                next = if taken < MAX_INPUTS_PER_BATCH {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            self.release(&mut outputs)?;
+            if stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, input: Inbound, outputs: &mut Vec<Output>) {
+        let step = match input {
+            Inbound::Tick => Input::Tick,
+            Inbound::Message { from, msg } => {
+                if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
+                    // Retries of applied requests are answered from the state machine.
+                    if let Some(result) = self.kv.cached(r.body.client, r.body.seq) {
+                        if r.body.client == c {
+                            self.reply(c, r.body.seq, result);
+                        }
+                        return;
+                    }
+                }
+                Input::Message { from, msg }
+            }
+            Inbound::Misbehaved(p) => Input::Misbehaved(p),
+            Inbound::ClientLink(c, link) => {
+                self.clients.insert(c, link);
+                return;
+            }
+            Inbound::StatusQuery(link) => {
+                let report = Wire::Status(Box::new(self.report()));
+                transport::send_to_link(&link, transport::encode(&report), &self.net.counters);
+                return;
+            }
+            Inbound::Shutdown => return,
+        };
+        outputs.extend(self.actor.step(step));
+    }
+
+    /// Persists the batch's state, then releases its messages and applications in order.
+    fn release(&mut self, outputs: &mut Vec<Output>) -> Result<(), NodeError> {
+        let persists: Vec<&Persist> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        if !persists.is_empty() {
+            // A failed write or sync is fatal: continuing could Ack what is not durable.
+            self.storage.apply(&persists)?;
+        }
+        for o in outputs.drain(..) {
+            match o {
+                Output::Persist(_) => {}
+                Output::Send { to, msg } => {
+                    self.net.send(to, transport::encode(&Wire::Protocol(msg)));
+                }
+                Output::Broadcast(msg) => {
+                    self.net.broadcast(transport::encode(&Wire::Protocol(msg)));
+                }
+                Output::Apply(entry) => {
+                    let Some(r) = entry.payload.request() else {
+                        continue;
+                    };
+                    let applied = self.kv.apply(&r.body);
+                    self.applied += 1;
+                    self.reply(r.body.client, r.body.seq, applied.result());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reply(&mut self, client: ClientId, seq: u64, result: crate::protocol::OpResult) {
+        let Some(link) = self.clients.get(&client) else {
+            return; // not connected here: the client asks every node on timeout
+        };
+        let reply = Reply {
+            node: self.actor.node().id(),
+            client,
+            seq,
+            result,
+            leader: self.actor.node().leader(),
+        };
+        let Some(reply) = self.actor.reply(reply) else {
+            return;
+        };
+        let frame = transport::encode(&Wire::Protocol(Message::Reply(reply)));
+        if link.is_closed() {
+            self.clients.remove(&client);
+            return;
+        }
+        transport::send_to_link(link, frame, &self.net.counters);
+    }
+
+    fn report(&self) -> NodeReport {
+        let node = self.actor.node();
+        let s = node.status();
+        NodeReport {
+            id: s.id,
+            role: format!("{:?}", s.role),
+            term: s.term,
+            leader: s.leader,
+            last_index: s.last_index,
+            commit: s.commit,
+            commit_hash: node
+                .log()
+                .hash_at(s.commit)
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
+            lock: s.lock,
+            evidence: s.evidence,
+            applied: self.applied,
+            counters: self.net.counters.snapshot(),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The accepting side: identify each connection by its pinned certificate, read its
+//! streams, authenticate every message, and hand what checks out to the protocol loop.
+
+use super::{peer, read_frame, Inbound, LiveCounters, ReadFailure, Wire, CLIENT_QUEUE};
+use crate::crypto::{Keyring, Principal, SigCache};
+use crate::protocol::{authenticate_cached, AuthError, Message};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use super::tls::Pins;
+
+/// Signatures remembered as verified, per stream.
+const SIG_CACHE: usize = 4096;
+
+pub(super) async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    pins: Arc<Pins>,
+    ring: Arc<Keyring>,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<LiveCounters>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let (pins, ring, inbound, counters) = (
+            pins.clone(),
+            ring.clone(),
+            inbound.clone(),
+            counters.clone(),
+        );
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => serve(conn, pins, ring, inbound, counters).await,
+                // Unknown or wrong certificates end here, refused by the TLS verifier.
+                Err(e) => tracing::info!("refused a connection at the handshake: {e}"),
+            }
+        });
+    }
+}
+
+/// The principal whose pinned certificate the peer presented.
+fn principal_of(conn: &quinn::Connection, pins: &Pins) -> Option<Principal> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    pins.principal(certs.first()?.as_ref())
+}
+
+struct Stream {
+    from: Principal,
+    conn: quinn::Connection,
+    ring: Arc<Keyring>,
+    cache: SigCache,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<LiveCounters>,
+}
+
+async fn serve(
+    conn: quinn::Connection,
+    pins: Arc<Pins>,
+    ring: Arc<Keyring>,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<LiveCounters>,
+) {
+    let Some(from) = principal_of(&conn, &pins) else {
+        // The verifier admits only pinned certificates; this cannot happen, but if it
+        // does the connection is not trusted.
+        conn.close(2u32.into(), b"unknown peer");
+        return;
+    };
+    tracing::debug!("connection from {from:?}");
+    let stream = |conn: &quinn::Connection| Stream {
+        from,
+        conn: conn.clone(),
+        ring: ring.clone(),
+        cache: SigCache::new(SIG_CACHE),
+        inbound: inbound.clone(),
+        counters: counters.clone(),
+    };
+    loop {
+        tokio::select! {
+            uni = conn.accept_uni(), if matches!(from, Principal::Node(_)) => match uni {
+                Ok(recv) => { tokio::spawn(read_uni(stream(&conn), recv)); }
+                Err(_) => return,
+            },
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => { tokio::spawn(serve_bi(stream(&conn), send, recv)); }
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// A node's stream of protocol frames.
+async fn read_uni(mut s: Stream, mut recv: quinn::RecvStream) {
+    let mut buf = Vec::new();
+    loop {
+        match read_frame(&mut recv, &mut buf).await {
+            Ok(Some(Wire::Protocol(msg))) => {
+                if !s.deliver(msg).await {
+                    return;
+                }
+            }
+            Ok(Some(other)) => {
+                s.bad(&format!("unexpected {:?} on a node stream", kind(&other)));
+                return;
+            }
+            Ok(None) | Err(ReadFailure::Closed) => return,
+            Err(ReadFailure::Bad(e)) => {
+                s.bad(&e.to_string());
+                return;
+            }
+        }
+    }
+}
+
+/// A client's or operator's session: requests and queries in, replies and reports out.
+async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
+    let counters = s.counters.clone();
+    tokio::spawn(async move { peer::drain(send, &mut rx, &counters).await });
+    if let Principal::Client(c) = s.from {
+        if s.inbound
+            .send(Inbound::ClientLink(c, tx.clone()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let mut buf = Vec::new();
+    loop {
+        let ok = match read_frame(&mut recv, &mut buf).await {
+            Ok(Some(Wire::Protocol(msg))) => s.deliver(msg).await,
+            Ok(Some(Wire::StatusQuery)) => s
+                .inbound
+                .send(Inbound::StatusQuery(tx.clone()))
+                .await
+                .is_ok(),
+            Ok(Some(Wire::Status(_))) => {
+                s.bad("a status report sent to a node");
+                false
+            }
+            Ok(None) | Err(ReadFailure::Closed) => false,
+            Err(ReadFailure::Bad(e)) => {
+                s.bad(&e.to_string());
+                false
+            }
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+fn kind(w: &Wire) -> &'static str {
+    match w {
+        Wire::Protocol(m) => m.kind(),
+        Wire::StatusQuery => "status-query",
+        Wire::Status(_) => "status",
+    }
+}
+
+impl Stream {
+    /// A frame no honest peer sends: log, count, and drop the connection.
+    fn bad(&self, why: &str) {
+        LiveCounters::add(&self.counters.bad_frames, 1);
+        tracing::warn!(peer = ?self.from, "bad frame, dropping the connection: {why}");
+        self.conn.close(1u32.into(), b"bad frame");
+    }
+
+    /// Authenticates and forwards one message; false once the protocol loop is gone.
+    async fn deliver(&mut self, msg: Message) -> bool {
+        LiveCounters::add(&self.counters.msgs_received, 1);
+        if matches!(self.from, Principal::Client(_))
+            && !matches!(msg, Message::Request(_) | Message::Revolution(_))
+        {
+            LiveCounters::add(&self.counters.rejected, 1);
+            tracing::debug!(peer = ?self.from, "a client sent a {}", msg.kind());
+            return true;
+        }
+        let input = match authenticate_cached(&self.ring, &mut self.cache, self.from, &msg) {
+            Ok(()) => Inbound::Message {
+                from: self.from,
+                msg,
+            },
+            Err(AuthError::SignedForgery(culprit, what)) => {
+                LiveCounters::add(&self.counters.rejected, 1);
+                tracing::warn!("{culprit:?} signed a {} with a forged {what}", msg.kind());
+                Inbound::Misbehaved(culprit)
+            }
+            Err(e) => {
+                LiveCounters::add(&self.counters.rejected, 1);
+                tracing::debug!(peer = ?self.from, "rejected a {}: {e}", msg.kind());
+                return true;
+            }
+        };
+        self.inbound.send(input).await.is_ok()
+    }
+}

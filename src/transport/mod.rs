@@ -1,0 +1,246 @@
+//! QUIC with mutual TLS between nodes and clients. It moves frames and authenticates
+//! links and signatures; it decides nothing about the protocol.
+//!
+//! - Each node dials every other node once and keeps one long-lived unidirectional stream
+//!   to it ([`peer`]): a bounded queue per peer, writes coalesced, reconnect with back-off.
+//! - It accepts connections from nodes (unidirectional streams of protocol frames) and from
+//!   clients and operators (bidirectional streams: requests in, replies and status out)
+//!   ([`listen`]). Who is on the other end comes from the pinned certificate ([`tls`]).
+//! - Every protocol message is authenticated (`protocol::authenticate_cached`) before it
+//!   reaches the node: bad signatures and messages whose claimed sender is not the link's
+//!   peer are counted and dropped.
+
+pub mod frame;
+mod listen;
+pub(crate) mod peer;
+pub mod tls;
+
+pub use frame::{Counters, NodeReport, Wire};
+
+use crate::crypto::{Keyring, Principal};
+use crate::protocol::{ClientId, Message, NodeId};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tls::{Identity, Pins};
+use tokio::sync::mpsc;
+
+/// Frames queued per peer before new ones are dropped (the protocol retransmits).
+pub const PEER_QUEUE: usize = 4096;
+/// Frames queued towards one client or operator stream.
+pub const CLIENT_QUEUE: usize = 1024;
+/// Inputs queued towards the node's protocol loop.
+pub const INBOUND_QUEUE: usize = 8192;
+
+/// What the transport hands the node's protocol loop.
+pub enum Inbound {
+    /// An authenticated protocol message from `from` (the link's pinned principal).
+    Message {
+        from: Principal,
+        msg: Message,
+    },
+    /// `culprit` signed a message that carries forged signatures inside.
+    Misbehaved(Principal),
+    /// A client opened a stream: replies to it go to `link`.
+    ClientLink(ClientId, mpsc::Sender<Bytes>),
+    /// Someone asked for our status: answer on `link`.
+    StatusQuery(mpsc::Sender<Bytes>),
+    Tick,
+    Shutdown,
+}
+
+/// Live counters, shared by the transport's tasks.
+#[derive(Default)]
+pub struct LiveCounters {
+    pub msgs_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub msgs_received: AtomicU64,
+    pub rejected: AtomicU64,
+    pub bad_frames: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl LiveCounters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Counters {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counters {
+            msgs_sent: g(&self.msgs_sent),
+            bytes_sent: g(&self.bytes_sent),
+            msgs_received: g(&self.msgs_received),
+            rejected: g(&self.rejected),
+            bad_frames: g(&self.bad_frames),
+            dropped: g(&self.dropped),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// QUIC settings shared by every endpoint: idle links are kept alive, dead ones noticed.
+pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(Duration::from_millis(500)));
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("5 s is a valid timeout"),
+    ));
+    Arc::new(t)
+}
+
+pub(crate) fn quic_client_config(
+    me: &Identity,
+    expected: rustls::pki_types::CertificateDer<'static>,
+) -> Result<quinn::ClientConfig, tls::TlsError> {
+    let tls = tls::client_config(me, expected)?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| tls::TlsError::Config(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(transport_config());
+    Ok(cfg)
+}
+
+/// A node's network: listening for everyone, and one outbound link per peer.
+pub struct Net {
+    me: NodeId,
+    peers: Vec<Option<mpsc::Sender<Bytes>>>,
+    pub counters: Arc<LiveCounters>,
+    endpoint: quinn::Endpoint,
+}
+
+pub struct NetSetup {
+    pub me: NodeId,
+    pub addresses: Vec<SocketAddr>,
+    pub identity: Identity,
+    pub pins: Arc<Pins>,
+    pub ring: Arc<Keyring>,
+}
+
+impl Net {
+    /// Binds our address and starts the listener and the peer links. Must be called from
+    /// inside a tokio runtime.
+    pub fn start(setup: NetSetup, inbound: mpsc::Sender<Inbound>) -> Result<Net, TransportError> {
+        let counters = Arc::new(LiveCounters::default());
+        let tls = tls::server_config(&setup.identity, setup.pins.clone())?;
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| tls::TlsError::Config(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        server.transport_config(transport_config());
+        let addr = setup.addresses[setup.me as usize];
+        let endpoint = quinn::Endpoint::server(server, addr)
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        tokio::spawn(listen::accept_loop(
+            endpoint.clone(),
+            setup.pins.clone(),
+            setup.ring.clone(),
+            inbound,
+            counters.clone(),
+        ));
+        let mut peers = Vec::with_capacity(setup.addresses.len());
+        for (id, &peer_addr) in setup.addresses.iter().enumerate() {
+            if id == setup.me as usize {
+                peers.push(None);
+                continue;
+            }
+            let expected = setup
+                .pins
+                .node_cert(id)
+                .expect("pins hold every node's certificate")
+                .clone();
+            let cfg = quic_client_config(&setup.identity, expected)?;
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            tokio::spawn(peer::link(peer::Link {
+                endpoint: endpoint.clone(),
+                addr: peer_addr,
+                name: format!("node-{id}.tangaroa"),
+                cfg,
+                queue: rx,
+                counters: counters.clone(),
+            }));
+            peers.push(Some(tx));
+        }
+        Ok(Net {
+            me: setup.me,
+            peers,
+            counters,
+            endpoint,
+        })
+    }
+
+    /// Queues an encoded frame for `to`; drops it (counted) if that peer's queue is full.
+    pub fn send(&self, to: NodeId, frame: Bytes) {
+        if let Some(Some(q)) = self.peers.get(to as usize) {
+            if q.try_send(frame).is_err() {
+                LiveCounters::add(&self.counters.dropped, 1);
+            }
+        }
+    }
+
+    pub fn broadcast(&self, frame: Bytes) {
+        for to in 0..self.peers.len() as NodeId {
+            if to != self.me {
+                self.send(to, frame.clone());
+            }
+        }
+    }
+
+    /// Closes every connection at once, so peers notice immediately.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutting down");
+    }
+}
+
+/// Queues a frame on a client or operator stream; counted as dropped if it is full.
+pub fn send_to_link(link: &mpsc::Sender<Bytes>, frame: Bytes, counters: &LiveCounters) {
+    if link.try_send(frame).is_err() {
+        LiveCounters::add(&counters.dropped, 1);
+    }
+}
+
+/// Why reading a frame stopped.
+pub enum ReadFailure {
+    /// Oversized or undecodable: the peer is broken or hostile.
+    Bad(frame::FrameError),
+    /// The stream or connection ended or failed: nothing to blame.
+    Closed,
+}
+
+/// Reads the next frame; `Ok(None)` when the stream ended cleanly between frames.
+pub async fn read_frame(
+    stream: &mut quinn::RecvStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Wire>, ReadFailure> {
+    let mut prefix = [0u8; 4];
+    match stream.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(_) => return Err(ReadFailure::Closed),
+    }
+    let len = frame::body_len(prefix).map_err(ReadFailure::Bad)?;
+    buf.clear();
+    buf.resize(len, 0);
+    stream
+        .read_exact(buf)
+        .await
+        .map_err(|_| ReadFailure::Closed)?;
+    frame::decode(buf).map(Some).map_err(ReadFailure::Bad)
+}
+
+/// Encodes a frame for sending. Only our own messages are encoded here, and they are
+/// bounded by construction (`MAX_BATCH`, `MAX_CATCHUP`), so an oversized one is a bug.
+pub fn encode(w: &Wire) -> Bytes {
+    Bytes::from(frame::encode(w).expect("own frames stay within MAX_FRAME"))
+}
