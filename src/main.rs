@@ -20,6 +20,8 @@ fn main() -> ExitCode {
         Command::Node(args) => tangaroa::cli::node::run(args).map(failed),
         Command::Client(args) => tangaroa::cli::client::run(args),
         Command::Status(args) => tangaroa::cli::status::run(args),
+        Command::Cluster(args) => tangaroa::cli::cluster::run(args),
+        Command::Demo(args) => tangaroa::cli::demo::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -1,6 +1,8 @@
 //! The `tangaroa` command line.
 
 pub mod client;
+pub mod cluster;
+pub mod demo;
 pub mod keygen;
 pub mod node;
 pub mod sim;
@@ -32,6 +34,12 @@ pub enum Command {
     Node(node::NodeArgs),
     /// Send a signed request (put, get, delete, cas) or a Revolution to a cluster.
     Client(client::ClientArgs),
+    /// Start N node processes on 127.0.0.1 (with injected Byzantine nodes) and show their
+    /// live status until Ctrl-C.
+    Cluster(cluster::ClusterArgs),
+    /// A one-minute tour: a 4-node bft cluster with a malicious leader, signed requests,
+    /// a Revolution that deposes it, and a check that honest logs agree.
+    Demo(demo::DemoArgs),
     /// Show every node's role, term, log, commit index, leader and evidence.
     Status(status::StatusArgs),
 }

@@ -2,6 +2,7 @@
 //! session (`client`), over the QUIC transport and durable storage.
 
 pub mod client;
+pub mod local;
 pub mod node;
 
 use crate::config::ClusterConfig;

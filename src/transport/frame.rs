@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_FRAME: usize = 16 << 20;
 
 /// Everything a stream carries: protocol messages, and the operator's status query.
+// Nearly every frame is a protocol message; boxing it would cost an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Wire {
     Protocol(Message),

@@ -35,6 +35,8 @@ pub const CLIENT_QUEUE: usize = 1024;
 pub const INBOUND_QUEUE: usize = 8192;
 
 /// What the transport hands the node's protocol loop.
+// Nearly every input is a message, moved once into the loop: boxing would only allocate.
+#[allow(clippy::large_enum_variant)]
 pub enum Inbound {
     /// An authenticated protocol message from `from` (the link's pinned principal).
     Message {

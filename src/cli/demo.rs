@@ -1,0 +1,281 @@
+//! `tangaroa demo`: the README's first command. A local 4-node bft cluster with one
+//! malicious node, signed client requests, a Revolution that deposes a stalling leader,
+//! and a check, from the logs on disk, that every honest node holds the same log.
+
+use super::BadInput;
+use crate::adversary::Behaviour;
+use crate::protocol::log::Log;
+use crate::protocol::{NodeId, Op, OpResult, Term, Variant};
+use crate::runtime::agreed_leader;
+use crate::runtime::client::Session;
+use crate::runtime::local::{compare_committed, LocalCluster, LocalSpec};
+use crate::transport::NodeReport;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 4;
+const MALICIOUS: NodeId = 3;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Behaviour of the malicious node 3 (the demo's story is told for `stall`).
+    #[arg(long, default_value = "stall", value_parser = super::node::parse_behaviour)]
+    pub byzantine: Behaviour,
+    /// Client requests to run after the leader change.
+    #[arg(long, default_value_t = 20)]
+    pub requests: usize,
+    /// Keep keys, logs and data here (default: a temporary folder, removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
+    if args.byzantine == Behaviour::Twins {
+        return Err(BadInput("twins runs only in the simulator".into()));
+    }
+    if args.requests > 10_000 {
+        return Err(BadInput("--requests must be at most 10000".into()));
+    }
+    let (dir, temporary) = match &args.dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("tangaroa-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let binary = std::env::current_exe().map_err(|e| BadInput(e.to_string()))?;
+    say(&format!(
+        "starting 4 bft nodes on 127.0.0.1 (n = 3f+1, f = 1); node {MALICIOUS} is malicious: {} ({})",
+        args.byzantine,
+        args.byzantine.describe()
+    ));
+    let mut cluster = LocalCluster::start(LocalSpec {
+        nodes: NODES,
+        clients: 1,
+        variant: Variant::Bft,
+        byzantine: BTreeMap::from([(MALICIOUS, args.byzantine)]),
+        dir: dir.clone(),
+        binary,
+        tick_ms: Some(10),
+    })
+    .map_err(|e| BadInput(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BadInput(e.to_string()))?;
+    let config = cluster.config.clone();
+    let story = rt.block_on(async { tell(&config, args.requests).await });
+    cluster.stop(Duration::from_secs(3));
+    let mut ok = match story {
+        Ok(()) => true,
+        Err(e) => {
+            say(&format!("FAILED: {e}"));
+            false
+        }
+    };
+    ok &= check_logs(&cluster);
+    if temporary {
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        say(&format!("keys, logs and data are in {}", dir.display()));
+    }
+    say(if ok {
+        "demo finished: all checks passed"
+    } else {
+        "demo finished with failures"
+    });
+    Ok(u8::from(!ok))
+}
+
+fn say(s: &str) {
+    println!("• {s}");
+}
+
+async fn leader(
+    session: &mut Session,
+    within: Duration,
+) -> Option<((Term, NodeId), Vec<Option<NodeReport>>)> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let reports = session.status(Duration::from_millis(500)).await;
+        // Only the honest nodes' word counts here.
+        let honest: Vec<Option<NodeReport>> = reports
+            .iter()
+            .map(|r| r.clone().filter(|r| r.id != MALICIOUS))
+            .collect();
+        if let Some(l) = agreed_leader(&honest) {
+            let agreeing = honest
+                .iter()
+                .flatten()
+                .filter(|r| r.leader == Some(l))
+                .count();
+            if agreeing == NODES - 1 {
+                return Some((l, reports));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
+    let mut session = Session::connect(config, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ((term, first), _) = leader(&mut session, Duration::from_secs(15))
+        .await
+        .ok_or("no leader elected within 15 s")?;
+    let who = if first == MALICIOUS {
+        " (the malicious node)"
+    } else {
+        ""
+    };
+    say(&format!("node {first}{who} leads term {term}"));
+    session.hint_leader(term, first);
+
+    let op = Op::Put {
+        key: "greeting".into(),
+        value: "hello".into(),
+    };
+    let probe = session
+        .execute(op.clone(), Duration::from_millis(300))
+        .await;
+    match probe {
+        Err(_) => say(&format!(
+            "client 0 sent a signed put to node {first}: no reply within 300 ms"
+        )),
+        Ok(_) => say(&format!(
+            "node {first} committed the first put within 300 ms"
+        )),
+    }
+    say(&format!(
+        "client 0 signs a Revolution against node {first} (term {term}), carrying the put, and sends it to every node"
+    ));
+    let t0 = Instant::now();
+    let result = session
+        .revolt(op, term, first, Duration::from_secs(20))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ((term2, second), _) = leader(&mut session, Duration::from_secs(10))
+        .await
+        .ok_or("no leader agreed on after the Revolution")?;
+    if (term2, second) != (term, first) {
+        say(&format!(
+            "honest nodes found the request still uncommitted after their request timeout and deposed node {first}; node {second} leads term {term2} ({} ms)",
+            t0.elapsed().as_millis()
+        ));
+    } else {
+        say(&format!(
+            "node {first} committed the carried request in time, so it stays leader: a client cannot depose a healthy leader"
+        ));
+    }
+    if result != OpResult::Ok {
+        return Err(format!("the put returned {result:?}"));
+    }
+    say("put greeting=hello accepted: f+1 = 2 nodes replied the same");
+
+    let mut latencies = Vec::with_capacity(requests * 2);
+    for i in 0..requests {
+        let (key, value) = (format!("key-{i}"), format!("value-{i}"));
+        let t = Instant::now();
+        let put = session
+            .execute(
+                Op::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        let got = session
+            .execute(Op::Get { key: key.clone() }, Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        latencies.push(t.elapsed());
+        if put != OpResult::Ok || got != OpResult::Value(Some(value)) {
+            return Err(format!("{key}: put gave {put:?}, get gave {got:?}"));
+        }
+    }
+    let cas = session
+        .execute(
+            Op::Cas {
+                key: "greeting".into(),
+                expected: Some("hello".into()),
+                new: "kia ora".into(),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if cas != OpResult::Ok {
+        return Err(format!("cas gave {cas:?}"));
+    }
+    latencies.sort();
+    let median = latencies
+        .get(latencies.len() / 2)
+        .copied()
+        .unwrap_or_default();
+    say(&format!(
+        "{requests} puts and {requests} gets read back correctly, and a cas greeting: hello -> kia ora; median latency {:.1} ms",
+        median.as_secs_f64() * 1e3
+    ));
+    let reports = session.status(Duration::from_secs(1)).await;
+    println!("\n{}", super::status::table(&reports));
+    for r in reports.iter().flatten() {
+        if r.evidence > 0 || r.counters.rejected > 0 {
+            say(&format!(
+                "node {} holds {} piece(s) of signed evidence and rejected {} message(s)",
+                r.id, r.evidence, r.counters.rejected
+            ));
+        }
+    }
+    session.close();
+    Ok(())
+}
+
+/// Reads every honest node's log from disk (the nodes are stopped) and compares them.
+fn check_logs(cluster: &LocalCluster) -> bool {
+    let mut logs = Vec::new();
+    for id in cluster.honest() {
+        match cluster.read_log(id) {
+            Ok((entries, commit)) => logs.push((id, entries, commit)),
+            Err(e) => {
+                say(&format!("cannot read node {id}'s log: {e}"));
+                return false;
+            }
+        }
+    }
+    match compare_committed(&logs) {
+        Ok(a) => {
+            let (_, entries, _) = &logs[0];
+            let mut chain = Log::new(&cluster_id(cluster), true);
+            for e in entries.iter().take(a.common as usize) {
+                chain.append(e.clone());
+            }
+            let ids: Vec<String> = cluster.honest().iter().map(|i| i.to_string()).collect();
+            say(&format!(
+                "honest nodes {} hold the same log on disk: {} committed entries at every one, chain head {}",
+                ids.join(", "),
+                a.common,
+                &chain.last_hash().to_string()[..16]
+            ));
+            true
+        }
+        Err(e) => {
+            say(&format!("SAFETY VIOLATION: {e}"));
+            false
+        }
+    }
+}
+
+fn cluster_id(cluster: &LocalCluster) -> String {
+    crate::config::ClusterConfig::load(&cluster.config)
+        .map(|c| c.cluster_id)
+        .unwrap_or_default()
+}

@@ -1,0 +1,288 @@
+//! A cluster of node processes on 127.0.0.1, for `tangaroa cluster`, the demo, the
+//! benchmark and the integration tests: keys, configuration, processes, status, and the
+//! logs each node left on disk.
+
+use crate::adversary::Behaviour;
+use crate::config::ClusterConfig;
+use crate::keygen::{keygen, KeygenSpec};
+use crate::protocol::{Entry, NodeId, Variant};
+use crate::storage::Storage;
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct LocalSpec {
+    pub nodes: usize,
+    pub clients: usize,
+    pub variant: Variant,
+    pub byzantine: BTreeMap<NodeId, Behaviour>,
+    pub dir: PathBuf,
+    /// The `tangaroa` binary to run nodes with.
+    pub binary: PathBuf,
+    /// Wall-clock tick; `None` keeps keygen's default.
+    pub tick_ms: Option<u64>,
+}
+
+pub struct LocalCluster {
+    pub spec: LocalSpec,
+    pub config: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot start node {id}: {source}")]
+    Spawn { id: NodeId, source: std::io::Error },
+}
+
+/// A run of `n` consecutive free UDP ports on 127.0.0.1, starting at a random place.
+pub fn free_base_port(n: usize) -> Option<u16> {
+    for _ in 0..200 {
+        let base = 20_000 + (rand::random::<u16>() % 40_000);
+        let free = (0..n as u16).all(|k| UdpSocket::bind(("127.0.0.1", base + k)).is_ok());
+        if free {
+            return Some(base);
+        }
+    }
+    None
+}
+
+impl LocalCluster {
+    /// Writes keys and configuration into `spec.dir` unless a configuration for the same
+    /// size and variant is already there, then starts every node.
+    pub fn start(spec: LocalSpec) -> Result<LocalCluster, LocalError> {
+        let config = spec.dir.join("cluster.toml");
+        if config.exists() {
+            let cfg = ClusterConfig::load(&config).map_err(|e| LocalError::Setup(e.to_string()))?;
+            if cfg.nodes.len() != spec.nodes || cfg.variant != spec.variant {
+                return Err(LocalError::Setup(format!(
+                    "{} holds a {}-node {} cluster, not {} {}; use another --dir",
+                    spec.dir.display(),
+                    cfg.nodes.len(),
+                    cfg.variant.name(),
+                    spec.nodes,
+                    spec.variant.name()
+                )));
+            }
+        } else {
+            let base_port = free_base_port(spec.nodes)
+                .ok_or_else(|| LocalError::Setup("no free UDP ports on 127.0.0.1".into()))?;
+            keygen(&KeygenSpec {
+                nodes: spec.nodes,
+                clients: spec.clients,
+                out: spec.dir.clone(),
+                base_port,
+                variant: spec.variant,
+                force: false,
+            })
+            .map_err(|e| LocalError::Setup(e.to_string()))?;
+            if let Some(tick) = spec.tick_ms {
+                let mut cfg =
+                    ClusterConfig::load(&config).map_err(|e| LocalError::Setup(e.to_string()))?;
+                cfg.tick_ms = tick;
+                let text = toml::to_string_pretty(&cfg).expect("config serializes");
+                std::fs::write(&config, text).map_err(|e| LocalError::Setup(e.to_string()))?;
+            }
+        }
+        let mut cluster = LocalCluster {
+            children: (0..spec.nodes).map(|_| None).collect(),
+            spec,
+            config,
+        };
+        for id in 0..cluster.spec.nodes as NodeId {
+            cluster.start_node(id)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.spec.dir.join("data").join(format!("node-{id}"))
+    }
+
+    pub fn log_file(&self, id: NodeId) -> PathBuf {
+        self.spec.dir.join(format!("node-{id}.log"))
+    }
+
+    pub fn is_byzantine(&self, id: NodeId) -> bool {
+        self.spec.byzantine.contains_key(&id)
+    }
+
+    pub fn honest(&self) -> Vec<NodeId> {
+        (0..self.spec.nodes as NodeId)
+            .filter(|id| !self.is_byzantine(*id))
+            .collect()
+    }
+
+    /// Starts (or restarts) node `id`; its stderr is appended to `node-<id>.log`.
+    pub fn start_node(&mut self, id: NodeId) -> Result<(), LocalError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file(id))
+            .map_err(|source| LocalError::Spawn { id, source })?;
+        let mut cmd = Command::new(&self.spec.binary);
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--data")
+            .arg(self.data_dir(id))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if std::env::var_os("TANGAROA_LOG").is_none() {
+            cmd.env("TANGAROA_LOG", "info");
+        }
+        if let Some(b) = self.spec.byzantine.get(&id) {
+            cmd.arg("--byzantine").arg(b.name());
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|source| LocalError::Spawn { id, source })?;
+        self.children[id as usize] = Some(child);
+        Ok(())
+    }
+
+    /// kill -9: the node gets no chance to flush anything.
+    pub fn kill(&mut self, id: NodeId) {
+        if let Some(mut c) = self.children[id as usize].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Nodes that exited on their own, with how.
+    pub fn exited(&mut self) -> Vec<(NodeId, ExitStatus)> {
+        let mut out = Vec::new();
+        for (id, c) in self.children.iter_mut().enumerate() {
+            if let Some(child) = c {
+                if let Ok(Some(status)) = child.try_wait() {
+                    out.push((id as NodeId, status));
+                    *c = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// SIGTERM to every node, then SIGKILL to any still running after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        for c in self.children.iter().flatten() {
+            terminate(c);
+        }
+        let deadline = Instant::now() + grace;
+        for c in self.children.iter_mut() {
+            if let Some(child) = c {
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            *c = None;
+        }
+    }
+
+    /// The log node `id` left on disk. Only while it is stopped: opening storage repairs
+    /// a torn tail, which must never race a live writer.
+    pub fn read_log(&self, id: NodeId) -> Result<(Vec<Entry>, u64), String> {
+        read_log(&self.data_dir(id))
+    }
+}
+
+/// A node's committed log as its storage recovers it: (entries, commit index).
+pub fn read_log(dir: &Path) -> Result<(Vec<Entry>, u64), String> {
+    let (_, durable) = Storage::open(dir).map_err(|e| e.to_string())?;
+    Ok((durable.entries, durable.hard.commit))
+}
+
+/// What the committed prefixes of several nodes' logs have in common.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agreement {
+    /// Every node's commit index.
+    pub commits: Vec<(NodeId, u64)>,
+    /// Entries committed at every node (the lowest commit index).
+    pub common: u64,
+}
+
+/// Checks that no two nodes committed different entries at one index: for every pair,
+/// their logs are identical up to the lower of their two commit indexes.
+pub fn compare_committed(logs: &[(NodeId, Vec<Entry>, u64)]) -> Result<Agreement, String> {
+    for (a, la, ca) in logs {
+        if (*ca as usize) > la.len() {
+            return Err(format!(
+                "node {a} claims commit {ca} beyond its {} entries",
+                la.len()
+            ));
+        }
+        for (b, lb, cb) in logs {
+            let upto = (*ca).min(*cb) as usize;
+            if let Some(i) = (0..upto).find(|&i| la[i] != lb[i]) {
+                return Err(format!(
+                    "nodes {a} and {b} committed different entries at index {}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(Agreement {
+        commits: logs.iter().map(|(id, _, c)| (*id, *c)).collect(),
+        common: logs.iter().map(|(_, _, c)| *c).min().unwrap_or(0),
+    })
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(2));
+    }
+}
+
+fn terminate(child: &Child) {
+    #[cfg(unix)]
+    {
+        // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Payload;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            term,
+            index,
+            payload: Payload::Noop,
+        }
+    }
+
+    #[test]
+    fn agreement_catches_a_fork_inside_the_common_commit() {
+        let a = vec![entry(1, 1), entry(1, 2), entry(2, 3)];
+        let mut b = a.clone();
+        b[2] = entry(3, 3);
+        // Different entries at 3, but only one node committed it: no violation.
+        let ok = compare_committed(&[(0, a.clone(), 3), (1, b.clone(), 2)]).unwrap();
+        assert_eq!(ok.common, 2);
+        // Both committed index 3: caught.
+        let err = compare_committed(&[(0, a.clone(), 3), (1, b, 3)]).unwrap_err();
+        assert!(err.contains("index 3"), "{err}");
+        assert!(compare_committed(&[(0, a, 4)]).is_err());
+    }
+}
