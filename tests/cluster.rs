@@ -403,7 +403,7 @@ fn a_node_with_the_wrong_certificate_cannot_join() {
         "client-0.crt",
         "client-1.crt",
     ] {
-        std::fs::copy(dir.path().join(&f), impostor.path().join(&f)).unwrap();
+        std::fs::copy(dir.path().join(f), impostor.path().join(f)).unwrap();
     }
     let data = impostor.path().join("data");
     let mut node = Command::new(env!("CARGO_BIN_EXE_tangaroa"))
