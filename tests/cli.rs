@@ -148,3 +148,83 @@ fn keygen_writes_a_cluster_and_refuses_to_overwrite() {
     let (code, _, err) = tangaroa(&["keygen", "--nodes", "0", "--out", out_s]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn runtime_commands_explain_bad_input_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let (code, _, _) = tangaroa(&[
+        "keygen",
+        "--nodes",
+        "4",
+        "--out",
+        out,
+        "--base-port",
+        "29500",
+    ]);
+    assert_eq!(code, 0);
+    let config = dir.path().join("cluster.toml");
+    let config = config.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["node", "--config", config, "--id", "9"], "nodes 0..4"),
+        (
+            vec![
+                "node",
+                "--config",
+                config,
+                "--id",
+                "0",
+                "--byzantine",
+                "twins",
+            ],
+            "simulator",
+        ),
+        (
+            vec![
+                "node",
+                "--config",
+                config,
+                "--id",
+                "0",
+                "--byzantine",
+                "nice",
+            ],
+            "unknown behaviour",
+        ),
+        (
+            vec!["node", "--config", "/nonexistent.toml", "--id", "0"],
+            "cannot read",
+        ),
+        (
+            vec!["client", "--config", "/nonexistent.toml", "get", "k"],
+            "cannot read",
+        ),
+        (
+            vec!["client", "--config", config, "--timeout", "0", "get", "k"],
+            "--timeout",
+        ),
+        (
+            vec![
+                "cluster",
+                "--nodes",
+                "4",
+                "--byzantine",
+                "7=stall",
+                "--dir",
+                out,
+            ],
+            "nodes are 0..4",
+        ),
+        (vec!["cluster", "--nodes", "7", "--dir", out], "4-node"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = tangaroa(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A node whose key file is not the configured one refuses to start.
+    std::fs::copy(dir.path().join("node-1.key"), dir.path().join("node-0.key")).unwrap();
+    let (code, _, err) = tangaroa(&["node", "--config", config, "--id", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not Node(0)'s"), "{err}");
+}

@@ -246,3 +246,87 @@ pub async fn read_frame(
 pub fn encode(w: &Wire) -> Bytes {
     Bytes::from(frame::encode(w).expect("own frames stay within MAX_FRAME"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keygen::{keygen, KeygenSpec};
+    use crate::runtime::Loaded;
+
+    /// A node's listener facing a registered but broken client: an oversized frame and an
+    /// undecodable one each cost the client its connection and are counted; a good frame
+    /// on a fresh connection still gets through.
+    #[test]
+    fn bad_frames_are_counted_and_cost_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::runtime::local::free_base_port(1).unwrap();
+        let config = keygen(&KeygenSpec {
+            nodes: 1,
+            clients: 1,
+            out: dir.path().into(),
+            base_port: port,
+            variant: crate::protocol::Variant::Bft,
+            force: false,
+        })
+        .unwrap();
+        let loaded = Loaded::load(&config).unwrap();
+        let (_, node_id) = loaded.credentials(Principal::Node(0), None).unwrap();
+        let (_, client_id) = loaded.credentials(Principal::Client(0), None).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (tx, mut rx) = mpsc::channel(16);
+            let net = Net::start(
+                NetSetup {
+                    me: 0,
+                    addresses: vec![loaded.cfg.nodes[0].address],
+                    identity: node_id,
+                    pins: Arc::new(loaded.pins.clone()),
+                    ring: Arc::new(loaded.cfg.keyring().unwrap()),
+                },
+                tx,
+            )
+            .unwrap();
+            let cfg =
+                quic_client_config(&client_id, loaded.pins.node_cert(0).unwrap().clone()).unwrap();
+            let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            let dial = || async {
+                let conn = endpoint
+                    .connect_with(cfg.clone(), loaded.cfg.nodes[0].address, "node-0.tangaroa")
+                    .unwrap()
+                    .await
+                    .unwrap();
+                let (send, recv) = conn.open_bi().await.unwrap();
+                (conn, send, recv)
+            };
+            let oversized = ((frame::MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+            let mut garbage = 5u32.to_le_bytes().to_vec();
+            garbage.extend_from_slice(&[0xff; 5]);
+            for (k, bad) in [oversized, garbage].into_iter().enumerate() {
+                let (conn, mut send, _recv) = dial().await;
+                send.write_all(&bad).await.unwrap();
+                let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+                    .await
+                    .expect("the node drops the connection");
+                assert!(
+                    matches!(reason, quinn::ConnectionError::ApplicationClosed(_)),
+                    "{reason:?}"
+                );
+                assert_eq!(net.counters.snapshot().bad_frames, k as u64 + 1);
+            }
+            let (_conn, mut send, _recv) = dial().await;
+            send.write_all(&encode(&Wire::StatusQuery)).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match rx.recv().await {
+                        Some(Inbound::StatusQuery(_)) => return true,
+                        Some(_) => continue,
+                        None => return false,
+                    }
+                }
+            })
+            .await;
+            assert_eq!(got, Ok(true), "a good frame still gets through");
+            net.close();
+        });
+    }
+}
