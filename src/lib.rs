@@ -13,6 +13,7 @@
 
 pub mod actor;
 pub mod adversary;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Status(args) => tangaroa::cli::status::run(args),
         Command::Cluster(args) => tangaroa::cli::cluster::run(args),
         Command::Demo(args) => tangaroa::cli::demo::run(args),
+        Command::Bench(args) => tangaroa::cli::bench::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

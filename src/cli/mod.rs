@@ -1,5 +1,6 @@
 //! The `tangaroa` command line.
 
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod demo;
@@ -40,6 +41,9 @@ pub enum Command {
     /// A one-minute tour: a 4-node bft cluster with a malicious leader, signed requests,
     /// a Revolution that deposes it, and a check that honest logs agree.
     Demo(demo::DemoArgs),
+    /// Benchmark raft against tangaroa and bft on real local clusters: throughput,
+    /// latency, CPU, bytes and messages per request, and this machine's crypto bound.
+    Bench(bench::BenchArgs),
     /// Show every node's role, term, log, commit index, leader and evidence.
     Status(status::StatusArgs),
 }

@@ -150,6 +150,11 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Process ids of the running nodes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
+    }
+
     /// kill -9: the node gets no chance to flush anything.
     pub fn kill(&mut self, id: NodeId) {
         if let Some(mut c) = self.children[id as usize].take() {

@@ -1,0 +1,158 @@
+//! The benchmark's outputs: a table for the terminal, JSON for tools, an SVG plot.
+
+use super::{BenchReport, RunResult};
+use plotters::prelude::*;
+use std::path::Path;
+
+pub fn table(r: &BenchReport) -> String {
+    let mut s = format!(
+        "machine: {} cores; Ed25519 sign {:.1} µs, verify_strict {:.1} µs\n\n",
+        r.machine.cores, r.machine.sign_us, r.machine.verify_us
+    );
+    s.push_str(&format!(
+        "{:<9} {:>5} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8} {:>10} {:>7}\n",
+        "variant", "nodes", "clients", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
+        "cpu µs/req", "B/req", "msgs/req", "bound r/s", "% bound"
+    ));
+    for x in &r.results {
+        s.push_str(&format!(
+            "{:<9} {:>5} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>10.0} {:>9.0} {:>8.1} {:>10.0} {:>6.0}%",
+            x.variant,
+            x.nodes,
+            x.clients,
+            x.throughput_rps,
+            x.p50_ms,
+            x.p90_ms,
+            x.p99_ms,
+            x.max_ms,
+            x.cpu_us_per_req,
+            x.bytes_per_req,
+            x.msgs_per_req,
+            x.crypto_bound_rps,
+            100.0 * x.throughput_rps / x.crypto_bound_rps
+        ));
+        if let Some(ms) = x.recovery_ms {
+            s.push_str(&format!("  (recovered after {ms:.0} ms)"));
+        }
+        if x.failed > 0 {
+            s.push_str(&format!("  ({} requests without an agreed answer)", x.failed));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn color(variant: &str) -> RGBColor {
+    match variant {
+        "raft" => RGBColor(0x1f, 0x77, 0xb4),
+        "tangaroa" => RGBColor(0xff, 0x7f, 0x0e),
+        _ => RGBColor(0x2c, 0xa0, 0x2c),
+    }
+}
+
+/// Per variant, the rows with the most clients (the throughput each size reached).
+fn peak_rows(r: &BenchReport) -> Vec<(String, Vec<&RunResult>)> {
+    let mut variants: Vec<String> = r.results.iter().map(|x| x.variant.clone()).collect();
+    variants.dedup();
+    variants.sort();
+    variants.dedup();
+    let most = r.results.iter().map(|x| x.clients).max().unwrap_or(1);
+    variants
+        .into_iter()
+        .map(|v| {
+            let rows = r
+                .results
+                .iter()
+                .filter(|x| x.variant == v && x.clients == most)
+                .collect();
+            (v, rows)
+        })
+        .collect()
+}
+
+/// Two panels: committed requests/s against cluster size (with the crypto bound), and
+/// node CPU per request against cluster size.
+pub fn plot(r: &BenchReport, path: &Path) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let rows = peak_rows(r);
+    let xs: Vec<f64> = r.results.iter().map(|x| x.nodes as f64).collect();
+    let (xmin, xmax) = xs
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    let (xmin, xmax) = (xmin - 1.0, xmax + 1.0);
+    let top = |f: &dyn Fn(&RunResult) -> f64| {
+        r.results.iter().map(f).fold(1.0f64, f64::max) * 1.15
+    };
+    let root = SVGBackend::new(path, (1100, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (left, right) = root.split_horizontally(550);
+    let panels: [(&str, &str, Box<dyn Fn(&RunResult) -> f64>, _); 2] = [
+        (
+            "committed requests/s (most clients)",
+            "req/s",
+            Box::new(|x: &RunResult| x.throughput_rps),
+            &left,
+        ),
+        (
+            "node CPU per committed request",
+            "CPU µs / request",
+            Box::new(|x: &RunResult| x.cpu_us_per_req),
+            &right,
+        ),
+    ];
+    for (k, (title, ylabel, f, area)) in panels.into_iter().enumerate() {
+        let ymax = if k == 0 {
+            top(&|x| x.throughput_rps.max(x.crypto_bound_rps))
+        } else {
+            top(&*f)
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(xmin..xmax, 0f64..ymax)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("nodes")
+            .y_desc(ylabel)
+            .x_labels(8)
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (v, rs) in &rows {
+            let c = color(v);
+            let pts: Vec<(f64, f64)> = rs.iter().map(|x| (x.nodes as f64, f(x))).collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(v.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(|e| err(&e))?;
+        }
+        if k == 0 {
+            let mut bound: Vec<(f64, f64)> = r
+                .results
+                .iter()
+                .map(|x| (x.nodes as f64, x.crypto_bound_rps))
+                .collect();
+            bound.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+            bound.dedup();
+            chart
+                .draw_series(LineSeries::new(bound, BLACK.stroke_width(1)))
+                .map_err(|e| err(&e))?
+                .label("crypto bound")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
