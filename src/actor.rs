@@ -7,6 +7,16 @@ use crate::protocol::{Input, Node, Output, Reply};
 pub trait Actor: Send {
     fn step(&mut self, input: Input) -> Vec<Output>;
 
+    /// Several inputs that arrived together. Adversaries see them one by one; the honest
+    /// node batches what it appends (`Node::step_batch`).
+    fn step_batch(&mut self, inputs: Vec<Input>) -> Vec<Output> {
+        let mut out = Vec::new();
+        for i in inputs {
+            out.extend(self.step(i));
+        }
+        out
+    }
+
     /// The honest core inside (every adversary wraps one), for status displays.
     fn node(&self) -> &Node;
 
@@ -20,6 +30,10 @@ pub trait Actor: Send {
 impl Actor for Node {
     fn step(&mut self, input: Input) -> Vec<Output> {
         Node::step(self, input)
+    }
+
+    fn step_batch(&mut self, inputs: Vec<Input>) -> Vec<Output> {
+        Node::step_batch(self, inputs)
     }
 
     fn node(&self) -> &Node {

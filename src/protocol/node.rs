@@ -343,12 +343,32 @@ impl Node {
 
     /// Feeds one input; returns what it caused, in the order it must be carried out.
     pub fn step(&mut self, input: Input) -> Vec<Output> {
+        self.dispatch(input);
+        self.end_of_step()
+    }
+
+    /// Feeds several inputs that arrived together, as if each were stepped, except that
+    /// what a leader appends meanwhile is shipped once, at the end: many client requests
+    /// become one AppendEntries per follower (one signature, one Ack round) instead of one
+    /// each. Delaying a send is always allowed, so this is `step` with batching, no new
+    /// rule; the runtime calls it with whatever its queue held.
+    pub fn step_batch(&mut self, inputs: impl IntoIterator<Item = Input>) -> Vec<Output> {
+        for input in inputs {
+            self.dispatch(input);
+        }
+        self.end_of_step()
+    }
+
+    fn dispatch(&mut self, input: Input) {
         match input {
             Input::Tick => self.tick(),
             Input::Message { from, msg } => self.receive(from, msg),
             Input::Timeout => self.election_timeout_fired(),
             Input::Misbehaved(p) => self.misbehaved(p),
         }
+    }
+
+    fn end_of_step(&mut self) -> Vec<Output> {
         self.replicate_new_entries();
         self.apply_committed();
         self.check_invariants();

@@ -188,6 +188,7 @@ struct Process {
 impl Process {
     fn run(&mut self, mut rx: mpsc::Receiver<Inbound>) -> Result<(), NodeError> {
         let mut outputs = Vec::new();
+        let mut inputs = Vec::with_capacity(MAX_INPUTS_PER_BATCH);
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             let mut taken = 0;
@@ -197,13 +198,16 @@ impl Process {
                     stop = true;
                     break;
                 }
-                self.handle(input, &mut outputs);
+                self.handle(input, &mut inputs);
                 taken += 1;
                 next = if taken < MAX_INPUTS_PER_BATCH {
                     rx.try_recv().ok()
                 } else {
                     None
                 };
+            }
+            if !inputs.is_empty() {
+                outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
             }
             self.release(&mut outputs)?;
             if stop {
@@ -213,7 +217,8 @@ impl Process {
         Ok(())
     }
 
-    fn handle(&mut self, input: Inbound, outputs: &mut Vec<Output>) {
+    /// Answers what the loop answers itself; protocol inputs go to `inputs` for the batch.
+    fn handle(&mut self, input: Inbound, inputs: &mut Vec<Input>) {
         let step = match input {
             Inbound::Tick => Input::Tick,
             Inbound::Message { from, msg } => {
@@ -240,7 +245,7 @@ impl Process {
             }
             Inbound::Shutdown => return,
         };
-        outputs.extend(self.actor.step(step));
+        inputs.push(step);
     }
 
     /// Persists the batch's state, then releases its messages and applications in order.

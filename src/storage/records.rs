@@ -139,41 +139,9 @@ fn is_torn_tail(rest: &[u8]) -> bool {
     len <= MAX_RECORD && rest.len() <= HEADER + len as usize
 }
 
-/// Replaces `path` with `body` atomically: write a temporary file, sync it, rename it over,
-/// sync the directory. A crash leaves either the old or the new contents.
-pub fn replace_atomically(path: &Path, body: &[u8]) -> Result<(), RecordError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&(body.len() as u32).to_le_bytes())
-            .map_err(io(&tmp))?;
-        f.write_all(&crc32fast::hash(body).to_le_bytes())
-            .map_err(io(&tmp))?;
-        f.write_all(body).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
-    Ok(())
-}
-
-/// Reads a file written by `replace_atomically`; `None` if it does not exist.
-pub fn read_replaced(path: &Path) -> Result<Option<Vec<u8>>, RecordError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(path)(e)),
-    };
-    match parse(&bytes) {
-        Some((body, used)) if used == bytes.len() => Ok(Some(body.to_vec())),
-        _ => Err(RecordError::Corrupt {
-            path: path.to_path_buf(),
-            offset: 0,
-            after: bytes.len() as u64,
-        }),
-    }
+/// Makes the directory entries of files just created in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), RecordError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
