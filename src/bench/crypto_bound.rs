@@ -48,7 +48,10 @@ pub fn measure(payload: usize, budget: Duration) -> CryptoCost {
     let mut verified = 0u64;
     while start.elapsed() < budget || verified < 64 {
         let m = &signed[(verified as usize) % signed.len()];
-        assert!(black_box(domain.verify(&public, m)), "own signature verifies");
+        assert!(
+            black_box(domain.verify(&public, m)),
+            "own signature verifies"
+        );
         verified += 1;
     }
     let verify_us = start.elapsed().as_secs_f64() * 1e6 / verified as f64;

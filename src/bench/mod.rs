@@ -104,7 +104,14 @@ pub fn run(spec: &BenchSpec, progress: &mut dyn Progress) -> Result<BenchReport,
     for &n in &spec.nodes {
         for &variant in &spec.variants {
             for &clients in &spec.clients {
-                let r = run_one(spec, variant, n, clients, cost.bound_rps(cores, n), progress)?;
+                let r = run_one(
+                    spec,
+                    variant,
+                    n,
+                    clients,
+                    cost.bound_rps(cores, n),
+                    progress,
+                )?;
                 progress.run_done(&r);
                 results.push(r);
             }
@@ -186,7 +193,11 @@ fn run_one(
         let end = start.elapsed();
         let before = match before {
             Some(b) => b,
-            None => return Err("the run ended inside its warm-up; raise --duration or --requests".to_string()),
+            None => {
+                return Err(
+                    "the run ended inside its warm-up; raise --duration or --requests".to_string(),
+                )
+            }
         };
         let after = snapshot(&mut probe, &pids).await;
         probe.close();
@@ -194,7 +205,9 @@ fn run_one(
     });
     drop(cluster);
     let (samples, before, after, end) = outcome?;
-    let window = end.saturating_sub(spec.warmup).max(Duration::from_millis(1));
+    let window = end
+        .saturating_sub(spec.warmup)
+        .max(Duration::from_millis(1));
     let measured: Vec<Duration> = samples
         .done
         .iter()
@@ -202,7 +215,13 @@ fn run_one(
         .map(|(_, lat)| *lat)
         .collect();
     let requests = measured.len() as u64;
-    let per_req = |x: f64| if requests == 0 { 0.0 } else { x / requests as f64 };
+    let per_req = |x: f64| {
+        if requests == 0 {
+            0.0
+        } else {
+            x / requests as f64
+        }
+    };
     let mut lat = measured;
     lat.sort();
     let pct = |p: f64| {
@@ -233,7 +252,9 @@ fn run_one(
         crypto_bound_rps,
         requests,
         failed: samples.failed,
-        recovery_ms: (!spec.byzantine.is_empty()).then(|| recovery_ms(&timeline)).flatten(),
+        recovery_ms: (!spec.byzantine.is_empty())
+            .then(|| recovery_ms(&timeline))
+            .flatten(),
         timeline,
     })
 }

@@ -11,8 +11,19 @@ pub fn table(r: &BenchReport) -> String {
     );
     s.push_str(&format!(
         "{:<9} {:>5} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8} {:>10} {:>7}\n",
-        "variant", "nodes", "clients", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
-        "cpu µs/req", "B/req", "msgs/req", "bound r/s", "% bound"
+        "variant",
+        "nodes",
+        "clients",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "cpu µs/req",
+        "B/req",
+        "msgs/req",
+        "bound r/s",
+        "% bound"
     ));
     for x in &r.results {
         s.push_str(&format!(
@@ -35,7 +46,10 @@ pub fn table(r: &BenchReport) -> String {
             s.push_str(&format!("  (recovered after {ms:.0} ms)"));
         }
         if x.failed > 0 {
-            s.push_str(&format!("  ({} requests without an agreed answer)", x.failed));
+            s.push_str(&format!(
+                "  ({} requests without an agreed answer)",
+                x.failed
+            ));
         }
         s.push('\n');
     }
@@ -80,9 +94,7 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<(), String> {
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
     let (xmin, xmax) = (xmin - 1.0, xmax + 1.0);
-    let top = |f: &dyn Fn(&RunResult) -> f64| {
-        r.results.iter().map(f).fold(1.0f64, f64::max) * 1.15
-    };
+    let top = |f: &dyn Fn(&RunResult) -> f64| r.results.iter().map(f).fold(1.0f64, f64::max) * 1.15;
     let root = SVGBackend::new(path, (1100, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(550);

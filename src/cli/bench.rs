@@ -74,7 +74,8 @@ impl Progress for Bar {
 
     fn tick(&mut self, accepted: u64) {
         let ms = self.bar.elapsed().as_millis() as u64;
-        self.bar.set_position(ms.min(self.expected.as_millis() as u64));
+        self.bar
+            .set_position(ms.min(self.expected.as_millis() as u64));
         self.bar.set_prefix(format!("{accepted} accepted"));
     }
 

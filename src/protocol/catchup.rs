@@ -77,8 +77,12 @@ impl Node {
         if commit <= self.hard.commit {
             return;
         }
-        let keep = &c.entries[..(commit - c.prev_index) as usize];
-        self.install_committed(keep);
+        // Our own Commits table may prove a commit point inside the log we already hold
+        // (below `prev_index`): then there is nothing to install, only a commit to advance.
+        if commit > c.prev_index {
+            let keep = &c.entries[..(commit - c.prev_index) as usize];
+            self.install_committed(keep);
+        }
         self.commit_to(commit);
     }
 

@@ -5,7 +5,7 @@ use super::message::{lock_rank, ElectionProof, Message, Payload, PreparedCert, R
 use super::node::{Follow, LeaderState, Node, Role, Suspicion};
 use super::types::{NodeId, Term, Variant, MAX_TERM_GAP};
 use crate::crypto::Signed;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 impl Node {
     pub(super) fn is_raft(&self) -> bool {
@@ -305,6 +305,7 @@ impl Node {
             replicated_to: self.log.last_index(),
             quorum_check_elapsed: 0,
             last_resend: vec![u64::MAX; n],
+            in_flight: vec![VecDeque::new(); n],
         }));
         tracing::debug!(node = me, term, "became leader");
         if self.is_raft() {

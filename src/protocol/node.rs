@@ -27,6 +27,10 @@ pub const MAX_BATCH: usize = 256;
 pub const MAX_CATCHUP: usize = 4096;
 /// Recent Acks kept per peer for assembling prepared certificates.
 pub const ACKS_KEPT: usize = 32;
+/// AppendEntries with new entries outstanding per follower before new entries wait.
+pub const MAX_IN_FLIGHT: usize = 1;
+/// Bound on the in-flight record (heartbeats send past `MAX_IN_FLIGHT`).
+pub const IN_FLIGHT_KEPT: usize = 8;
 /// Pending request timers kept at most (one per client).
 pub const MAX_REQUEST_TIMERS: usize = 4096;
 
@@ -140,6 +144,11 @@ pub(super) struct LeaderState {
     /// Tick of the last resend caused by each follower's refusal: at most one per tick, so
     /// a liar's refusals cannot drive a resend storm.
     pub last_resend: Vec<u64>,
+    /// Per follower, the last index of each AppendEntries with entries it has not yet
+    /// Acked. New entries wait while `MAX_IN_FLIGHT` are outstanding, so under load they
+    /// pile up into one larger batch: one signature and one Ack/Commit round for many
+    /// requests. At low load nothing waits.
+    pub in_flight: Vec<VecDeque<Index>>,
 }
 
 pub(super) enum Role {

@@ -2,7 +2,10 @@
 //! (PROTOCOL.md, "Replication and commit").
 
 use super::message::{lock_rank, Ack, AppendEntries, Entry, Message, Payload};
-use super::node::{Follow, Node, Output, Persist, Role, Suspicion, MAX_BATCH, MAX_CATCHUP};
+use super::node::{
+    Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_BATCH, MAX_CATCHUP,
+    MAX_IN_FLIGHT,
+};
 use super::types::{Index, NodeId, Term};
 use crate::crypto::Signed;
 
@@ -91,22 +94,31 @@ impl Node {
     }
 
     /// End of every step: ship what the leader appended during it, as one batch.
+    /// Followers with `MAX_IN_FLIGHT` batches outstanding get theirs later: when an Ack
+    /// frees a slot (this runs at the end of every step) or at the next heartbeat.
     pub(super) fn replicate_new_entries(&mut self) {
         let last = self.log.last_index();
-        let behind: Vec<NodeId> = match &self.role {
-            Role::Leader(ls) if ls.replicated_to < last => self
-                .peers()
-                .filter(|&j| ls.next[j as usize] <= last)
-                .collect(),
+        let (ready, fresh): (Vec<NodeId>, bool) = match &self.role {
+            Role::Leader(ls) => (
+                self.peers()
+                    .filter(|&j| {
+                        ls.next[j as usize] <= last
+                            && ls.in_flight[j as usize].len() < MAX_IN_FLIGHT
+                    })
+                    .collect(),
+                ls.replicated_to < last,
+            ),
             _ => return,
         };
-        for j in behind {
+        for j in ready {
             self.send_append(j);
         }
-        if let Role::Leader(ls) = &mut self.role {
-            ls.replicated_to = last;
+        if fresh {
+            if let Role::Leader(ls) = &mut self.role {
+                ls.replicated_to = last;
+            }
+            self.ack_own_log();
         }
-        self.ack_own_log();
     }
 
     pub(super) fn send_append(&mut self, j: NodeId) {
@@ -138,6 +150,13 @@ impl Node {
             lock: if with_proof { ls.lock.clone() } else { None },
         };
         ls.next[j as usize] = to + 1;
+        if !ae.entries.is_empty() {
+            let flight = &mut ls.in_flight[j as usize];
+            flight.push_back(to);
+            if flight.len() > IN_FLIGHT_KEPT {
+                flight.pop_front();
+            }
+        }
         let ae = self.domain.sign(&self.key, ae);
         self.send(j, Message::AppendEntries(ae));
     }
@@ -438,7 +457,13 @@ impl Node {
             ls.matched[j] = ls.matched[j].max(index);
             ls.next[j] = ls.next[j].max(index + 1);
             ls.last_ack[j] = Some(now);
+            let flight = &mut ls.in_flight[j];
+            while flight.front().is_some_and(|&to| to <= index) {
+                flight.pop_front();
+            }
         } else {
+            // What was in flight will be refused too: start over from the refusal.
+            ls.in_flight[j].clear();
             let back = (a.index + 1).max(ls.matched[j] + 1);
             if back < ls.next[j] {
                 ls.next[j] = back;

@@ -141,7 +141,5 @@ fn is_torn_tail(rest: &[u8]) -> bool {
 
 /// Makes the directory entries of files just created in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<(), RecordError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
