@@ -84,6 +84,8 @@ fn peak_rows(r: &BenchReport) -> Vec<(String, Vec<&RunResult>)> {
         .collect()
 }
 
+type Metric = Box<dyn Fn(&RunResult) -> f64>;
+
 /// Two panels: committed requests/s against cluster size (with the crypto bound), and
 /// node CPU per request against cluster size.
 pub fn plot(r: &BenchReport, path: &Path) -> Result<(), String> {
@@ -98,7 +100,7 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, (1100, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(550);
-    let panels: [(&str, &str, Box<dyn Fn(&RunResult) -> f64>, _); 2] = [
+    let panels: [(&str, &str, Metric, _); 2] = [
         (
             "committed requests/s (most clients)",
             "req/s",
