@@ -17,7 +17,7 @@ use crate::runtime::client::Session;
 use crate::runtime::local::{LocalCluster, LocalSpec};
 use crate::runtime::Loaded;
 use crate::transport::NodeReport;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -45,7 +45,7 @@ pub enum StopAfter {
 }
 
 /// One row of the results, in the JSON schema the issue fixes (plus a few extras).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunResult {
     pub variant: String,
     pub nodes: usize,
@@ -70,14 +70,14 @@ pub struct RunResult {
     pub timeline: Vec<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cores: usize,
     pub sign_us: f64,
     pub verify_us: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchReport {
     pub machine: Machine,
     pub results: Vec<RunResult>,

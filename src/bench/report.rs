@@ -96,7 +96,14 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<(), String> {
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
     let (xmin, xmax) = (xmin - 1.0, xmax + 1.0);
-    let top = |f: &dyn Fn(&RunResult) -> f64| r.results.iter().map(f).fold(1.0f64, f64::max) * 1.15;
+    // Scaled to what is drawn: the rows with the most clients.
+    let top = |f: &dyn Fn(&RunResult) -> f64| {
+        rows.iter()
+            .flat_map(|(_, rs)| rs.iter())
+            .map(|x| f(x))
+            .fold(1.0f64, f64::max)
+            * 1.15
+    };
     let root = SVGBackend::new(path, (1100, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(550);
@@ -108,7 +115,7 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<(), String> {
             &left,
         ),
         (
-            "node CPU per committed request",
+            "node CPU per committed request (most clients)",
             "CPU µs / request",
             Box::new(|x: &RunResult| x.cpu_us_per_req),
             &right,
@@ -132,6 +139,8 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<(), String> {
             .x_desc("nodes")
             .y_desc(ylabel)
             .x_labels(8)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(|e| err(&e))?;
         for (v, rs) in &rows {

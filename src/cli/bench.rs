@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// Write an SVG plot comparing the variants here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Run nothing: print the table and draw --plot from a JSON file an earlier run wrote.
+    #[arg(long, value_name = "FILE.json")]
+    pub from_json: Option<PathBuf>,
     /// Where the clusters' keys, logs and data go (default: a temporary folder, removed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -88,6 +91,13 @@ impl Progress for Bar {
 }
 
 pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
+    if let Some(path) = &args.from_json {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        let report: bench::BenchReport = serde_json::from_str(&text)
+            .map_err(|e| BadInput(format!("{}: not a bench report: {e}", path.display())))?;
+        return output(&report, None, args.plot.as_deref());
+    }
     if args.nodes.is_empty() || args.nodes.iter().any(|&n| n == 0 || n > 64) {
         return Err(BadInput("--nodes: sizes between 1 and 64".into()));
     }
@@ -145,14 +155,22 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
         let _ = std::fs::remove_dir_all(&workdir);
     }
     let report = outcome.map_err(|e| BadInput(format!("benchmark failed: {e}")))?;
-    println!("{}", bench::report::table(&report));
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).expect("report serializes");
+    output(&report, args.json.as_deref(), args.plot.as_deref())
+}
+
+fn output(
+    report: &bench::BenchReport,
+    json: Option<&std::path::Path>,
+    plot: Option<&std::path::Path>,
+) -> Result<u8, BadInput> {
+    println!("{}", bench::report::table(report));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report).expect("report serializes");
         std::fs::write(path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
         println!("JSON: {}", path.display());
     }
-    if let Some(path) = &args.plot {
-        bench::report::plot(&report, path).map_err(BadInput)?;
+    if let Some(path) = plot {
+        bench::report::plot(report, path).map_err(BadInput)?;
         println!("plot: {}", path.display());
     }
     Ok(0)
