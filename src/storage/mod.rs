@@ -210,6 +210,17 @@ mod tests {
         }
     }
 
+    /// Cuts the last `bytes` bytes off a file, as a crash in mid-write leaves it.
+    fn tear(path: &Path, bytes: u64) {
+        let len = std::fs::metadata(path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len - bytes)
+            .unwrap();
+    }
+
     fn append(s: &mut Storage, from: u64, to: u64) {
         let op = Persist::Append((from..=to).map(entry).collect());
         s.apply(&[&op]).unwrap();
@@ -246,14 +257,8 @@ mod tests {
         append(&mut s, 4, 4);
         drop(s);
         let path = dir.path().join("log");
-        let len = std::fs::metadata(&path).unwrap().len();
         // A crash in the middle of the last append.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 5)
-            .unwrap();
+        tear(&path, 5);
         let (mut s, d) = Storage::open(dir.path()).unwrap();
         assert_eq!(d.entries.len(), 3);
         // And appending goes on from there.
@@ -307,14 +312,7 @@ mod tests {
         drop(s);
         assert_eq!(Storage::open(dir.path()).unwrap().1.hard, hard(2));
         // A crash while writing the newer one: the older one stands, whole.
-        let path = dir.path().join("log");
-        let len = std::fs::metadata(&path).unwrap().len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 3)
-            .unwrap();
+        tear(&dir.path().join("log"), 3);
         let (_, d) = Storage::open(dir.path()).unwrap();
         assert_eq!((d.hard, d.entries.len()), (hard(1), 1));
     }
