@@ -228,3 +228,49 @@ fn runtime_commands_explain_bad_input_with_exit_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not Node(0)'s"), "{err}");
 }
+
+#[test]
+fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
+    use tangaroa::protocol::{Entry, Payload, Persist};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let (code, _, _) = tangaroa(&[
+        "keygen",
+        "--nodes",
+        "1",
+        "--out",
+        out,
+        "--base-port",
+        "29600",
+    ]);
+    assert_eq!(code, 0);
+    let data = dir.path().join("data");
+    {
+        let (mut s, _) = tangaroa::storage::Storage::open(&data).unwrap();
+        for i in 1..=2 {
+            let e = Entry {
+                term: 1,
+                index: i,
+                payload: Payload::Noop,
+            };
+            s.apply(&[&Persist::Append(vec![e])]).unwrap();
+        }
+    }
+    let log = data.join("log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+    let config = dir.path().join("cluster.toml");
+    let (code, _, err) = tangaroa(&[
+        "node",
+        "--config",
+        config.to_str().unwrap(),
+        "--id",
+        "0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refusing"), "{err}");
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");
+}
