@@ -57,6 +57,10 @@ pub struct RunResult {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub cpu_us_per_req: f64,
+    /// CPU of the load generator itself (this process: signing, QUIC), per request. It
+    /// shares the machine with the nodes, so it bounds what they can be given.
+    #[serde(default)]
+    pub client_cpu_us_per_req: f64,
     pub bytes_per_req: f64,
     pub msgs_per_req: f64,
     pub crypto_bound_rps: f64,
@@ -247,6 +251,7 @@ fn run_one(
         p99_ms: pct(0.99),
         max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         cpu_us_per_req: per_req((after.cpu - before.cpu) * 1e6),
+        client_cpu_us_per_req: per_req((after.client_cpu - before.client_cpu) * 1e6),
         bytes_per_req: per_req(after.bytes.saturating_sub(before.bytes) as f64),
         msgs_per_req: per_req(after.msgs.saturating_sub(before.msgs) as f64),
         crypto_bound_rps,
@@ -282,6 +287,7 @@ async fn wait_for_leader(
 
 struct Snapshot {
     cpu: f64,
+    client_cpu: f64,
     bytes: u64,
     msgs: u64,
 }
@@ -297,6 +303,7 @@ async fn snapshot(s: &mut Session, pids: &[u32]) -> Snapshot {
     }
     Snapshot {
         cpu: pids.iter().map(|&p| cpu_seconds(p)).sum(),
+        client_cpu: cpu_seconds(std::process::id()),
         bytes,
         msgs,
     }

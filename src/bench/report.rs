@@ -10,7 +10,7 @@ pub fn table(r: &BenchReport) -> String {
         r.machine.cores, r.machine.sign_us, r.machine.verify_us
     );
     s.push_str(&format!(
-        "{:<9} {:>5} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8} {:>10} {:>7}\n",
+        "{:<9} {:>5} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>8} {:>10} {:>7}\n",
         "variant",
         "nodes",
         "clients",
@@ -20,6 +20,7 @@ pub fn table(r: &BenchReport) -> String {
         "p99 ms",
         "max ms",
         "cpu µs/req",
+        "client µs",
         "B/req",
         "msgs/req",
         "bound r/s",
@@ -27,7 +28,7 @@ pub fn table(r: &BenchReport) -> String {
     ));
     for x in &r.results {
         s.push_str(&format!(
-            "{:<9} {:>5} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>10.0} {:>9.0} {:>8.1} {:>10.0} {:>6.0}%",
+            "{:<9} {:>5} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>10.0} {:>9.0} {:>9.0} {:>8.1} {:>10.0} {:>6.0}%",
             x.variant,
             x.nodes,
             x.clients,
@@ -37,6 +38,7 @@ pub fn table(r: &BenchReport) -> String {
             x.p99_ms,
             x.max_ms,
             x.cpu_us_per_req,
+            x.client_cpu_us_per_req,
             x.bytes_per_req,
             x.msgs_per_req,
             x.crypto_bound_rps,
