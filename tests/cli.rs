@@ -217,6 +217,12 @@ fn runtime_commands_explain_bad_input_with_exit_2() {
         ),
         (vec!["cluster", "--nodes", "7", "--dir", out], "4-node"),
     ];
+    let huge = "v".repeat(70_000);
+    let mut cases = cases;
+    cases.push((
+        vec!["client", "--config", config, "put", "k", &huge],
+        "the most is",
+    ));
     for (args, needle) in cases {
         let (code, _, err) = tangaroa(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

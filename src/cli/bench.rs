@@ -104,8 +104,10 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
     if args.clients.is_empty() || args.clients.iter().any(|&c| c == 0 || c > 1024) {
         return Err(BadInput("--clients: between 1 and 1024".into()));
     }
-    if args.payload > 1 << 20 {
-        return Err(BadInput("--payload: at most 1 MiB".into()));
+    // Room for the key next to the value.
+    let most = crate::protocol::MAX_OP_BYTES - 64;
+    if args.payload > most {
+        return Err(BadInput(format!("--payload: at most {most} bytes")));
     }
     if !(0.0..=60.0).contains(&args.warmup) {
         return Err(BadInput("--warmup: between 0 and 60 seconds".into()));

@@ -1,7 +1,7 @@
 //! `tangaroa client`: signed requests from the command line.
 
 use super::BadInput;
-use crate::protocol::{Op, OpResult};
+use crate::protocol::{Op, OpResult, MAX_OP_BYTES};
 use crate::runtime::client::{ClientError, Session};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -90,6 +90,12 @@ pub fn run(args: ClientArgs) -> Result<u8, BadInput> {
         ));
     }
     let limit = Duration::from_secs_f64(args.timeout);
+    let bytes = op_of(&args.op).data_bytes();
+    if bytes > MAX_OP_BYTES {
+        return Err(BadInput(format!(
+            "the operation carries {bytes} bytes of keys and values; the most is {MAX_OP_BYTES}"
+        )));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -8,7 +8,7 @@
 //! it recomputes, so a lying sender can at most waste its time.
 
 use super::message::{CatchUp, Entry, Message};
-use super::node::{Node, Output, Persist, MAX_BATCH};
+use super::node::{Node, Output, Persist, MAX_BATCH, MAX_BATCH_BYTES};
 use super::types::{Index, Term};
 use crate::crypto::Digest;
 use std::collections::BTreeMap;
@@ -31,6 +31,7 @@ impl Node {
                 continue;
             }
             let to = self.hard.commit.min(from + MAX_BATCH as Index);
+            let to = self.log.end_within(from + 1, to, MAX_BATCH_BYTES);
             let msg = CatchUp {
                 from: self.cfg.id,
                 prev_index: from,

@@ -1,7 +1,7 @@
 //! Client requests, forwarding, request timers and Revolutions (PROTOCOL.md, "Clients and
 //! leader change").
 
-use super::message::{Message, Payload, Revolution, SignedRequest};
+use super::message::{Message, Payload, Revolution, SignedRequest, MAX_OP_BYTES};
 use super::node::{Node, Suspicion, MAX_REQUEST_TIMERS};
 use crate::crypto::{Principal, Signed};
 
@@ -10,6 +10,9 @@ const REVOLUTIONS_KEPT: usize = 1024;
 
 impl Node {
     pub(super) fn on_request(&mut self, from: Principal, r: SignedRequest) {
+        if r.body.op.data_bytes() > MAX_OP_BYTES {
+            return; // too large to replicate; honest clients never send one (`Session`)
+        }
         let (client, seq) = (r.body.client, r.body.seq);
         if self.applied_seq.get(&client).is_some_and(|&s| s >= seq) {
             return; // already applied: the driver answers from the state machine's cache

@@ -112,6 +112,20 @@ impl Log {
     }
 
     /// Entries `from..=to` (clamped to the log).
+    /// The last index `e` in `from..=to` such that entries `from..=e` fit in `budget`
+    /// bytes (by `Entry::size_bound`), but at least `from`: one entry always goes, and one
+    /// entry is bounded by `MAX_OP_BYTES`.
+    pub fn end_within(&self, from: Index, to: Index, budget: usize) -> Index {
+        let mut used = 0;
+        for (k, e) in self.slice(from, to).iter().enumerate() {
+            used += e.size_bound();
+            if used > budget && k > 0 {
+                return from + k as Index - 1;
+            }
+        }
+        to
+    }
+
     pub fn slice(&self, from: Index, to: Index) -> &[Entry] {
         let from = from.max(1);
         let to = to.min(self.last_index());
@@ -149,6 +163,37 @@ mod tests {
             index,
             payload: req(seq),
         }
+    }
+
+    #[test]
+    fn batches_are_cut_by_bytes_but_never_empty() {
+        let big = |seq: u64| {
+            Payload::Request(Signed {
+                body: Request {
+                    client: 1,
+                    seq,
+                    op: Op::Put {
+                        key: "k".into(),
+                        value: "v".repeat(1000),
+                    },
+                },
+                sig: None,
+            })
+        };
+        let mut log = Log::new("c", true);
+        for i in 1..=10 {
+            log.append(Entry {
+                term: 1,
+                index: i,
+                payload: big(i),
+            });
+        }
+        let one = log.entry(1).unwrap().size_bound();
+        assert!(one > 1000);
+        assert_eq!(log.end_within(1, 10, 3 * one), 3);
+        assert_eq!(log.end_within(4, 10, 100 * one), 10);
+        // A budget smaller than one entry still moves one entry.
+        assert_eq!(log.end_within(5, 10, 1), 5);
     }
 
     #[test]

@@ -28,6 +28,31 @@ pub enum Op {
     },
 }
 
+/// Most bytes of keys and values one operation may carry. Larger requests are ignored:
+/// bounded entries keep every AppendEntries and catch-up well within a frame.
+pub const MAX_OP_BYTES: usize = 64 << 10;
+
+impl Op {
+    /// Bytes of keys and values in the operation.
+    pub fn data_bytes(&self) -> usize {
+        match self {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Get { key } | Op::Delete { key } => key.len(),
+            Op::Cas { key, expected, new } => {
+                key.len() + expected.as_ref().map_or(0, String::len) + new.len()
+            }
+        }
+    }
+}
+
+impl Entry {
+    /// An upper bound on the entry's encoded size, cheap to compute: the operation's data
+    /// plus a generous allowance for ids, numbers, signature and framing.
+    pub fn size_bound(&self) -> usize {
+        256 + self.payload.request().map_or(0, |r| r.body.op.data_bytes())
+    }
+}
+
 /// A client's request; `(client, seq)` makes it unique and lets the state machine apply it
 /// at most once.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -23,6 +23,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Most entries one AppendEntries carries in normal replication.
 pub const MAX_BATCH: usize = 256;
+/// Most bytes of entries (by `Entry::size_bound`) one AppendEntries or CatchUp carries:
+/// with `MAX_OP_BYTES` per entry, every such message stays far below the transport's
+/// 16 MiB frame limit.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Most entries one AppendEntries carries while bringing a follower up to the leader's lock.
 pub const MAX_CATCHUP: usize = 4096;
 /// Recent Acks kept per peer for assembling prepared certificates.

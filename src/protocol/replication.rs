@@ -3,8 +3,8 @@
 
 use super::message::{lock_rank, Ack, AppendEntries, Entry, Message, Payload};
 use super::node::{
-    Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_BATCH, MAX_CATCHUP,
-    MAX_IN_FLIGHT,
+    Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_BATCH, MAX_BATCH_BYTES,
+    MAX_CATCHUP, MAX_IN_FLIGHT,
 };
 use super::types::{Index, NodeId, Term};
 use crate::crypto::Signed;
@@ -135,6 +135,11 @@ impl Node {
                 to = to.max(lock.index.min(prev + MAX_CATCHUP as Index));
             }
         }
+        let to = if to >= next {
+            self.log.end_within(next, to, MAX_BATCH_BYTES)
+        } else {
+            to
+        };
         let convinced = ls.last_ack[j as usize]
             .is_some_and(|t| self.now - t <= self.cfg.timing.election_ticks as u64);
         let with_proof = !convinced && !self.rules.variant.eq(&super::types::Variant::Raft);

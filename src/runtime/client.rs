@@ -6,7 +6,7 @@
 use super::{Loaded, SetupError};
 use crate::client::{ClientCore, ClientOutput};
 use crate::crypto::Principal;
-use crate::protocol::{ClientId, Message, NodeId, Op, OpResult, Term};
+use crate::protocol::{ClientId, Message, NodeId, Op, OpResult, Term, MAX_OP_BYTES};
 use crate::transport::{
     self, peer, quic_client_config, read_frame, LiveCounters, NodeReport, Wire,
 };
@@ -26,6 +26,8 @@ pub enum ClientError {
     Setup(#[from] SetupError),
     #[error("no result within {0:?}: the outcome is unknown (the request may still commit)")]
     Timeout(Duration),
+    #[error("the operation carries {0} bytes of keys and values; the most is {MAX_OP_BYTES}")]
+    TooLarge(usize),
     #[error("cannot open a client endpoint: {0}")]
     Endpoint(std::io::Error),
 }
@@ -57,7 +59,13 @@ impl Session {
     ) -> Result<Session, ClientError> {
         let cfg = &loaded.cfg;
         let (key, identity) = loaded.credentials(Principal::Client(id), secret)?;
-        let bind = "127.0.0.1:0".parse().expect("valid address");
+        // Any local address of the nodes' family, so remote clusters are reachable too.
+        let bind = match cfg.nodes.first().map(|n| n.address) {
+            Some(std::net::SocketAddr::V6(_)) => "[::]:0",
+            _ => "0.0.0.0:0",
+        }
+        .parse()
+        .expect("valid address");
         let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Endpoint)?;
         let (inbox_tx, inbox) = mpsc::channel(transport::CLIENT_QUEUE);
         let counters = Arc::new(LiveCounters::default());
@@ -120,8 +128,9 @@ impl Session {
 
     fn send(&self, to: NodeId, msg: Message) {
         if let Some(link) = self.links.get(to as usize) {
-            let frame = transport::encode(&Wire::Protocol(msg));
-            transport::send_to_link(link, frame, &self.counters);
+            if let Some(frame) = transport::encode(&Wire::Protocol(msg)) {
+                transport::send_to_link(link, frame, &self.counters);
+            }
         }
     }
 
@@ -143,6 +152,7 @@ impl Session {
 
     /// Submits `op` and waits for a result enough nodes agree on, up to `limit`.
     pub async fn execute(&mut self, op: Op, limit: Duration) -> Result<OpResult, ClientError> {
+        check_size(&op)?;
         let outs = self.core.submit(op);
         self.wait(outs, limit).await
     }
@@ -157,6 +167,7 @@ impl Session {
         leader: NodeId,
         limit: Duration,
     ) -> Result<OpResult, ClientError> {
+        check_size(&op)?;
         let mut outs = self.core.submit(op);
         outs.push(ClientOutput::Broadcast(self.core.revolution(term, leader)));
         self.wait(outs, limit).await
@@ -210,9 +221,10 @@ impl Session {
     /// Asks every node for its status; returns what answered within `limit`, by node id.
     pub async fn status(&mut self, limit: Duration) -> Vec<Option<NodeReport>> {
         let mut reports = vec![None; self.links.len()];
-        let frame = transport::encode(&Wire::StatusQuery);
-        for link in &self.links {
-            transport::send_to_link(link, frame.clone(), &self.counters);
+        if let Some(frame) = transport::encode(&Wire::StatusQuery) {
+            for link in &self.links {
+                transport::send_to_link(link, frame.clone(), &self.counters);
+            }
         }
         let deadline = tokio::time::Instant::now() + limit;
         while reports.iter().any(Option::is_none) {
@@ -232,6 +244,14 @@ impl Session {
 
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"done");
+    }
+}
+
+/// Nodes ignore larger operations (they could not be replicated within a frame).
+fn check_size(op: &Op) -> Result<(), ClientError> {
+    match op.data_bytes() {
+        n if n > MAX_OP_BYTES => Err(ClientError::TooLarge(n)),
+        _ => Ok(()),
     }
 }
 

@@ -240,7 +240,9 @@ impl Process {
             }
             Inbound::StatusQuery(link) => {
                 let report = Wire::Status(Box::new(self.report()));
-                transport::send_to_link(&link, transport::encode(&report), &self.net.counters);
+                if let Some(frame) = transport::encode(&report) {
+                    transport::send_to_link(&link, frame, &self.net.counters);
+                }
                 return;
             }
             Inbound::Shutdown => return,
@@ -265,10 +267,14 @@ impl Process {
             match o {
                 Output::Persist(_) => {}
                 Output::Send { to, msg } => {
-                    self.net.send(to, transport::encode(&Wire::Protocol(msg)));
+                    if let Some(frame) = transport::encode(&Wire::Protocol(msg)) {
+                        self.net.send(to, frame);
+                    }
                 }
                 Output::Broadcast(msg) => {
-                    self.net.broadcast(transport::encode(&Wire::Protocol(msg)));
+                    if let Some(frame) = transport::encode(&Wire::Protocol(msg)) {
+                        self.net.broadcast(frame);
+                    }
                 }
                 Output::Apply(entry) => {
                     let Some(r) = entry.payload.request() else {
@@ -297,7 +303,9 @@ impl Process {
         let Some(reply) = self.actor.reply(reply) else {
             return;
         };
-        let frame = transport::encode(&Wire::Protocol(Message::Reply(reply)));
+        let Some(frame) = transport::encode(&Wire::Protocol(Message::Reply(reply))) else {
+            return;
+        };
         if link.is_closed() {
             self.clients.remove(&client);
             return;

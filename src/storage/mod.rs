@@ -1,13 +1,13 @@
 //! Durable storage under a node's data directory: the protocol decides what to persist
 //! (`Persist` outputs); this only makes it durable and brings it back.
 //!
-//! - `log`: append-only records, `Append(entries)`, `TruncateFrom(index)` and
-//!   `Hard(state)`, replayed on start. Checksummed; a torn tail is cut, a damaged middle
-//!   refuses to start. The hard state (term, vote, lock, commit) is replaced whole: the
-//!   last valid `Hard` record is the current one, and a torn one leaves the previous one
-//!   standing. Keeping it in the log file makes one fsync cover a batch's entries and its
-//!   hard state; a separate file replaced by rename cost three syncs per batch (file,
-//!   rename, directory), which dominated commit latency.
+//! - `log`: one checksummed record per batch of `Persist` outputs: its appends and
+//!   truncations in order, and the hard state (term, vote, lock, commit) after it if it
+//!   changed. Replayed on start; the last hard state in the file is the current one. One
+//!   record per batch makes each batch atomic (a torn record is cut whole) and costs one
+//!   fsync; a separate hard-state file replaced by rename cost three syncs per batch and
+//!   could leave a truncation durable without the hard state that retained what it cut.
+//!   A torn tail is cut; a damaged middle refuses to start.
 //! - `evidence`: append-only records of Evidence.
 //!
 //! `apply` takes every `Persist` of a batch and syncs once per touched file before
@@ -38,6 +38,8 @@ pub enum StorageError {
         index: usize,
         reason: String,
     },
+    #[error("{path} is in use by another running node (its lock is held); refusing to share it")]
+    Locked { path: PathBuf },
     #[error("cannot create data directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -45,15 +47,27 @@ pub enum StorageError {
     },
 }
 
+/// One batch of `Persist` outputs, written as a single checksummed record so that a crash
+/// keeps all of it or none of it. That matters: a truncation and the hard state that
+/// retains the truncated lock chain (`replication::retain_lock_chain`), or an Ack floor
+/// raised with a truncation (`catchup`), must never be half durable.
 #[derive(Serialize, Deserialize)]
-enum LogRecord {
+struct Batch {
+    ops: Vec<LogOp>,
+    /// The whole hard state after the batch, if it changed; the last one in the file is
+    /// the current one.
+    hard: Option<HardState>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum LogOp {
     Append(Vec<Entry>),
     TruncateFrom(u64),
-    /// The whole hard state; the last valid one in the file is the current one.
-    Hard(HardState),
 }
 
 pub struct Storage {
+    /// Held (flock) for as long as this storage is open: one node per data directory.
+    _lock: std::fs::File,
     log: RecordFile,
     evidence: RecordFile,
     /// Entries currently in the log, for validating appends (kept in step with the node).
@@ -67,12 +81,17 @@ impl Storage {
             path: dir.to_path_buf(),
             source,
         })?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // The directory itself may be new: make its entry durable too.
+            sync_dir(parent)?;
+        }
+        let lock = lock_dir(dir)?;
         let log_path = dir.join("log");
         let (log, records, _) = RecordFile::open(&log_path)?;
         let mut entries: Vec<Entry> = Vec::new();
         let mut hard = HardState::default();
         for (index, bytes) in records.iter().enumerate() {
-            let rec: LogRecord = bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
+            let batch: Batch = bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
                 path: log_path.clone(),
                 index,
                 reason: e.to_string(),
@@ -82,25 +101,33 @@ impl Storage {
                 index,
                 reason,
             };
-            match rec {
-                LogRecord::Append(es) => {
-                    for e in es {
-                        if e.index != entries.len() as u64 + 1 {
-                            return Err(bad(format!("entry {} after {}", e.index, entries.len())));
+            for op in batch.ops {
+                match op {
+                    LogOp::Append(es) => {
+                        for e in es {
+                            if e.index != entries.len() as u64 + 1 {
+                                return Err(bad(format!(
+                                    "entry {} after {}",
+                                    e.index,
+                                    entries.len()
+                                )));
+                            }
+                            entries.push(e);
                         }
-                        entries.push(e);
+                    }
+                    LogOp::TruncateFrom(i) => {
+                        if i == 0 || i > entries.len() as u64 + 1 {
+                            return Err(bad(format!(
+                                "truncate from {i} with {} entries",
+                                entries.len()
+                            )));
+                        }
+                        entries.truncate(i as usize - 1);
                     }
                 }
-                LogRecord::TruncateFrom(i) => {
-                    if i == 0 || i > entries.len() as u64 + 1 {
-                        return Err(bad(format!(
-                            "truncate from {i} with {} entries",
-                            entries.len()
-                        )));
-                    }
-                    entries.truncate(i as usize - 1);
-                }
-                LogRecord::Hard(h) => hard = h,
+            }
+            if let Some(h) = batch.hard {
+                hard = h;
             }
         }
         let ev_path = dir.join("evidence");
@@ -129,6 +156,7 @@ impl Storage {
         // The files may have just been created: make their directory entries durable.
         sync_dir(dir)?;
         let storage = Storage {
+            _lock: lock,
             log,
             evidence,
             last_index,
@@ -145,10 +173,13 @@ impl Storage {
 
     /// Makes a step's `Persist` outputs durable, in order, with one sync per file.
     pub fn apply(&mut self, ops: &[&Persist]) -> Result<(), StorageError> {
-        let mut hard = None;
+        let mut batch = Batch {
+            ops: Vec::new(),
+            hard: None,
+        };
         for op in ops {
             match op {
-                Persist::Hard(h) => hard = Some(h),
+                Persist::Hard(h) => batch.hard = Some(h.clone()),
                 Persist::Append(es) => {
                     assert_eq!(
                         es.first().map(|e| e.index),
@@ -156,7 +187,7 @@ impl Storage {
                         "appends are contiguous"
                     );
                     self.last_index += es.len() as u64;
-                    self.log.append(&encode(&LogRecord::Append(es.clone())))?;
+                    batch.ops.push(LogOp::Append(es.clone()));
                 }
                 Persist::TruncateFrom(i) => {
                     assert!(
@@ -164,20 +195,43 @@ impl Storage {
                         "truncation inside the log"
                     );
                     self.last_index = i - 1;
-                    self.log.append(&encode(&LogRecord::TruncateFrom(*i)))?;
+                    batch.ops.push(LogOp::TruncateFrom(*i));
                 }
                 Persist::Evidence(e) => self.evidence.append(&encode(e))?,
             }
         }
-        if let Some(h) = hard {
-            // After the batch's entries: a torn tail cuts the hard state before the entries
-            // its commit index points at, so a commit index never points past the log.
-            self.log.append(&encode(&LogRecord::Hard((*h).clone())))?;
+        if !batch.ops.is_empty() || batch.hard.is_some() {
+            self.log.append(&encode(&batch))?;
         }
         self.log.sync()?;
         self.evidence.sync()?;
         Ok(())
     }
+}
+
+/// Takes the data directory's lock, so a second node (or a reader) on the same directory
+/// fails at once instead of cutting what looks to it like a torn tail of a live log.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StorageError::Dir {
+            path: path.clone(),
+            source,
+        })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor we own; released when the file is closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(StorageError::Locked { path });
+        }
+    }
+    Ok(file)
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -315,6 +369,46 @@ mod tests {
         tear(&dir.path().join("log"), 3);
         let (_, d) = Storage::open(dir.path()).unwrap();
         assert_eq!((d.hard, d.entries.len()), (hard(1), 1));
+    }
+
+    #[test]
+    fn a_batch_is_durable_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 3);
+        // A truncation and the hard state that goes with it, torn mid-write.
+        let hard = HardState {
+            term: 2,
+            ..Default::default()
+        };
+        s.apply(&[&Persist::TruncateFrom(2), &Persist::Hard(hard)])
+            .unwrap();
+        drop(s);
+        tear(&dir.path().join("log"), 2);
+        let (_, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(
+            (d.entries.len(), d.hard.term),
+            (3, 0),
+            "neither half survives"
+        );
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_cut_and_a_second_opener_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        let err = Storage::open(dir.path()).err().expect("locked");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(s);
+        // Power loss after the file grew but before its pages were written.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("log"))
+            .unwrap()
+            .write_all(&[0; 4096])
+            .unwrap();
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 2);
     }
 
     #[test]

@@ -121,7 +121,8 @@ fn parse(bytes: &[u8]) -> Option<(&[u8], usize)> {
     }
     let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if len > MAX_RECORD || bytes.len() < HEADER + len as usize {
+    // We never write empty records: a zero length is a zero-filled (never written) page.
+    if len == 0 || len > MAX_RECORD || bytes.len() < HEADER + len as usize {
         return None;
     }
     let body = &bytes[HEADER..HEADER + len as usize];
@@ -131,7 +132,13 @@ fn parse(bytes: &[u8]) -> Option<(&[u8], usize)> {
 /// A crash mid-append leaves one short or unchecked record at the very end: a header cut
 /// short, a body running past the end, or a body whose checksum fails and that ends
 /// exactly at the end of the file.
+///
+/// After a power loss the file may also end in zeros (the file grew but its pages were
+/// never written): nothing in them was ever synced, so they are a torn tail too.
 fn is_torn_tail(rest: &[u8]) -> bool {
+    if rest.iter().all(|&b| b == 0) {
+        return true;
+    }
     if rest.len() < HEADER {
         return true;
     }

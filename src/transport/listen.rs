@@ -118,19 +118,25 @@ async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvS
     let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
     let counters = s.counters.clone();
     tokio::spawn(async move { peer::drain(send, &mut rx, &counters).await });
-    if let Principal::Client(c) = s.from {
-        if s.inbound
-            .send(Inbound::ClientLink(c, tx.clone()))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
+    // A client's replies go to the stream it last sent a request on (not merely the last
+    // one it opened: a status query must not divert a running session's replies).
+    let mut linked = false;
     let mut buf = Vec::new();
     loop {
         let ok = match read_frame(&mut recv, &mut buf).await {
-            Ok(Some(Wire::Protocol(msg))) => s.deliver(msg).await,
+            Ok(Some(Wire::Protocol(msg))) => {
+                if let (Principal::Client(c), false) = (s.from, linked) {
+                    linked = true;
+                    if s.inbound
+                        .send(Inbound::ClientLink(c, tx.clone()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                s.deliver(msg).await
+            }
             Ok(Some(Wire::StatusQuery)) => s
                 .inbound
                 .send(Inbound::StatusQuery(tx.clone()))

@@ -31,6 +31,12 @@ use tokio::sync::mpsc;
 pub const PEER_QUEUE: usize = 4096;
 /// Frames queued towards one client or operator stream.
 pub const CLIENT_QUEUE: usize = 1024;
+/// Bytes read from a stream at a time.
+const READ_CHUNK: usize = 64 << 10;
+/// Streams a peer may have open on one connection: a node needs one unidirectional
+/// stream, a client a session and a status query.
+const MAX_UNI_STREAMS: u32 = 4;
+const MAX_BIDI_STREAMS: u32 = 8;
 /// Inputs queued towards the node's protocol loop.
 pub const INBOUND_QUEUE: usize = 8192;
 
@@ -96,6 +102,8 @@ pub enum TransportError {
 /// QUIC settings shared by every endpoint: idle links are kept alive, dead ones noticed.
 pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_uni_streams(MAX_UNI_STREAMS.into());
+    t.max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into());
     t.keep_alive_interval(Some(Duration::from_millis(500)));
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("5 s is a valid timeout"),
@@ -232,19 +240,31 @@ pub async fn read_frame(
         Err(_) => return Err(ReadFailure::Closed),
     }
     let len = frame::body_len(prefix).map_err(ReadFailure::Bad)?;
+    // Grow the buffer as bytes arrive rather than trusting the prefix: a peer that
+    // announces 16 MiB and sends nothing costs us nothing.
     buf.clear();
-    buf.resize(len, 0);
-    stream
-        .read_exact(buf)
-        .await
-        .map_err(|_| ReadFailure::Closed)?;
+    while buf.len() < len {
+        let start = buf.len();
+        buf.resize(start + (len - start).min(READ_CHUNK), 0);
+        match stream.read(&mut buf[start..]).await {
+            Ok(Some(n)) => buf.truncate(start + n),
+            Ok(None) | Err(_) => return Err(ReadFailure::Closed),
+        }
+    }
     frame::decode(buf).map(Some).map_err(ReadFailure::Bad)
 }
 
-/// Encodes a frame for sending. Only our own messages are encoded here, and they are
-/// bounded by construction (`MAX_BATCH`, `MAX_CATCHUP`), so an oversized one is a bug.
-pub fn encode(w: &Wire) -> Bytes {
-    Bytes::from(frame::encode(w).expect("own frames stay within MAX_FRAME"))
+/// Encodes a frame for sending. Our messages are bounded by construction
+/// (`MAX_BATCH_BYTES`, `MAX_OP_BYTES`), so `None` means a bug; it is logged and the frame
+/// dropped rather than taking the node down (the protocol retransmits).
+pub fn encode(w: &Wire) -> Option<Bytes> {
+    match frame::encode(w) {
+        Ok(b) => Some(Bytes::from(b)),
+        Err(e) => {
+            tracing::error!("not sending a frame: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -314,7 +334,9 @@ mod tests {
                 assert_eq!(net.counters.snapshot().bad_frames, k as u64 + 1);
             }
             let (_conn, mut send, _recv) = dial().await;
-            send.write_all(&encode(&Wire::StatusQuery)).await.unwrap();
+            send.write_all(&encode(&Wire::StatusQuery).unwrap())
+                .await
+                .unwrap();
             let got = tokio::time::timeout(Duration::from_secs(5), async {
                 loop {
                     match rx.recv().await {

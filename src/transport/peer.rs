@@ -59,7 +59,11 @@ async fn connect(l: &Link) -> Result<quinn::SendStream, String> {
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    conn.open_uni().await.map_err(|e| e.to_string())
+    // A peer that grants no stream must not wedge the link.
+    tokio::time::timeout(CONNECT_TIMEOUT, conn.open_uni())
+        .await
+        .map_err(|_| "no stream granted".to_string())?
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) enum Drained {
