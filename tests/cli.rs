@@ -149,22 +149,27 @@ fn keygen_writes_a_cluster_and_refuses_to_overwrite() {
     assert_eq!(code, 2, "{err}");
 }
 
-#[test]
-fn runtime_commands_explain_bad_input_with_exit_2() {
+/// A fresh key folder for `nodes` nodes; returns it and its configuration's path.
+fn keys(nodes: usize, base_port: u16) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let (code, _, _) = tangaroa(&[
-        "keygen",
-        "--nodes",
-        "4",
-        "--out",
-        out,
-        "--base-port",
-        "29500",
-    ]);
-    assert_eq!(code, 0);
-    let config = dir.path().join("cluster.toml");
-    let config = config.to_str().unwrap();
+    let (n, p) = (nodes.to_string(), base_port.to_string());
+    let (code, _, err) = tangaroa(&["keygen", "--nodes", &n, "--out", out, "--base-port", &p]);
+    assert_eq!(code, 0, "{err}");
+    let config = dir
+        .path()
+        .join("cluster.toml")
+        .to_str()
+        .unwrap()
+        .to_string();
+    (dir, config)
+}
+
+#[test]
+fn runtime_commands_explain_bad_input_with_exit_2() {
+    let (dir, config) = keys(4, 29500);
+    let out = dir.path().to_str().unwrap();
+    let config = config.as_str();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["node", "--config", config, "--id", "9"], "nodes 0..4"),
         (
@@ -238,18 +243,7 @@ fn runtime_commands_explain_bad_input_with_exit_2() {
 #[test]
 fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
     use tangaroa::protocol::{Entry, Payload, Persist};
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().to_str().unwrap();
-    let (code, _, _) = tangaroa(&[
-        "keygen",
-        "--nodes",
-        "1",
-        "--out",
-        out,
-        "--base-port",
-        "29600",
-    ]);
-    assert_eq!(code, 0);
+    let (dir, config) = keys(1, 29600);
     let data = dir.path().join("data");
     {
         let (mut s, _) = tangaroa::storage::Storage::open(&data).unwrap();
@@ -266,11 +260,10 @@ fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&log, &bytes).unwrap();
-    let config = dir.path().join("cluster.toml");
     let (code, _, err) = tangaroa(&[
         "node",
         "--config",
-        config.to_str().unwrap(),
+        &config,
         "--id",
         "0",
         "--data",
