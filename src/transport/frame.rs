@@ -62,6 +62,8 @@ pub enum FrameError {
     TooLarge(usize),
     #[error("undecodable frame: {0}")]
     Decode(String),
+    #[error("frame body not complete within {0:?}")]
+    Slow(std::time::Duration),
 }
 
 fn options() -> impl Options {

@@ -11,6 +11,42 @@ use super::tls::Pins;
 
 /// Signatures remembered as verified, per stream.
 const SIG_CACHE: usize = 4096;
+/// Connections one principal may hold open at once (a node needs one, a client a few):
+/// with the per-connection stream limits, this bounds what one peer can make us hold.
+const MAX_CONNECTIONS_PER_PEER: usize = 8;
+
+/// Open connections per principal.
+type Census = Arc<std::sync::Mutex<std::collections::HashMap<Principal, usize>>>;
+
+/// Counts a connection for as long as it lives.
+struct Counted {
+    census: Census,
+    who: Principal,
+}
+
+impl Counted {
+    fn admit(census: &Census, who: Principal) -> Option<Counted> {
+        let mut c = census.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(who).or_default();
+        if *n >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            census: census.clone(),
+            who,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut c = self.census.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
 
 pub(super) async fn accept_loop(
     endpoint: quinn::Endpoint,
@@ -19,16 +55,18 @@ pub(super) async fn accept_loop(
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
 ) {
+    let census = Census::default();
     while let Some(incoming) = endpoint.accept().await {
-        let (pins, ring, inbound, counters) = (
+        let (pins, ring, inbound, counters, census) = (
             pins.clone(),
             ring.clone(),
             inbound.clone(),
             counters.clone(),
+            census.clone(),
         );
         tokio::spawn(async move {
             match incoming.await {
-                Ok(conn) => serve(conn, pins, ring, inbound, counters).await,
+                Ok(conn) => serve(conn, pins, ring, inbound, counters, census).await,
                 // Unknown or wrong certificates end here, refused by the TLS verifier.
                 Err(e) => tracing::info!("refused a connection at the handshake: {e}"),
             }
@@ -60,11 +98,17 @@ async fn serve(
     ring: Arc<Keyring>,
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
+    census: Census,
 ) {
     let Some(from) = principal_of(&conn, &pins) else {
         // The verifier admits only pinned certificates; this cannot happen, but if it
         // does the connection is not trusted.
         conn.close(2u32.into(), b"unknown peer");
+        return;
+    };
+    let Some(_counted) = Counted::admit(&census, from) else {
+        tracing::warn!(peer = ?from, "too many connections from one peer; refusing another");
+        conn.close(3u32.into(), b"too many connections");
         return;
     };
     tracing::debug!("connection from {from:?}");

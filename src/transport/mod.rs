@@ -31,6 +31,8 @@ use tokio::sync::mpsc;
 pub const PEER_QUEUE: usize = 4096;
 /// Frames queued towards one client or operator stream.
 pub const CLIENT_QUEUE: usize = 1024;
+/// How long the body of a started frame may take to arrive.
+const FRAME_DEADLINE: Duration = Duration::from_secs(30);
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 64 << 10;
 /// Streams a peer may have open on one connection: a node needs one unidirectional
@@ -242,14 +244,23 @@ pub async fn read_frame(
     let len = frame::body_len(prefix).map_err(ReadFailure::Bad)?;
     // Grow the buffer as bytes arrive rather than trusting the prefix: a peer that
     // announces 16 MiB and sends nothing costs us nothing.
-    buf.clear();
-    while buf.len() < len {
-        let start = buf.len();
-        buf.resize(start + (len - start).min(READ_CHUNK), 0);
-        match stream.read(&mut buf[start..]).await {
-            Ok(Some(n)) => buf.truncate(start + n),
-            Ok(None) | Err(_) => return Err(ReadFailure::Closed),
+    // A frame, once begun, must arrive within FRAME_DEADLINE: a peer that trickles a
+    // body cannot hold a buffer forever.
+    let body = async {
+        buf.clear();
+        while buf.len() < len {
+            let start = buf.len();
+            buf.resize(start + (len - start).min(READ_CHUNK), 0);
+            match stream.read(&mut buf[start..]).await {
+                Ok(Some(n)) => buf.truncate(start + n),
+                Ok(None) | Err(_) => return Err(ReadFailure::Closed),
+            }
         }
+        Ok(())
+    };
+    match tokio::time::timeout(FRAME_DEADLINE, body).await {
+        Ok(r) => r?,
+        Err(_) => return Err(ReadFailure::Bad(frame::FrameError::Slow(FRAME_DEADLINE))),
     }
     frame::decode(buf).map(Some).map_err(ReadFailure::Bad)
 }
@@ -348,6 +359,31 @@ mod tests {
             })
             .await;
             assert_eq!(got, Ok(true), "a good frame still gets through");
+            // One principal may hold at most MAX_CONNECTIONS_PER_PEER connections: of
+            // eight more (nine open), at least one is refused.
+            let mut extra = Vec::new();
+            for _ in 0..8 {
+                // A refused connection may already be closed when the handshake ends.
+                let conn = endpoint
+                    .connect_with(cfg.clone(), loaded.cfg.nodes[0].address, "node-0.tangaroa")
+                    .unwrap()
+                    .await;
+                extra.push(conn);
+            }
+            let refused = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    let n = extra
+                        .iter()
+                        .filter(|c| c.as_ref().map_or(true, |c| c.close_reason().is_some()))
+                        .count();
+                    if n > 0 {
+                        return n;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            assert!(matches!(refused, Ok(n) if n >= 1), "{refused:?}");
             net.close();
         });
     }
