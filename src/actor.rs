@@ -2,7 +2,7 @@
 //! adversary that wraps or replaces one. Honest code knows nothing of adversaries; the
 //! drivers only ever see this trait.
 
-use crate::protocol::{Input, Node, Output, Reply};
+use crate::protocol::{ClientId, Input, Node, OpResult, Output, Reply};
 
 pub trait Actor: Send {
     fn step(&mut self, input: Input) -> Vec<Output>;
@@ -24,6 +24,21 @@ pub trait Actor: Send {
     /// `r`; a liar may change it or stay silent.
     fn reply(&mut self, r: Reply) -> Option<Reply> {
         Some(r)
+    }
+
+    /// What this slot answers `client` for request `seq`, applied with `result`: the
+    /// honest reply (with the leader hint) as `reply` lets it through. One place for the
+    /// simulator and the runtime.
+    fn reply_to(&mut self, client: ClientId, seq: u64, result: OpResult) -> Option<Reply> {
+        let node = self.node();
+        let honest = Reply {
+            node: node.id(),
+            client,
+            seq,
+            result,
+            leader: node.leader(),
+        };
+        self.reply(honest)
     }
 }
 

@@ -13,8 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tangaroa::adversary::Behaviour;
 use tangaroa::config::ClusterConfig;
-use tangaroa::protocol::{NodeId, Op, OpResult, Term, Variant};
-use tangaroa::runtime::agreed_leader;
+use tangaroa::protocol::{NodeId, Op, OpResult, Variant};
 use tangaroa::runtime::client::Session;
 use tangaroa::runtime::local::{compare_committed, LocalCluster, LocalSpec};
 
@@ -98,35 +97,6 @@ fn stop_and_compare_among(mut c: LocalCluster, nodes: &[NodeId]) -> u64 {
     agreement.common
 }
 
-/// The leader every honest node names, waiting up to `within`.
-async fn honest_leader(
-    s: &mut Session,
-    honest: &[NodeId],
-    within: Duration,
-) -> Option<(Term, NodeId)> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let reports = s.status(Duration::from_millis(500)).await;
-        let mine: Vec<_> = reports
-            .into_iter()
-            .map(|r| r.filter(|r| honest.contains(&r.id)))
-            .collect();
-        if let Some(l) = agreed_leader(&mine) {
-            if mine
-                .iter()
-                .flatten()
-                .filter(|r| r.leader == Some(l))
-                .count()
-                == honest.len()
-            {
-                return Some(l);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
 /// Waits until every honest node has committed at least what the most advanced one had
 /// when we started waiting: liveness for all honest nodes, not just a quorum.
 async fn converge(s: &mut Session, honest: &[NodeId]) {
@@ -201,7 +171,7 @@ fn kill_9_of_the_leader_then_restart_loses_nothing_committed() {
     let (before, leader) = rt().block_on(async {
         let mut s = Session::connect(&c.config, None).await.unwrap();
         put_and_read_back(&mut s, "before", 10).await;
-        let (_, leader) = honest_leader(&mut s, &all, LIMIT).await.expect("a leader");
+        let (_, leader) = s.leader_named_by(&all, LIMIT).await.expect("a leader");
         let reports = s.status(Duration::from_secs(1)).await;
         s.close();
         (reports[leader as usize].clone().unwrap().commit, leader)
@@ -285,7 +255,7 @@ fn a_stalled_leader_is_deposed_by_a_client_revolution() {
     let config = c.config.to_str().unwrap().to_string();
     let first = rt().block_on(async {
         let mut s = Session::connect(&c.config, None).await.unwrap();
-        let l = honest_leader(&mut s, &[0, 1, 2], LIMIT).await;
+        let l = s.leader_named_by(&[0, 1, 2], LIMIT).await;
         s.close();
         l
     });
@@ -300,7 +270,7 @@ fn a_stalled_leader_is_deposed_by_a_client_revolution() {
     assert!(out.contains("now leads"), "{out}");
     let after = rt().block_on(async {
         let mut s = Session::connect(&c.config, None).await.unwrap();
-        let l = honest_leader(&mut s, &[0, 1, 2], LIMIT).await;
+        let l = s.leader_named_by(&[0, 1, 2], LIMIT).await;
         put_and_read_back(&mut s, "after", 3).await;
         s.close();
         l

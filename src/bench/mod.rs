@@ -12,11 +12,9 @@ pub mod report;
 
 use crate::adversary::Behaviour;
 use crate::protocol::{NodeId, Variant};
-use crate::runtime::agreed_leader;
 use crate::runtime::client::Session;
 use crate::runtime::local::{LocalCluster, LocalSpec};
 use crate::runtime::Loaded;
-use crate::transport::NodeReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -167,7 +165,10 @@ fn run_one(
             .map_err(|e| e.to_string())?;
         // With Byzantine nodes the load starts as soon as the cluster is up: the recovery
         // time is what is measured. Otherwise, wait for a leader the honest nodes share.
-        wait_for_leader(&mut probe, &honest, Duration::from_secs(20)).await?;
+        let within = Duration::from_secs(20);
+        if probe.leader_named_by(&honest, within).await.is_none() {
+            return Err(format!("no leader within {within:?}"));
+        }
         let issued = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         let stop = match spec.stop {
@@ -262,27 +263,6 @@ fn run_one(
             .flatten(),
         timeline,
     })
-}
-
-async fn wait_for_leader(
-    s: &mut Session,
-    honest: &[NodeId],
-    within: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let reports: Vec<Option<NodeReport>> = s
-            .status(Duration::from_millis(500))
-            .await
-            .into_iter()
-            .map(|r| r.filter(|r| honest.contains(&r.id)))
-            .collect();
-        if agreed_leader(&reports).is_some() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!("no leader within {within:?}"))
 }
 
 struct Snapshot {

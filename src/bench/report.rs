@@ -69,7 +69,6 @@ fn color(variant: &str) -> RGBColor {
 /// Per variant, the rows with the most clients (the throughput each size reached).
 fn peak_rows(r: &BenchReport) -> Vec<(String, Vec<&RunResult>)> {
     let mut variants: Vec<String> = r.results.iter().map(|x| x.variant.clone()).collect();
-    variants.dedup();
     variants.sort();
     variants.dedup();
     let most = r.results.iter().map(|x| x.clients).max().unwrap_or(1);

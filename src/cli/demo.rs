@@ -6,10 +6,8 @@ use super::BadInput;
 use crate::adversary::Behaviour;
 use crate::protocol::log::Log;
 use crate::protocol::{NodeId, Op, OpResult, Term, Variant};
-use crate::runtime::agreed_leader;
 use crate::runtime::client::Session;
 use crate::runtime::local::{compare_committed, LocalCluster, LocalSpec};
-use crate::transport::NodeReport;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -94,38 +92,17 @@ fn say(s: &str) {
     println!("• {s}");
 }
 
-async fn leader(
-    session: &mut Session,
-    within: Duration,
-) -> Option<((Term, NodeId), Vec<Option<NodeReport>>)> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let reports = session.status(Duration::from_millis(500)).await;
-        // Only the honest nodes' word counts here.
-        let honest: Vec<Option<NodeReport>> = reports
-            .iter()
-            .map(|r| r.clone().filter(|r| r.id != MALICIOUS))
-            .collect();
-        if let Some(l) = agreed_leader(&honest) {
-            let agreeing = honest
-                .iter()
-                .flatten()
-                .filter(|r| r.leader == Some(l))
-                .count();
-            if agreeing == NODES - 1 {
-                return Some((l, reports));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+/// The leader the honest nodes agree on.
+async fn leader(session: &mut Session, within: Duration) -> Option<(Term, NodeId)> {
+    let honest: Vec<NodeId> = (0..NODES as NodeId).filter(|&i| i != MALICIOUS).collect();
+    session.leader_named_by(&honest, within).await
 }
 
 async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
     let mut session = Session::connect(config, None)
         .await
         .map_err(|e| e.to_string())?;
-    let ((term, first), _) = leader(&mut session, Duration::from_secs(15))
+    let (term, first) = leader(&mut session, Duration::from_secs(15))
         .await
         .ok_or("no leader elected within 15 s")?;
     let who = if first == MALICIOUS {
@@ -159,7 +136,7 @@ async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
         .revolt(op, term, first, Duration::from_secs(20))
         .await
         .map_err(|e| e.to_string())?;
-    let ((term2, second), _) = leader(&mut session, Duration::from_secs(10))
+    let (term2, second) = leader(&mut session, Duration::from_secs(10))
         .await
         .ok_or("no leader agreed on after the Revolution")?;
     if (term2, second) != (term, first) {

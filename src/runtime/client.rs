@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Ticks (of the cluster's `tick_ms`) before a pending request is re-sent to everyone.
 const CLIENT_TIMEOUT_TICKS: u32 = 50;
 
@@ -242,6 +241,30 @@ impl Session {
         reports
     }
 
+    /// The (term, leader) every node in `nodes` names, polling until `within` runs out.
+    /// Status reports are each node's own word: pass only nodes whose word counts.
+    pub async fn leader_named_by(
+        &mut self,
+        nodes: &[NodeId],
+        within: Duration,
+    ) -> Option<(Term, NodeId)> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let reports = self.status(Duration::from_millis(500)).await;
+            let named: Vec<Option<(Term, NodeId)>> = nodes
+                .iter()
+                .map(|&i| reports.get(i as usize)?.as_ref()?.leader)
+                .collect();
+            if let Some(Some(first)) = named.first() {
+                if named.iter().all(|l| *l == Some(*first)) {
+                    return Some(*first);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"done");
     }
@@ -267,27 +290,26 @@ struct Link {
 
 /// Keeps one stream to one node: connect, retry with back-off, relay frames both ways.
 async fn link(mut l: Link) {
-    let mut backoff = Duration::from_millis(20);
+    let mut backoff = peer::Backoff::default();
     let name = format!("node-{}.tangaroa", l.node);
+    let mut warned = false;
     loop {
-        let started = Instant::now();
-        let conn = match l.endpoint.connect_with(l.cfg.clone(), l.addr, &name) {
-            Ok(connecting) => tokio::time::timeout(Duration::from_secs(2), connecting).await,
+        let stream = match peer::dial(&l.endpoint, &l.cfg, l.addr, &name).await {
+            Ok(conn) => peer::in_time("open a stream", conn.open_bi()).await,
+            Err(e) => Err(e),
+        };
+        let (send, mut recv) = match stream {
+            Ok(s) => s,
             Err(e) => {
-                tracing::warn!(node = l.node, "cannot connect: {e}");
-                return;
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(node = l.node, "cannot connect: {e}; retrying");
+                }
+                backoff.wait().await;
+                continue;
             }
         };
-        let stream = match conn {
-            Ok(Ok(conn)) => conn.open_bi().await.ok(),
-            _ => None,
-        };
-        let Some((send, mut recv)) = stream else {
-            tokio::time::sleep(backoff.saturating_sub(started.elapsed())).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            continue;
-        };
-        backoff = Duration::from_millis(20);
+        backoff.reset();
+        warned = false;
         let inbox = l.inbox.clone();
         let node = l.node;
         let reader = tokio::spawn(async move {

@@ -11,9 +11,7 @@ use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::crypto::Principal;
 use crate::kv::Kv;
-use crate::protocol::{
-    ClientId, Input, Message, NodeConfig, NodeId, Output, Persist, Reply, Rules,
-};
+use crate::protocol::{ClientId, Input, Message, NodeConfig, NodeId, Output, Persist, Rules};
 use crate::storage::Storage;
 use crate::transport::{self, Inbound, Net, NetSetup, NodeReport, Wire};
 use bytes::Bytes;
@@ -293,24 +291,16 @@ impl Process {
         let Some(link) = self.clients.get(&client) else {
             return; // not connected here: the client asks every node on timeout
         };
-        let reply = Reply {
-            node: self.actor.node().id(),
-            client,
-            seq,
-            result,
-            leader: self.actor.node().leader(),
-        };
-        let Some(reply) = self.actor.reply(reply) else {
-            return;
-        };
-        let Some(frame) = transport::encode(&Wire::Protocol(Message::Reply(reply))) else {
-            return;
-        };
         if link.is_closed() {
             self.clients.remove(&client);
             return;
         }
-        transport::send_to_link(link, frame, &self.net.counters);
+        let Some(reply) = self.actor.reply_to(client, seq, result) else {
+            return;
+        };
+        if let Some(frame) = transport::encode(&Wire::Protocol(Message::Reply(reply))) {
+            transport::send_to_link(link, frame, &self.net.counters);
+        }
     }
 
     fn report(&self) -> NodeReport {

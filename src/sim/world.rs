@@ -458,16 +458,7 @@ impl World {
         seq: u64,
         result: crate::protocol::OpResult,
     ) -> Option<Reply> {
-        let slot = &mut self.slots[s];
-        let actor = slot.actor.as_mut()?;
-        let reply = Reply {
-            node: slot.id,
-            client,
-            seq,
-            result,
-            leader: actor.node().leader(),
-        };
-        actor.reply(reply)
+        self.slots[s].actor.as_mut()?.reply_to(client, seq, result)
     }
 
     pub fn step(&mut self, s: usize, input: Input) {

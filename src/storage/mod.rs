@@ -51,19 +51,24 @@ pub enum StorageError {
 /// keeps all of it or none of it. That matters: a truncation and the hard state that
 /// retains the truncated lock chain (`replication::retain_lock_chain`), or an Ack floor
 /// raised with a truncation (`catchup`), must never be half durable.
+///
+/// Generic so that writing borrows the batch's entries (`&[Entry]`, `&HardState`: the
+/// same encoding) instead of copying them on every persist; reading owns them.
 #[derive(Serialize, Deserialize)]
-struct Batch {
-    ops: Vec<LogOp>,
+struct Batch<E, H> {
+    ops: Vec<LogOp<E>>,
     /// The whole hard state after the batch, if it changed; the last one in the file is
     /// the current one.
-    hard: Option<HardState>,
+    hard: Option<H>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum LogOp {
-    Append(Vec<Entry>),
+enum LogOp<E> {
+    Append(E),
     TruncateFrom(u64),
 }
+
+type StoredBatch = Batch<Vec<Entry>, HardState>;
 
 pub struct Storage {
     /// Held (flock) for as long as this storage is open: one node per data directory.
@@ -91,11 +96,12 @@ impl Storage {
         let mut entries: Vec<Entry> = Vec::new();
         let mut hard = HardState::default();
         for (index, bytes) in records.iter().enumerate() {
-            let batch: Batch = bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
-                path: log_path.clone(),
-                index,
-                reason: e.to_string(),
-            })?;
+            let batch: StoredBatch =
+                bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
+                    path: log_path.clone(),
+                    index,
+                    reason: e.to_string(),
+                })?;
             let bad = |reason: String| StorageError::Inconsistent {
                 path: log_path.clone(),
                 index,
@@ -173,13 +179,13 @@ impl Storage {
 
     /// Makes a step's `Persist` outputs durable, in order, with one sync per file.
     pub fn apply(&mut self, ops: &[&Persist]) -> Result<(), StorageError> {
-        let mut batch = Batch {
+        let mut batch: Batch<&[Entry], &HardState> = Batch {
             ops: Vec::new(),
             hard: None,
         };
         for op in ops {
             match op {
-                Persist::Hard(h) => batch.hard = Some(h.clone()),
+                Persist::Hard(h) => batch.hard = Some(h),
                 Persist::Append(es) => {
                     assert_eq!(
                         es.first().map(|e| e.index),
@@ -187,7 +193,7 @@ impl Storage {
                         "appends are contiguous"
                     );
                     self.last_index += es.len() as u64;
-                    batch.ops.push(LogOp::Append(es.clone()));
+                    batch.ops.push(LogOp::Append(es));
                 }
                 Persist::TruncateFrom(i) => {
                     assert!(

@@ -28,18 +28,22 @@ pub(super) struct Link {
 }
 
 pub(super) async fn link(mut l: Link) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     loop {
-        let stream = match connect(&l).await {
+        let stream = match dial(&l.endpoint, &l.cfg, l.addr, &l.name).await {
+            // A peer that grants no stream must not wedge the link.
+            Ok(conn) => in_time("open a stream", conn.open_uni()).await,
+            Err(e) => Err(e),
+        };
+        let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(peer = %l.name, "connect failed: {e}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tracing::debug!(peer = %l.name, "connect failed: {e}; retrying");
+                backoff.wait().await;
                 continue;
             }
         };
-        backoff = BACKOFF_MIN;
+        backoff.reset();
         tracing::debug!(peer = %l.name, "link up");
         match drain(stream, &mut l.queue, &l.counters).await {
             Drained::QueueClosed => return,
@@ -50,20 +54,48 @@ pub(super) async fn link(mut l: Link) {
     }
 }
 
-async fn connect(l: &Link) -> Result<quinn::SendStream, String> {
-    let connecting = l
-        .endpoint
-        .connect_with(l.cfg.clone(), l.addr, &l.name)
+/// Exponential back-off between reconnection attempts.
+pub(crate) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(BACKOFF_MIN)
+    }
+}
+
+impl Backoff {
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+    }
+
+    pub fn reset(&mut self) {
+        self.0 = BACKOFF_MIN;
+    }
+}
+
+/// `fut`, or an error if it takes longer than `CONNECT_TIMEOUT`.
+pub(crate) async fn in_time<T, E: std::fmt::Display>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("{what}: timed out")),
+    }
+}
+
+/// A QUIC connection to `addr` with the pinned client configuration `cfg`.
+pub(crate) async fn dial(
+    endpoint: &quinn::Endpoint,
+    cfg: &quinn::ClientConfig,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<quinn::Connection, String> {
+    let connecting = endpoint
+        .connect_with(cfg.clone(), addr, name)
         .map_err(|e| e.to_string())?;
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-        .await
-        .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    // A peer that grants no stream must not wedge the link.
-    tokio::time::timeout(CONNECT_TIMEOUT, conn.open_uni())
-        .await
-        .map_err(|_| "no stream granted".to_string())?
-        .map_err(|e| e.to_string())
+    in_time("handshake", connecting).await
 }
 
 pub(crate) enum Drained {
