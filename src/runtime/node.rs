@@ -188,21 +188,18 @@ impl Process {
         let mut outputs = Vec::new();
         let mut inputs = Vec::with_capacity(MAX_INPUTS_PER_BATCH);
         while let Some(first) = rx.blocking_recv() {
-            let mut next = Some(first);
-            let mut taken = 0;
+            // Whatever else is already queued joins the batch, up to its bound.
+            let queued = std::iter::from_fn(|| rx.try_recv().ok());
             let mut stop = false;
-            while let Some(input) = next {
+            for input in std::iter::once(first)
+                .chain(queued)
+                .take(MAX_INPUTS_PER_BATCH)
+            {
                 if matches!(input, Inbound::Shutdown) {
                     stop = true;
                     break;
                 }
                 self.handle(input, &mut inputs);
-                taken += 1;
-                next = if taken < MAX_INPUTS_PER_BATCH {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
             }
             if !inputs.is_empty() {
                 outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
