@@ -127,11 +127,11 @@ impl Node {
         let at = entries[first].index;
         if at <= self.log.last_index() {
             assert!(at > self.hard.commit, "two committed chains conflict");
-            if self.acked_term > 0 && at <= self.acked_index {
-                // We Acked, in `acked_term`, a chain that a quorum did not commit: our leader
+            if let Some(acked) = self.hard.acked.filter(|a| at <= a.index && a.term > 0) {
+                // We Acked, in `acked.term`, a chain that a quorum did not commit: our leader
                 // of that term forked us. Never Ack or Commit in that term again, so that we
                 // stand behind one chain per term.
-                self.hard.ack_floor = self.hard.ack_floor.max(self.acked_term + 1);
+                self.hard.ack_floor = self.hard.ack_floor.max(acked.term.saturating_add(1));
                 self.save_hard();
             }
             self.retain_lock_chain(at);

@@ -64,6 +64,19 @@ pub struct HardState {
     pub lock: Option<PreparedCert>,
     pub lock_chain: Vec<Entry>,
     pub commit: Index,
+    /// The highest position this node has Acked, in the term of its latest Ack. It makes
+    /// "append-only within a term" survive a restart (PROTOCOL.md, "Durability"): a
+    /// restarted node that forgot it could truncate what it Acked and Ack a fork in the
+    /// same term, signing Evidence against itself (the simulator found that fork).
+    pub acked: Option<AckedPosition>,
+}
+
+/// Where a node's Acks of one term have reached: `(index, hash)` in `term`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckedPosition {
+    pub term: Term,
+    pub index: Index,
+    pub hash: crate::crypto::Digest,
 }
 
 /// Everything a restarted node gets back from its disk.
@@ -218,10 +231,7 @@ pub struct Node {
     pub(super) commits: Vec<Option<Signed<Commit>>>,
     pub(super) my_ack: Option<Signed<Ack>>,
     pub(super) my_commit: Option<Signed<Commit>>,
-    /// Highest index this node Acked in `acked_term`, and the AppendEntries that gave it
-    /// the entries, kept as Evidence material.
-    pub(super) acked_term: Term,
-    pub(super) acked_index: Index,
+    /// The AppendEntries that gave us the entries we Acked, kept as Evidence material.
     pub(super) accepted_aes: VecDeque<Signed<super::message::AppendEntries>>,
     pub(super) seen_votes: BTreeMap<(Term, NodeId), Signed<Vote>>,
     pub(super) evidence: Vec<Evidence>,
@@ -230,6 +240,8 @@ pub struct Node {
     pub(super) revolutions_seen: BTreeSet<(ClientId, Term)>,
     pub(super) applied: Index,
     pub(super) applied_seq: HashMap<ClientId, u64>,
+    /// The hard state changed during this step: it is persisted once, at the step's end.
+    pub(super) hard_dirty: bool,
     pub(super) out: Vec<Output>,
 }
 
@@ -287,8 +299,6 @@ impl Node {
             commits: vec![None; n],
             my_ack: None,
             my_commit: None,
-            acked_term: 0,
-            acked_index: 0,
             accepted_aes: VecDeque::new(),
             seen_votes: BTreeMap::new(),
             evidence: durable.evidence,
@@ -297,6 +307,7 @@ impl Node {
             revolutions_seen: BTreeSet::new(),
             applied: 0,
             applied_seq: HashMap::new(),
+            hard_dirty: false,
             out: Vec::new(),
             cfg,
         };
@@ -381,11 +392,23 @@ impl Node {
         }
     }
 
+    /// Ships the step's appends, applies what committed, and orders the outputs: every
+    /// `Persist` (the hard state once, last among them) before any message or apply, so a
+    /// driver that persists a step's prefix of `Persist`s before releasing the rest keeps
+    /// "persist before you speak" whatever order the rules produced them in.
     fn end_of_step(&mut self) -> Vec<Output> {
         self.replicate_new_entries();
         self.apply_committed();
         self.check_invariants();
-        std::mem::take(&mut self.out)
+        let out = std::mem::take(&mut self.out);
+        let (mut persists, rest): (Vec<Output>, Vec<Output>) = out
+            .into_iter()
+            .partition(|o| matches!(o, Output::Persist(_)));
+        if std::mem::take(&mut self.hard_dirty) {
+            persists.push(Output::Persist(Persist::Hard(self.hard.clone())));
+        }
+        persists.extend(rest);
+        persists
     }
 
     fn receive(&mut self, from: Principal, msg: Message) {
@@ -442,9 +465,19 @@ impl Node {
         self.domain.sign(&self.key, body)
     }
 
+    /// Marks the hard state for persisting at the end of this step (before anything the
+    /// step sends leaves the node).
     pub(super) fn save_hard(&mut self) {
-        self.out
-            .push(Output::Persist(Persist::Hard(self.hard.clone())));
+        self.hard_dirty = true;
+    }
+
+    /// The highest index we Acked in `term`, 0 if none (PROTOCOL.md, "Replication and
+    /// commit": append-only within a term).
+    pub(super) fn acked_in(&self, term: Term) -> Index {
+        self.hard
+            .acked
+            .filter(|a| a.term == term)
+            .map_or(0, |a| a.index)
     }
 
     pub(super) fn send(&mut self, to: NodeId, msg: Message) {

@@ -199,6 +199,11 @@ impl Node {
             Some(f) if f.term >= b.term => return false,
             _ => {}
         }
+        if self.hard.leader.is_some_and(|(t, _)| t > b.term) {
+            // We followed a later proven leader before a restart: never go back to an
+            // earlier term, whose Acks we no longer have on record.
+            return false;
+        }
         let Some(proof) = &b.proof else { return false };
         if !self.valid_proof(proof, b.term, b.leader) {
             return false;
@@ -224,8 +229,6 @@ impl Node {
         self.role = Role::Follower;
         self.suspect = None;
         self.pending_votes.retain(|_, rv| rv.body.term > b.term);
-        self.acked_term = b.term;
-        self.acked_index = 0;
         self.accepted_aes.clear();
         tracing::debug!(
             node = self.cfg.id,
@@ -266,8 +269,7 @@ impl Node {
             self.log.hash_at(prev) == Some(b.prev_hash)
         };
         if !prev_matches {
-            if self.acked_term == term && prev <= self.acked_index && self.rules.append_only_in_term
-            {
+            if self.rules.append_only_in_term && prev <= self.acked_in(term) {
                 // It told us otherwise earlier in this very term.
                 return self.judge_leader_faulty(Suspicion::Misbehaviour);
             }
@@ -339,10 +341,7 @@ impl Node {
                 self.judge_leader_faulty(Suspicion::Misbehaviour);
                 return false;
             }
-            if self.rules.append_only_in_term
-                && self.acked_term == b.term
-                && e.index <= self.acked_index
-            {
+            if self.rules.append_only_in_term && e.index <= self.acked_in(b.term) {
                 self.leader_equivocated(ae, e.index);
                 return false;
             }
@@ -384,16 +383,23 @@ impl Node {
         if term < self.hard.ack_floor && !self.is_raft() {
             return;
         }
-        if self.acked_term != term {
-            self.acked_term = term;
-            self.acked_index = 0;
+        let hash = self.log.hash_at(index).expect("acked index is in the log");
+        let last = self.hard.acked.unwrap_or_default();
+        if !self.is_raft() {
+            // Our Acks of an earlier term are no longer on record: never go back to one.
+            if term < last.term {
+                return;
+            }
+            if (term, index) > (last.term, last.index) {
+                self.hard.acked = Some(super::node::AckedPosition { term, index, hash });
+                self.save_hard();
+            }
         }
-        self.acked_index = self.acked_index.max(index);
         let body = Ack {
             term,
             from: self.cfg.id,
             index,
-            hash: self.log.hash_at(index).expect("acked index is in the log"),
+            hash,
             success: true,
         };
         let ack = self.signed_ack(body);

@@ -5,14 +5,17 @@
 //! - a committed entry is never changed or lost, across restarts too;
 //! - a request is applied (executed) at most once per state machine;
 //! - every committed request was issued and signed by its client;
-//! - every result a client accepted is the result honest nodes computed.
+//! - every result a client accepted is the result honest nodes computed;
+//! - no honest node signs two messages that would be Evidence against it (`signatures`),
+//!   and no honest node holds Evidence against another honest node.
 //!
 //! Liveness (checked when the run asks for it): once faults stop, every honest node
 //! commits every request issued before the deadline, within a stated bound.
 
+use super::signatures::SignatureAudit;
 use crate::crypto::Keyring;
 use crate::kv::Applied;
-use crate::protocol::{ClientId, Durable, Entry, Index, Op, OpResult};
+use crate::protocol::{ClientId, Durable, Entry, Index, Message, NodeId, Op, OpResult};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -44,6 +47,7 @@ pub struct Checker {
     issued: HashMap<ReqId, (Op, u64)>,
     honest_result: HashMap<ReqId, OpResult>,
     accepted: Vec<(ReqId, OpResult)>,
+    audit: SignatureAudit,
     pub violations: Vec<Violation>,
 }
 
@@ -62,6 +66,7 @@ impl Checker {
             issued: HashMap::new(),
             honest_result: HashMap::new(),
             accepted: Vec::new(),
+            audit: SignatureAudit::default(),
             violations: Vec::new(),
         }
     }
@@ -77,6 +82,32 @@ impl Checker {
 
     pub fn is_honest(&self, slot: usize) -> bool {
         self.honest[slot]
+    }
+
+    /// Every message an honest slot sends: it must never contradict what that node signed
+    /// before, in this life or an earlier one.
+    pub fn on_signed(&mut self, slot: usize, node: NodeId, msg: &Message) {
+        if !self.honest[slot] {
+            return;
+        }
+        if let Some(conflict) = self.audit.on_signed(node, msg) {
+            self.safety(conflict);
+        }
+    }
+
+    /// An honest slot persisted Evidence against `culprit`: that must be a Byzantine node.
+    pub fn on_evidence(
+        &mut self,
+        slot: usize,
+        node: NodeId,
+        culprit: NodeId,
+        culprit_honest: bool,
+    ) {
+        if self.honest[slot] && culprit_honest {
+            self.safety(format!(
+                "honest node {node} holds Evidence against honest node {culprit}"
+            ));
+        }
     }
 
     pub fn on_issue(&mut self, client: ClientId, seq: u64, op: Op, now: u64) {

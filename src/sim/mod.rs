@@ -10,6 +10,7 @@ mod checker;
 mod disk;
 mod network;
 pub mod scenario;
+mod signatures;
 mod world;
 
 pub use checker::{Kind, Violation};
@@ -46,6 +47,10 @@ pub enum Fault {
         delay: (u64, u64),
     },
     Crash(usize),
+    /// Crash while the slot's current step is being persisted: the step is lost whole.
+    CrashMidStep(usize),
+    /// Crash mid-step, then restart after the given ms.
+    Bounce(usize, u64),
     Restart(usize),
     /// Force node's election timeout now.
     Timeout(NodeId),
@@ -207,6 +212,19 @@ fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {
         .filter(|&s| w.is_crashed(s))
         .collect();
     let has_twins = (0..w.cfg.nodes as NodeId).any(|id| w.slots_of(id).len() > 1);
+    if w.byzantine_leads() && crashed.len() < 2 && rng.gen_bool(0.4) {
+        // A Byzantine leader's term is when an honest follower's memory of what it signed
+        // matters most (an equivocating leader widens its fork to a restarted follower):
+        // bounce one quickly, so it rejoins the same term.
+        let up: Vec<usize> = honest
+            .iter()
+            .copied()
+            .filter(|&s| !w.is_crashed(s))
+            .collect();
+        if let Some(&s) = up.choose(rng) {
+            return Fault::Bounce(s, rng.gen_range(10..150));
+        }
+    }
     match rng.gen_range(0..100) {
         0..=29 => {
             let mut sides = vec![vec![], vec![]];
@@ -236,7 +254,11 @@ fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {
                 .copied()
                 .filter(|&s| !w.is_crashed(s))
                 .collect();
-            up.choose(rng).map_or(Fault::Heal, |&s| Fault::Crash(s))
+            match up.choose(rng) {
+                Some(&s) if rng.gen_bool(0.5) => Fault::CrashMidStep(s),
+                Some(&s) => Fault::Crash(s),
+                None => Fault::Heal,
+            }
         }
         45..=69 if !crashed.is_empty() => Fault::Restart(*crashed.choose(rng).expect("non-empty")),
         45..=89 => {

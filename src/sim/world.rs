@@ -226,6 +226,35 @@ impl World {
         self.slots[slot].actor.as_ref().map(|a| a.node())
     }
 
+    /// Whether every slot of node `id` is honest.
+    pub fn is_honest_node(&self, id: NodeId) -> bool {
+        self.slots_of(id).iter().all(|&s| self.checker.is_honest(s))
+    }
+
+    /// The node ids some honest, running slot follows as a leader that is Byzantine.
+    pub fn byzantine_leads(&self) -> bool {
+        self.honest_slots().into_iter().any(|s| {
+            self.node(s)
+                .and_then(|n| n.leader())
+                .is_some_and(|(_, l)| !self.is_honest_node(l))
+        })
+    }
+
+    /// The node is killed while its step's record is being written: the step ran in memory,
+    /// its persists never became durable, and so (persist before you speak) nothing it
+    /// produced left the node. What a torn or unsynced tail loses on a real disk.
+    fn crash_mid_step(&mut self, s: usize) {
+        if let Some(actor) = self.slots[s].actor.as_mut() {
+            for o in actor.step(Input::Tick) {
+                if let Output::Persist(p) = o {
+                    self.slots[s].disk.apply(&p);
+                }
+            }
+        }
+        self.slots[s].disk.lose_unsynced();
+        self.slots[s].actor = None;
+    }
+
     pub fn honest_slots(&self) -> Vec<usize> {
         (0..self.slots.len())
             .filter(|&s| self.checker.is_honest(s))
@@ -471,9 +500,26 @@ impl World {
 
     fn outputs(&mut self, s: usize, out: Vec<Output>) {
         let me = self.slots[s].id;
+        // The runtime makes a step's persists durable (one record, one fsync) before it
+        // releases anything of the step; the disk model keeps them pending until then.
+        for o in &out {
+            if let Output::Persist(p) = o {
+                if let crate::protocol::Persist::Evidence(e) = p {
+                    if let Principal::Node(c) = e.culprit() {
+                        let honest = self.is_honest_node(c);
+                        self.checker.on_evidence(s, me, c, honest);
+                    }
+                }
+                self.slots[s].disk.apply(p);
+            }
+        }
+        self.slots[s].disk.sync();
         for o in out {
+            if let Output::Send { msg, .. } | Output::Broadcast(msg) = &o {
+                self.checker.on_signed(s, me, msg);
+            }
             match o {
-                Output::Persist(p) => self.slots[s].disk.apply(&p),
+                Output::Persist(_) => {}
                 Output::Send { to, msg } => {
                     for t in self.slots_of(to) {
                         if t != s {
@@ -540,6 +586,11 @@ impl World {
             }
             Fault::Crash(s) => {
                 self.slots[s].actor = None;
+            }
+            Fault::CrashMidStep(s) => self.crash_mid_step(s),
+            Fault::Bounce(s, after) => {
+                self.crash_mid_step(s);
+                self.schedule(after, Event::Fault(Fault::Restart(s)));
             }
             Fault::Restart(s) => {
                 if self.slots[s].actor.is_none() {
