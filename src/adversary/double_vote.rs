@@ -35,6 +35,7 @@ impl Actor for DoubleVote {
                     term,
                     voter: self.kit.id,
                     candidate,
+                    lock: crate::protocol::lock_id(&rv.body.lock),
                 });
                 out.push(Output::Send {
                     to: candidate,

@@ -136,6 +136,7 @@ impl ForgeProof {
                 term,
                 voter,
                 candidate: self.kit.id,
+                lock: super::candidate_lock(&self.inner),
             });
             let msg = Message::Vote(vote);
             out.extend(self.inner.step(Input::Message {
@@ -157,6 +158,7 @@ impl ForgeProof {
             term,
             voter: me,
             candidate: me,
+            lock: super::candidate_lock(&self.inner),
         });
         let q = self.q;
         let mut votes = vec![own.clone()];
@@ -169,6 +171,7 @@ impl ForgeProof {
                         term,
                         voter: me,
                         candidate: c,
+                        lock: super::candidate_lock(&self.inner),
                     }));
                 }
             }
@@ -186,6 +189,7 @@ impl ForgeProof {
                         term: term.saturating_sub(t),
                         voter: me,
                         candidate: me,
+                        lock: super::candidate_lock(&self.inner),
                     }));
                 }
             }
@@ -195,6 +199,7 @@ impl ForgeProof {
                         term,
                         voter,
                         candidate: me,
+                        lock: super::candidate_lock(&self.inner),
                     };
                     let sig = if voter % 2 == 0 {
                         self.kit.garbage_sig()

@@ -91,6 +91,7 @@ impl Impersonate {
                     term,
                     voter: victim,
                     candidate,
+                    lock: super::candidate_lock(&self.inner),
                 });
                 Output::Send {
                     to: candidate,
@@ -135,6 +136,7 @@ impl Impersonate {
                             term: t,
                             voter,
                             candidate: victim,
+                            lock: super::candidate_lock(&self.inner),
                         })
                     });
                 let proof = ElectionProof {
@@ -204,6 +206,7 @@ impl Impersonate {
                         term,
                         voter: victim,
                         candidate,
+                        lock: super::candidate_lock(&self.inner),
                     })
                 };
                 Evidence::Votes(v(self.kit.id), v(victim))

@@ -21,6 +21,7 @@ mod forge_proof;
 mod impersonate;
 mod lie_ack;
 mod lie_reply;
+mod lockless;
 mod replay;
 mod selective;
 mod stall;
@@ -55,10 +56,13 @@ pub enum Behaviour {
     DoubleVote,
     /// Lies to clients in its replies.
     LieReply,
+    /// As leader, claims no lock in its AppendEntries (it was elected on one) and forks
+    /// the locked entries above its commit point.
+    Lockless,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 13] = [
+    pub const ALL: [Behaviour; 14] = [
         Behaviour::Equivocate,
         Behaviour::ForgeProof,
         Behaviour::Disrupt,
@@ -72,6 +76,7 @@ impl Behaviour {
         Behaviour::Crash,
         Behaviour::DoubleVote,
         Behaviour::LieReply,
+        Behaviour::Lockless,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +94,7 @@ impl Behaviour {
             Behaviour::Crash => "crash",
             Behaviour::DoubleVote => "double-vote",
             Behaviour::LieReply => "lie-reply",
+            Behaviour::Lockless => "lockless",
         }
     }
 
@@ -125,6 +131,9 @@ impl Behaviour {
             Behaviour::Crash => "stops",
             Behaviour::DoubleVote => "votes for every candidate in every term",
             Behaviour::LieReply => "lies to clients in its replies",
+            Behaviour::Lockless => {
+                "as leader, claims no lock (it was elected on one) and forks the locked entries"
+            }
         }
     }
 }
@@ -177,6 +186,7 @@ pub fn make(behaviour: Behaviour, ctx: Context) -> Box<dyn Actor> {
         Behaviour::Crash => Box::new(crash::Crash::new(&ctx)),
         Behaviour::DoubleVote => Box::new(double_vote::DoubleVote::new(&ctx)),
         Behaviour::LieReply => Box::new(lie_reply::LieReply::new(&ctx)),
+        Behaviour::Lockless => Box::new(lockless::Lockless::new(&ctx)),
     }
 }
 
@@ -260,6 +270,11 @@ pub(crate) fn request_vote_of(node: &Node, term: crate::protocol::Term) -> Reque
             None
         },
     }
+}
+
+/// The lock `node` would campaign on: what the votes for it must name.
+pub(crate) fn candidate_lock(node: &Node) -> Option<crate::protocol::LockId> {
+    crate::protocol::lock_id(&request_vote_of(node, 0).lock)
 }
 
 /// A small cluster's context for the adversaries' unit tests: node keys, one client (id 0).

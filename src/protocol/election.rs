@@ -1,7 +1,9 @@
 //! Elections: lazy voting, election proofs, locks on votes, penalties (PROTOCOL.md,
 //! "Election"). Plain Raft's eager voting is kept apart in the `raft_*` functions.
 
-use super::message::{lock_rank, ElectionProof, Message, Payload, PreparedCert, RequestVote, Vote};
+use super::message::{
+    lock_id, lock_rank, ElectionProof, LockId, Message, Payload, PreparedCert, RequestVote, Vote,
+};
 use super::node::{Follow, LeaderState, Node, Role, Suspicion};
 use super::types::{NodeId, Term, Variant, MAX_TERM_GAP};
 use crate::crypto::Signed;
@@ -120,14 +122,23 @@ impl Node {
             self.follow = None;
         }
         self.save_hard();
+        let lock = if self.rules.lock_vote_check {
+            self.hard.lock.clone()
+        } else {
+            None
+        };
         let own = self.sign(Vote {
             term,
             voter: me,
             candidate: me,
+            lock: lock_id(&lock),
         });
         let mut votes = BTreeMap::new();
         votes.insert(me, own);
-        self.role = Role::Candidate { votes };
+        self.role = Role::Candidate {
+            votes,
+            lock: lock.clone(),
+        };
         self.reset_election_timer();
         let rv = RequestVote {
             term,
@@ -135,11 +146,7 @@ impl Node {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
             last_hash: self.log.last_hash(),
-            lock: if self.rules.lock_vote_check {
-                self.hard.lock.clone()
-            } else {
-                None
-            },
+            lock,
         };
         let rv = self.sign(rv);
         self.broadcast(Message::RequestVote(rv));
@@ -231,6 +238,7 @@ impl Node {
             term: rv.term,
             voter: me,
             candidate: rv.candidate,
+            lock: lock_id(&rv.lock),
         });
         self.send(rv.candidate, Message::Vote(vote));
     }
@@ -242,8 +250,10 @@ impl Node {
         }
         self.note_vote(&v);
         let my_term = self.hard.term;
-        if let Role::Candidate { votes } = &mut self.role {
-            if b.term == my_term {
+        let binds = self.rules.vote_binds_lock;
+        if let Role::Candidate { votes, lock } = &mut self.role {
+            // A vote counts only for the lock it was granted on (bft).
+            if b.term == my_term && (!binds || b.lock == lock_id(lock)) {
                 votes.insert(b.voter, v);
             }
         }
@@ -252,7 +262,7 @@ impl Node {
 
     fn maybe_won(&mut self) {
         let won = match &self.role {
-            Role::Candidate { votes } => votes.len() >= self.quorum.q,
+            Role::Candidate { votes, .. } => votes.len() >= self.quorum.q,
             _ => false,
         };
         if won {
@@ -261,9 +271,16 @@ impl Node {
     }
 
     fn become_leader(&mut self) {
-        let Role::Candidate { votes } = std::mem::replace(&mut self.role, Role::Follower) else {
+        let Role::Candidate { votes, lock } = std::mem::replace(&mut self.role, Role::Follower)
+        else {
             unreachable!("only a candidate becomes leader")
         };
+        if lock_id(&lock) != lock_id(&self.hard.lock) && self.rules.lock_vote_check {
+            // Our lock rose while we campaigned: the votes bind the lower one, whose
+            // entries our log may no longer hold. Give the candidacy up; the next one
+            // carries the new lock.
+            return;
+        }
         let term = self.hard.term;
         let me = self.cfg.id;
         let proof = ElectionProof {
@@ -272,7 +289,7 @@ impl Node {
             votes: votes.into_values().collect(),
         };
         let lock = if self.rules.follow_leader_lock {
-            self.hard.lock.clone()
+            lock
         } else {
             None
         };
@@ -318,17 +335,27 @@ impl Node {
     }
 
     /// Checks an election proof: q granted votes from distinct nodes for exactly
-    /// `(term, leader)`. Signatures were checked by `auth`.
-    pub(super) fn valid_proof(&mut self, p: &ElectionProof, term: Term, leader: NodeId) -> bool {
-        if p.term != term || p.leader != leader {
-            return false;
+    /// `(term, leader)`, all naming one lock (bft). Returns that lock: the only one the
+    /// leader may claim. Signatures were checked by `auth`.
+    pub(super) fn valid_proof(
+        &mut self,
+        p: &ElectionProof,
+        term: Term,
+        leader: NodeId,
+    ) -> Option<Option<LockId>> {
+        if p.term != term || p.leader != leader || p.votes.len() > self.cfg.n {
+            return None;
         }
+        let bound = p.votes.first().and_then(|v| v.body.lock);
         let mut voters = BTreeSet::new();
         let mut count = 0;
         for v in &p.votes {
             let b = &v.body;
             if b.term != term || b.candidate != leader || !self.is_node(b.voter) {
-                return false;
+                return None;
+            }
+            if self.rules.vote_binds_lock && b.lock != bound {
+                return None;
             }
             voters.insert(b.voter);
             count += 1;
@@ -341,7 +368,7 @@ impl Node {
         } else {
             count
         };
-        counted >= self.quorum.q
+        (counted >= self.quorum.q).then_some(bound)
     }
 
     /// Checks a prepared certificate: q Acks from distinct nodes, all of `cert.term`, all for
@@ -385,6 +412,7 @@ impl Node {
                 term: b.term,
                 voter: self.cfg.id,
                 candidate: b.candidate,
+                lock: None,
             });
             self.send(b.candidate, Message::Vote(vote));
         }
@@ -422,6 +450,7 @@ mod tests {
                 term,
                 voter,
                 candidate,
+                lock: None,
             },
         )
     }
@@ -451,49 +480,57 @@ mod tests {
             vote(&k, 2, 5, 2),
             vote(&k, 3, 5, 2),
         ]);
-        assert!(n.valid_proof(&good, 5, 2));
+        assert!(n.valid_proof(&good, 5, 2).is_none().is_some());
         // Claimed for another term or leader than the AppendEntries carrying it.
-        assert!(!n.valid_proof(&good, 6, 2));
-        assert!(!n.valid_proof(&good, 5, 1));
+        assert!(n.valid_proof(&good, 6, 2).is_none());
+        assert!(n.valid_proof(&good, 5, 1).is_none());
         // Too few.
-        assert!(!n.valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2)]), 5, 2));
+        assert!(n
+            .valid_proof(&proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2)]), 5, 2)
+            .is_none());
         // The same voter three times.
         let dup = proof(vec![
             vote(&k, 1, 5, 2),
             vote(&k, 1, 5, 2),
             vote(&k, 1, 5, 2),
         ]);
-        assert!(!n.valid_proof(&dup, 5, 2));
+        assert!(n.valid_proof(&dup, 5, 2).is_none());
         // A vote for someone else, or from another term, or from a non-member.
-        assert!(!n.valid_proof(
-            &proof(vec![
-                vote(&k, 1, 5, 2),
-                vote(&k, 2, 5, 2),
-                vote(&k, 3, 5, 1)
-            ]),
-            5,
-            2
-        ));
-        assert!(!n.valid_proof(
-            &proof(vec![
-                vote(&k, 1, 5, 2),
-                vote(&k, 2, 5, 2),
-                vote(&k, 3, 4, 2)
-            ]),
-            5,
-            2
-        ));
+        assert!(n
+            .valid_proof(
+                &proof(vec![
+                    vote(&k, 1, 5, 2),
+                    vote(&k, 2, 5, 2),
+                    vote(&k, 3, 5, 1)
+                ]),
+                5,
+                2
+            )
+            .is_none());
+        assert!(n
+            .valid_proof(
+                &proof(vec![
+                    vote(&k, 1, 5, 2),
+                    vote(&k, 2, 5, 2),
+                    vote(&k, 3, 4, 2)
+                ]),
+                5,
+                2
+            )
+            .is_none());
         let mut outsider = vote(&k, 3, 5, 2);
         outsider.body.voter = 9;
-        assert!(!n.valid_proof(
-            &proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), outsider]),
-            5,
-            2
-        ));
+        assert!(n
+            .valid_proof(
+                &proof(vec![vote(&k, 1, 5, 2), vote(&k, 2, 5, 2), outsider]),
+                5,
+                2
+            )
+            .is_none());
         // With the distinct-voters rule switched off (the planted bug), duplicates pass.
         let mut rules = Rules::for_variant(Variant::Bft);
         rules.distinct_voters = false;
-        assert!(node(rules, 4).valid_proof(&dup, 5, 2));
+        assert!(node(rules, 4).valid_proof(&dup, 5, 2).is_some());
     }
 
     #[test]

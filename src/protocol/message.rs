@@ -130,6 +130,23 @@ pub struct Vote {
     pub term: Term,
     pub voter: NodeId,
     pub candidate: NodeId,
+    /// The certificate the candidate's RequestVote carried (bft; `None` elsewhere): a vote
+    /// binds the lock it was granted on, so the leader cannot claim another one later
+    /// (PROTOCOL.md, "Messages" and "Election").
+    pub lock: Option<LockId>,
+}
+
+/// Names a prepared certificate without its Acks: what a Vote binds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LockId {
+    pub term: Term,
+    pub index: Index,
+    pub hash: Digest,
+}
+
+/// The name of an optional lock.
+pub fn lock_id(lock: &Option<PreparedCert>) -> Option<LockId> {
+    lock.as_ref().map(PreparedCert::id)
 }
 
 impl Signable for Vote {
@@ -161,6 +178,14 @@ impl PreparedCert {
     /// Locks are ordered by `(term, index)`.
     pub fn rank(&self) -> (Term, Index) {
         (self.term, self.index)
+    }
+
+    pub fn id(&self) -> LockId {
+        LockId {
+            term: self.term,
+            index: self.index,
+            hash: self.hash,
+        }
     }
 }
 

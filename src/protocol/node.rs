@@ -172,6 +172,9 @@ pub(super) enum Role {
     Follower,
     Candidate {
         votes: BTreeMap<NodeId, Signed<Vote>>,
+        /// The certificate our RequestVote carried: the lock every counted vote names and
+        /// the one we lead on if we win.
+        lock: Option<PreparedCert>,
     },
     Leader(Box<LeaderState>),
 }
@@ -269,7 +272,10 @@ impl Node {
                 convicted.insert(c);
             }
         }
-        let hard = durable.hard;
+        let mut hard = durable.hard;
+        if !rules.durable_acks {
+            hard.acked = None; // the planted bug: forget what we Acked
+        }
         assert!(
             hard.commit <= log.last_index(),
             "durable commit index beyond durable log"

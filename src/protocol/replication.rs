@@ -1,7 +1,7 @@
 //! Replication: the leader's AppendEntries, the follower's checks and log repair, Acks
 //! (PROTOCOL.md, "Replication and commit").
 
-use super::message::{lock_rank, Ack, AppendEntries, Entry, Message, Payload};
+use super::message::{lock_id, lock_rank, Ack, AppendEntries, Entry, Message, Payload};
 use super::node::{
     Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_BATCH, MAX_BATCH_BYTES,
     MAX_CATCHUP, MAX_IN_FLIGHT,
@@ -205,15 +205,20 @@ impl Node {
             return false;
         }
         let Some(proof) = &b.proof else { return false };
-        if !self.valid_proof(proof, b.term, b.leader) {
+        let Some(elected_on) = self.valid_proof(proof, b.term, b.leader) else {
             return false;
-        }
+        };
         let lock = if self.rules.follow_leader_lock {
             b.lock.clone()
         } else {
             None
         };
         if lock.as_ref().is_some_and(|c| !self.valid_cert(c)) {
+            return false;
+        }
+        if self.rules.vote_binds_lock && lock_id(&lock) != elected_on {
+            // It claims another lock than its voters granted it on: a lower one (or none)
+            // would make us truncate locked entries. Faulty, whatever else it sends.
             return false;
         }
         // A failed candidacy does not strand us: follow the highest proven leader.

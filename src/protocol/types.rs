@@ -105,8 +105,14 @@ pub struct Rules {
     pub commit_round: bool,
     /// A follower never truncates an entry it Acked in the same term (bft).
     pub append_only_in_term: bool,
+    /// What a node Acked in its current term survives a restart (bft; PROTOCOL.md,
+    /// "Durability"). Switched off only by the planted test that shows why.
+    pub durable_acks: bool,
     /// Followers Ack only at or past the lock the leader was elected on (bft).
     pub follow_leader_lock: bool,
+    /// Votes name the lock they were granted on; a proof's votes must all name one lock,
+    /// and the leader's AppendEntries must claim exactly it (bft).
+    pub vote_binds_lock: bool,
     /// Forwarded requests start timers; expiry means the leader is faulty (bft).
     pub request_timers: bool,
     /// A deposed leader gets no vote for n terms (bft).
@@ -130,7 +136,9 @@ impl Rules {
             log_vote_check: !bft,
             commit_round: bft,
             append_only_in_term: bft,
+            durable_acks: bft,
             follow_leader_lock: bft,
+            vote_binds_lock: bft,
             request_timers: bft,
             depose_penalty: bft,
             evidence: bft,
