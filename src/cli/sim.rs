@@ -188,7 +188,7 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
             path.display()
         )
     };
-    summarize(
+    let found = summarize(
         args,
         variant.name(),
         sc.nodes,
@@ -196,7 +196,28 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
         &names,
         &reports,
         &replay,
-    )
+    )?;
+    // The file's expectation for this variant decides the exit code, when it states one:
+    // a scenario that shows an attack succeeding against `tangaroa` passes when it does.
+    let Some(expect) = sc.expect.get(&variant) else {
+        return Ok(found);
+    };
+    let unmet: Vec<u64> = reports
+        .iter()
+        .filter(|r| sc.met(variant, r) == Some(false))
+        .map(|r| r.seed)
+        .collect();
+    if !args.json {
+        match unmet.first() {
+            None => println!("expectation met: {variant} is {expect:?} in every run"),
+            Some(seed) => println!(
+                "EXPECTATION NOT MET: {variant} should be {expect:?} ({} of {} runs, first seed {seed})",
+                unmet.len(),
+                reports.len()
+            ),
+        }
+    }
+    Ok(!unmet.is_empty())
 }
 
 fn progress(len: u64, hidden: bool) -> ProgressBar {
@@ -271,6 +292,7 @@ fn summarize(
         let kind = match v.kind {
             Kind::Safety => "safety",
             Kind::Liveness => "liveness",
+            Kind::Resource => "resource",
         };
         println!("  seed {} [{kind}] {}", v.seed, v.detail);
         println!("    replay: {}", v.replay);

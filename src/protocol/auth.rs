@@ -6,7 +6,8 @@
 //! function, so a runtime may run it on any thread; the core then trusts signatures and
 //! checks only meaning (distinct voters, terms, hashes).
 
-use super::message::{Evidence, Message, PreparedCert};
+use super::message::{AppendEntries, Evidence, Message, PreparedCert};
+use super::node::{MAX_BATCH, MAX_CATCHUP};
 use crate::crypto::{Keyring, Principal, SigCache, Signable, Signed};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +22,35 @@ pub enum AuthError {
     SignedForgery(Principal, &'static str),
     #[error("unknown client {0}")]
     UnknownClient(u32),
+    /// A collection inside the message is larger than any honest node sends: refused
+    /// before a single signature is checked (PROTOCOL.md, "Resource bounds").
+    #[error("oversized {0}")]
+    Oversized(&'static str),
+}
+
+/// Refuses a message whose collections exceed what an honest sender ever puts in one: a
+/// proof or certificate of more than n signatures, more entries than the leader's largest
+/// AppendEntries or a peer's CatchUp. Checked before any verification, so a 16 MiB frame
+/// of self-signed Acks costs a length comparison, not seconds of CPU.
+pub fn check_bounds(nodes: usize, msg: &Message) -> Result<(), AuthError> {
+    let cert_ok = |c: &Option<PreparedCert>| c.as_ref().is_none_or(|c| c.acks.len() <= nodes);
+    let ae_ok = |ae: &AppendEntries| {
+        ae.entries.len() <= MAX_CATCHUP.max(MAX_BATCH)
+            && ae.proof.as_ref().is_none_or(|p| p.votes.len() <= nodes)
+            && cert_ok(&ae.lock)
+    };
+    let ok = match msg {
+        Message::RequestVote(m) => cert_ok(&m.body.lock),
+        Message::AppendEntries(m) => ae_ok(&m.body),
+        Message::CatchUp(c) => c.entries.len() <= MAX_BATCH,
+        Message::Evidence(Evidence::AppendEntries(a, b)) => ae_ok(&a.body) && ae_ok(&b.body),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Oversized(msg.kind()))
+    }
 }
 
 /// Verification with an optional cache of signatures already found good.
@@ -70,6 +100,7 @@ pub fn authenticate_cached(
 }
 
 fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthError> {
+    check_bounds(ring.ring.nodes(), msg)?;
     if let Some(claimed) = msg.direct_sender() {
         if claimed != link {
             return Err(AuthError::WrongSender { claimed, link });
@@ -146,4 +177,81 @@ fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthE
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{signing_key_from_seed, Digest, Domain};
+    use crate::protocol::{Ack, CatchUp, Entry, Payload, RequestVote, Variant};
+
+    #[test]
+    fn oversized_collections_are_refused_before_any_signature_is_checked() {
+        let d = Domain::new(Variant::Bft, "t");
+        let keys: Vec<_> = (0..4u8)
+            .map(|i| signing_key_from_seed([i + 1; 32]))
+            .collect();
+        let ring = Keyring::new(
+            d.clone(),
+            keys.iter().map(|k| k.verifying_key()).collect(),
+            Default::default(),
+        )
+        .unwrap();
+        // A lock of n+1 Acks, all by the sender: more than any certificate needs.
+        let ack = d.sign(
+            &keys[1],
+            Ack {
+                term: 1,
+                from: 1,
+                index: 1,
+                hash: Digest::default(),
+                success: true,
+            },
+        );
+        let rv = |acks: usize| {
+            Message::RequestVote(d.sign(
+                &keys[1],
+                RequestVote {
+                    term: 2,
+                    candidate: 1,
+                    last_index: 1,
+                    last_term: 1,
+                    last_hash: Digest::default(),
+                    lock: Some(PreparedCert {
+                        term: 1,
+                        index: 1,
+                        hash: Digest::default(),
+                        acks: vec![ack.clone(); acks],
+                    }),
+                },
+            ))
+        };
+        assert_eq!(
+            authenticate(&ring, Principal::Node(1), &rv(5)),
+            Err(AuthError::Oversized("request-vote"))
+        );
+        // At n it is only a certificate of one voter: refused by meaning later, not here.
+        assert_eq!(authenticate(&ring, Principal::Node(1), &rv(4)), Ok(()));
+        let noop = |index| Entry {
+            term: 1,
+            index,
+            payload: Payload::Noop,
+        };
+        let catch_up = |n: u64| {
+            Message::CatchUp(CatchUp {
+                from: 2,
+                prev_index: 0,
+                prev_hash: Digest::default(),
+                entries: (1..=n).map(noop).collect(),
+            })
+        };
+        assert_eq!(
+            authenticate(&ring, Principal::Node(2), &catch_up(MAX_BATCH as u64 + 1)),
+            Err(AuthError::Oversized("catch-up"))
+        );
+        assert_eq!(
+            authenticate(&ring, Principal::Node(2), &catch_up(MAX_BATCH as u64)),
+            Ok(())
+        );
+    }
 }

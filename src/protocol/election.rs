@@ -22,22 +22,24 @@ impl Node {
         self.follow.as_ref().map_or(0, |f| f.term)
     }
 
-    /// A term a liar may not push us past (PROTOCOL.md, "Numbers").
+    /// A term a liar may not push us past (PROTOCOL.md, "Numbers"): `MAX_TERM_GAP` above
+    /// the highest proven term, or above the (f+1)-th highest campaign term we have seen,
+    /// whichever is higher. The second base is our choice where the spec asks only that
+    /// the bound never become a ceiling honest nodes cannot pass: failed elections (a long
+    /// partition, a disruptor's storm) raise honest campaign terms with no leader ever
+    /// proven, and with the proven term alone as the base every honest node eventually sat
+    /// at the edge with nobody allowed to vote (the attacker found it, with no Byzantine
+    /// node at all after a 150 s partition). f liars cannot raise the (f+1)-th highest
+    /// term alone, so it still bounds how far they push us.
     pub(super) fn term_in_reach(&self, term: Term) -> bool {
-        term <= self.highest_proven.saturating_add(MAX_TERM_GAP)
+        term <= self.reach_base().saturating_add(MAX_TERM_GAP)
     }
 
-    /// Highest term we vote or campaign in: half the gap. A node that voted at the very
-    /// edge of the gap could never again vote for an honest candidate, who must campaign
-    /// above that vote and so out of everyone's reach: a disruptor's edge-of-gap
-    /// RequestVote, granted once by every lazy voter before any leader is proven, would
-    /// freeze the cluster for good (the simulator found it). Keeping our own votes in the
-    /// lower half always leaves honest candidates room above them.
-    fn vote_ceiling(&self) -> Term {
-        if self.is_raft() {
-            return Term::MAX; // plain Raft has no proofs and no gap rule
-        }
-        self.highest_proven.saturating_add(MAX_TERM_GAP / 2)
+    fn reach_base(&self) -> Term {
+        let mut terms = self.campaign_terms.clone();
+        terms.sort_unstable_by(|a, b| b.cmp(a));
+        let honest_reached = terms.get(self.quorum.f).copied().unwrap_or(0);
+        self.highest_proven.max(honest_reached)
     }
 
     /// The election timer fired (or an operator/scenario forced it).
@@ -50,11 +52,8 @@ impl Node {
             self.campaign();
             return;
         }
-        // One more election round has passed for every penalised node.
-        self.penalties.retain(|_, rounds| {
-            *rounds -= 1;
-            *rounds > 0
-        });
+        let now = self.now;
+        self.penalties.retain(|_, until| *until > now);
         // A candidate we voted for that produced no valid AppendEntries within a whole
         // election timeout sits out the next round: otherwise a Byzantine candidate could
         // soak up every round's votes by always offering the highest term, and never lead.
@@ -62,19 +61,28 @@ impl Node {
         // and a longer penalty would feed on itself (the simulator found that deadlock).
         if let Some((t, c)) = self.hard.voted {
             if c != self.cfg.id && t > self.follow_term() && self.rules.depose_penalty {
-                let rounds = self.penalties.entry(c).or_insert(0);
-                *rounds = (*rounds).max(1);
+                let until = now + self.round_ticks();
+                let p = self.penalties.entry(c).or_insert(0);
+                *p = (*p).max(until);
             }
         }
         self.judge_leader_faulty(Suspicion::Silence);
     }
 
+    /// One election round: the longest election timeout.
+    fn round_ticks(&self) -> u64 {
+        2 * self.cfg.timing.election_ticks as u64
+    }
+
     fn penalize(&mut self, node: NodeId) {
         if self.rules.depose_penalty && node != self.cfg.id {
-            // "grants L no vote for the next n terms". We count the judging node's own
-            // election rounds rather than term numbers: a Byzantine candidate can jump term
-            // numbers (up to MAX_TERM_GAP), but it cannot make rounds pass faster.
-            self.penalties.insert(node, self.cfg.n as u32);
+            // "grants L no vote for the next n terms". We count election rounds of our own
+            // clock rather than term numbers: a Byzantine candidate can jump term numbers,
+            // but it cannot make time pass faster. Counting rounds by our timer firing (as
+            // before) let a penalty last for ever on a node that campaigns from request
+            // timers, whose campaigns reset that timer (the attacker found it).
+            let until = self.now + self.cfg.n as u64 * self.round_ticks();
+            self.penalties.insert(node, until);
         }
     }
 
@@ -111,11 +119,12 @@ impl Node {
             .max(self.voted_term())
             .max(self.follow_term())
             .max(self.highest_rv_term);
-        let term = (known.max(self.log.last_term()) + 1).min(self.vote_ceiling());
+        let term = known.max(self.log.last_term()).saturating_add(1);
         if term <= self.voted_term() || term <= self.log.last_term() {
-            return; // no room left below the ceiling until a leader is proven
+            return; // terms are exhausted (only a liar's raft term gets here)
         }
         let me = self.cfg.id;
+        self.campaign_terms[me as usize] = term;
         self.hard.term = term;
         self.hard.voted = Some((term, me));
         if self.is_raft() {
@@ -161,12 +170,12 @@ impl Node {
         if self.is_raft() {
             return self.raft_on_request_vote(rv);
         }
+        let c = b.candidate as usize;
+        self.campaign_terms[c] = self.campaign_terms[c].max(b.term);
         if !self.term_in_reach(b.term) {
             return;
         }
-        if b.term <= self.vote_ceiling() {
-            self.highest_rv_term = self.highest_rv_term.max(b.term);
-        }
+        self.highest_rv_term = self.highest_rv_term.max(b.term);
         if b.term <= self.voted_term() {
             return;
         }
@@ -196,7 +205,7 @@ impl Node {
             .cloned();
         match best {
             Some(rv) => {
-                self.grant(&rv.body);
+                self.grant(&rv);
                 true
             }
             None => false,
@@ -206,11 +215,15 @@ impl Node {
     fn may_vote_for(&self, rv: &RequestVote) -> bool {
         if rv.term <= self.voted_term()
             || rv.term <= self.follow_term()
-            || rv.term > self.vote_ceiling()
+            || !self.term_in_reach(rv.term)
         {
             return false;
         }
-        if self.penalties.contains_key(&rv.candidate) || self.convicted.contains(&rv.candidate) {
+        let penalized = self
+            .penalties
+            .get(&rv.candidate)
+            .is_some_and(|&until| until > self.now);
+        if penalized || self.convicted.contains(&rv.candidate) {
             return false;
         }
         let lock_ok = !self.rules.lock_vote_check || {
@@ -225,7 +238,20 @@ impl Node {
         (rv.last_term, rv.last_index) >= (self.log.last_term(), self.log.last_index())
     }
 
-    fn grant(&mut self, rv: &RequestVote) {
+    fn grant(&mut self, rv: &Signed<RequestVote>) {
+        // Pass the RequestVote on: a candidate may have sent it to us alone, and then our
+        // vote puts us at a term our peers never saw, too far above them to vote for their
+        // candidates or they for ours (the tally of campaign terms moves only with f+1
+        // nodes). Relayed, it lifts every honest node's campaigns above it.
+        let candidate = rv.body.candidate;
+        let relay: Vec<NodeId> = self.peers().filter(|&p| p != candidate).collect();
+        for p in relay {
+            self.send(p, Message::RequestVote(rv.clone()));
+        }
+        self.grant_vote(&rv.body);
+    }
+
+    fn grant_vote(&mut self, rv: &RequestVote) {
         let me = self.cfg.id;
         self.hard.voted = Some((rv.term, rv.candidate));
         self.hard.term = self.hard.term.max(rv.term);
@@ -320,9 +346,12 @@ impl Node {
             last_ack: vec![None; n],
             heartbeat_elapsed: 0,
             replicated_to: self.log.last_index(),
+            commit_seen: self.hard.commit,
+            progress_at: self.now,
             quorum_check_elapsed: 0,
             last_resend: vec![u64::MAX; n],
             in_flight: vec![VecDeque::new(); n],
+            sent_in_tick: vec![(0, 0); n],
         }));
         tracing::debug!(node = me, term, "became leader");
         if self.is_raft() {
@@ -374,6 +403,9 @@ impl Node {
     /// Checks a prepared certificate: q Acks from distinct nodes, all of `cert.term`, all for
     /// exactly `(cert.index, cert.hash)`.
     pub(super) fn valid_cert(&self, cert: &PreparedCert) -> bool {
+        if cert.acks.len() > self.cfg.n {
+            return false;
+        }
         let mut from = BTreeSet::new();
         for a in &cert.acks {
             let b = &a.body;
@@ -480,7 +512,7 @@ mod tests {
             vote(&k, 2, 5, 2),
             vote(&k, 3, 5, 2),
         ]);
-        assert!(n.valid_proof(&good, 5, 2).is_none().is_some());
+        assert!(n.valid_proof(&good, 5, 2).is_some());
         // Claimed for another term or leader than the AppendEntries carrying it.
         assert!(n.valid_proof(&good, 6, 2).is_none());
         assert!(n.valid_proof(&good, 5, 1).is_none());

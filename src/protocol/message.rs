@@ -332,10 +332,11 @@ pub enum Message {
 
 impl Message {
     /// The principal that must be the authenticated sender of this message on the link it
-    /// arrived on. Requests, Revolutions and Evidence may be relayed, so they name none.
+    /// arrived on. Requests, Revolutions, Evidence and RequestVotes (a voter relays the one
+    /// it granted) may be relayed, so they name none.
     pub fn direct_sender(&self) -> Option<Principal> {
         match self {
-            Message::RequestVote(m) => Some(m.signer()),
+            Message::RequestVote(_) => None,
             Message::Vote(m) => Some(m.signer()),
             Message::AppendEntries(m) => Some(m.signer()),
             Message::Ack(m) => Some(m.signer()),

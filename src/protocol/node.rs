@@ -37,6 +37,12 @@ pub const MAX_IN_FLIGHT: usize = 1;
 pub const IN_FLIGHT_KEPT: usize = 8;
 /// Pending request timers kept at most (one per client).
 pub const MAX_REQUEST_TIMERS: usize = 4096;
+/// AppendEntries a leader signs for one follower in one tick, at most, whatever that
+/// follower says: refusals and lying Acks each trigger a resend, and without a bound a
+/// follower could drive its leader from one signed AppendEntries per tick to hundreds
+/// (the attacker found 377). Well above what load needs (one batch in flight, a few
+/// round trips per tick).
+pub const MAX_APPENDS_PER_TICK: u32 = 16;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -156,6 +162,12 @@ pub(super) struct LeaderState {
     pub last_ack: Vec<Option<u64>>,
     pub heartbeat_elapsed: u32,
     pub replicated_to: Index,
+    /// The commit index at `progress_at`, the last tick our commit advanced (or nothing
+    /// was pending). A leader whose entries stay uncommitted for the request timeout steps
+    /// down (bft): a follower below its Ack floor cannot help it, and one Byzantine node
+    /// withholding its Commits must not stall the cluster behind an honest leader.
+    pub commit_seen: Index,
+    pub progress_at: u64,
     /// Ticks since we last checked that a quorum still Acks us.
     pub quorum_check_elapsed: u32,
     /// Tick of the last resend caused by each follower's refusal: at most one per tick, so
@@ -166,6 +178,8 @@ pub(super) struct LeaderState {
     /// pile up into one larger batch: one signature and one Ack/Commit round for many
     /// requests. At low load nothing waits.
     pub in_flight: Vec<VecDeque<Index>>,
+    /// Per follower: the tick of its latest AppendEntries and how many it got in that tick.
+    pub sent_in_tick: Vec<(u64, u32)>,
 }
 
 pub(super) enum Role {
@@ -218,14 +232,18 @@ pub struct Node {
     /// Lazy voting: the latest RequestVote of each candidate, granted if and when this node
     /// comes to believe its leader faulty.
     pub(super) pending_votes: BTreeMap<NodeId, Signed<RequestVote>>,
-    /// Election rounds left during which a judged-faulty node gets no vote from us.
-    pub(super) penalties: BTreeMap<NodeId, u32>,
+    /// Until which tick a judged-faulty node gets no vote from us.
+    pub(super) penalties: BTreeMap<NodeId, u64>,
     /// The leadership (term, leader) we last penalized: judged once, penalized once.
     pub(super) penalized_for: Option<(Term, NodeId)>,
     pub(super) highest_proven: Term,
     /// Highest term of any RequestVote within reach: a candidate campaigns above it, or a
     /// candidate whose term fell behind could never catch up (byz nodes adopt no terms).
     pub(super) highest_rv_term: Term,
+    /// Per node, the highest term of a validly signed RequestVote it sent (ours: the
+    /// highest we campaigned in). Its (f+1)-th highest value is a term some honest node
+    /// reached, which no f liars can raise alone (`election::term_in_reach`).
+    pub(super) campaign_terms: Vec<Term>,
     /// When we last answered a peer's repeated Commit with ours, and with which.
     pub(super) helped: Vec<Option<(Term, Index, u64)>>,
     /// When we last pushed committed entries to each peer.
@@ -287,6 +305,7 @@ impl Node {
             domain,
             highest_proven: hard.leader.map_or(0, |(t, _)| t),
             highest_rv_term: 0,
+            campaign_terms: vec![0; n],
             helped: vec![None; n],
             pushed: vec![None; n],
             hard,

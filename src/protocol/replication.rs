@@ -3,8 +3,8 @@
 
 use super::message::{lock_id, lock_rank, Ack, AppendEntries, Entry, Message, Payload};
 use super::node::{
-    Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_BATCH, MAX_BATCH_BYTES,
-    MAX_CATCHUP, MAX_IN_FLIGHT,
+    Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_APPENDS_PER_TICK,
+    MAX_BATCH, MAX_BATCH_BYTES, MAX_CATCHUP, MAX_IN_FLIGHT,
 };
 use super::types::{Index, NodeId, Term};
 use crate::crypto::Signed;
@@ -33,9 +33,38 @@ impl Node {
         if check && !self.is_raft() && !self.quorum_still_acks(window) {
             return self.step_down();
         }
+        if self.stuck() {
+            tracing::debug!(
+                node = self.cfg.id,
+                "entries uncommitted for the request timeout"
+            );
+            return self.step_down();
+        }
         if due {
             self.heartbeat();
         }
+    }
+
+    /// Have our entries stayed uncommitted for the request timeout? The followers'
+    /// request timers catch a leader that ignores requests; this catches the leader that
+    /// appends them but cannot get them committed: a quorum still Acks it (a Byzantine
+    /// node's Acks count for CheckQuorum) while an honest follower that voted in a failed
+    /// later election may no longer Ack or Commit this term, and the Byzantine node
+    /// withholds its Commits. Only a new term, in which every honest node may Ack, gets
+    /// past that, and the leader itself must make room for it (the attacker found it).
+    fn stuck(&mut self) -> bool {
+        let (now, commit, last) = (self.now, self.hard.commit, self.log.last_index());
+        let limit = self.cfg.timing.request_ticks as u64;
+        let enabled = self.rules.stuck_leader_steps_down;
+        let Role::Leader(ls) = &mut self.role else {
+            return false;
+        };
+        if commit > ls.commit_seen || last <= commit {
+            ls.commit_seen = commit;
+            ls.progress_at = now;
+            return false;
+        }
+        enabled && now - ls.progress_at > limit
     }
 
     /// CheckQuorum (as in etcd): have q nodes, us included, Acked this term lately?
@@ -122,9 +151,18 @@ impl Node {
     }
 
     pub(super) fn send_append(&mut self, j: NodeId) {
+        let now = self.now;
         let Role::Leader(ls) = &mut self.role else {
             return;
         };
+        let budget = &mut ls.sent_in_tick[j as usize];
+        if budget.0 != now {
+            *budget = (now, 0);
+        }
+        if budget.1 >= MAX_APPENDS_PER_TICK {
+            return; // the next heartbeat or Ack after this tick serves it
+        }
+        budget.1 += 1;
         let last = self.log.last_index();
         let next = ls.next[j as usize].clamp(1, last + 1);
         let prev = next - 1;
@@ -480,7 +518,7 @@ impl Node {
         } else {
             // What was in flight will be refused too: start over from the refusal.
             ls.in_flight[j].clear();
-            let back = (a.index + 1).max(ls.matched[j] + 1);
+            let back = a.index.saturating_add(1).max(ls.matched[j] + 1);
             if back < ls.next[j] {
                 ls.next[j] = back;
                 if ls.last_resend[j] != now {

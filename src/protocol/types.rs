@@ -115,6 +115,8 @@ pub struct Rules {
     pub vote_binds_lock: bool,
     /// Forwarded requests start timers; expiry means the leader is faulty (bft).
     pub request_timers: bool,
+    /// A leader whose entries stay uncommitted for the request timeout steps down (bft).
+    pub stuck_leader_steps_down: bool,
     /// A deposed leader gets no vote for n terms (bft).
     pub depose_penalty: bool,
     /// Equivocation is kept and gossiped as Evidence (bft).
@@ -140,6 +142,7 @@ impl Rules {
             follow_leader_lock: bft,
             vote_binds_lock: bft,
             request_timers: bft,
+            stuck_leader_steps_down: bft,
             depose_penalty: bft,
             evidence: bft,
             revolution_needs_timeout: bft,

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub enum Kind {
     Safety,
     Liveness,
+    /// The run exceeded its work budget (a message storm): it is stopped and reported.
+    Resource,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -78,6 +80,14 @@ impl Checker {
                 detail,
             });
         }
+    }
+
+    /// The run went over its work budget: what it was doing is a denial of service.
+    pub fn over_budget(&mut self, detail: String) {
+        self.violations.push(Violation {
+            kind: Kind::Resource,
+            detail,
+        });
     }
 
     pub fn is_honest(&self, slot: usize) -> bool {

@@ -13,8 +13,12 @@
 //! duration_ms = 4000
 //! load = false             # true: clients also issue random requests in a closed loop
 //!
-//! [expect]                 # per variant: "safe" or "violation" (checked by the tests)
-//! tangaroa = "violation"
+//! liveness_ms = 3000       # optional: every request issued at least this long before
+//!                          # the end commits at every honest node by the end (checked for
+//!                          # each variant expected "safe")
+//!
+//! [expect]                 # per variant: "safe" or "violation" (checked by
+//! tangaroa = "violation"   # `tangaroa sim --scenario` and by the tests)
 //! bft = "safe"
 //!
 //! [[byzantine]]
@@ -55,6 +59,7 @@ struct File {
     duration_ms: u64,
     #[serde(default)]
     load: bool,
+    liveness_ms: Option<u64>,
     #[serde(default)]
     expect: BTreeMap<String, String>,
     #[serde(default)]
@@ -122,6 +127,8 @@ pub struct Scenario {
     pub seed: u64,
     pub duration_ms: u64,
     pub load: bool,
+    /// Requests issued this long before the end must commit everywhere honest by the end.
+    pub liveness_ms: Option<u64>,
     pub expect: BTreeMap<Variant, Expect>,
     pub byzantine: Vec<(NodeId, Behaviour)>,
     pub events: Vec<(u64, ScenarioEvent)>,
@@ -156,6 +163,15 @@ impl Scenario {
         }
         if f.duration_ms == 0 || f.duration_ms > 600_000 {
             return Err("duration_ms must be between 1 and 600000".into());
+        }
+        if f.liveness_ms.is_some_and(|l| l == 0 || l > f.duration_ms) {
+            return Err("liveness_ms must be between 1 and duration_ms".into());
+        }
+        if let Some(e) = f.event.iter().find(|e| e.at_ms > f.duration_ms) {
+            return Err(format!(
+                "event {} at {} ms is after the end (duration_ms = {})",
+                e.action, e.at_ms, f.duration_ms
+            ));
         }
         let node = |what: &str, n: Option<NodeId>| -> Result<NodeId, String> {
             match n {
@@ -271,6 +287,7 @@ impl Scenario {
             clients: f.clients,
             seed: f.seed,
             duration_ms: f.duration_ms,
+            liveness_ms: f.liveness_ms,
             load: f.load,
             expect,
             byzantine,
@@ -337,7 +354,27 @@ impl Scenario {
             }
         }
         w.run_until(self.duration_ms);
-        w.checker.finish(None, "");
+        let variant = w.cfg.rules.variant;
+        let promised = self.expect.get(&variant) == Some(&Expect::Safe);
+        let deadline = self
+            .liveness_ms
+            .filter(|_| promised)
+            .map(|l| self.duration_ms - l);
+        let bound = format!("by the end ({} ms)", self.duration_ms);
+        w.checker.finish(deadline, &bound);
         w
+    }
+
+    /// Whether a run under `variant` met what the file expects of it; `None` if the file
+    /// states nothing for that variant.
+    pub fn met(&self, variant: Variant, report: &RunReport) -> Option<bool> {
+        let expect = self.expect.get(&variant)?;
+        Some(match expect {
+            Expect::Safe => report.violations.is_empty(),
+            Expect::Violation => report
+                .violations
+                .iter()
+                .any(|v| v.kind == super::Kind::Safety),
+        })
     }
 }

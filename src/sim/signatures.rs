@@ -121,6 +121,7 @@ mod tests {
                     term: 4,
                     voter: 1,
                     candidate,
+                    lock: None,
                 },
             ))
         };

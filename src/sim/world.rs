@@ -23,6 +23,13 @@ use std::collections::{BinaryHeap, HashMap};
 
 pub const CLUSTER_ID: &str = "sim";
 
+/// Deliveries allowed per slot per virtual second, about 20 times what a busy honest
+/// cluster needs: a run past it is a message storm, reported and stopped, so every run
+/// ends in bounded time and memory whatever its adversaries do.
+pub const DELIVERIES_PER_SLOT_SECOND: u64 = 20_000;
+/// Events waiting at once, at most.
+pub const MAX_QUEUED_EVENTS: usize = 1 << 20;
+
 #[derive(Clone, Debug)]
 pub enum Event {
     Tick(usize),
@@ -309,10 +316,16 @@ impl World {
         slot.kv = Kv::new();
     }
 
-    /// Runs until virtual time `until` (ms) or until the queue empties.
+    /// Runs until virtual time `until` (ms) or until the queue empties, or stops the run
+    /// for good when it goes over its work budget.
     pub fn run_until(&mut self, until: u64) {
         while let Some(Reverse(next)) = self.queue.peek() {
             if next.at > until {
+                break;
+            }
+            if let Some(why) = self.over_budget() {
+                self.checker.over_budget(why);
+                self.queue.clear();
                 break;
             }
             let Reverse(ev) = self.queue.pop().expect("peeked");
@@ -320,6 +333,24 @@ impl World {
             self.handle(ev.event);
         }
         self.now = self.now.max(until);
+    }
+
+    fn over_budget(&self) -> Option<String> {
+        let seconds = self.now / 1000 + 1;
+        let allowed = DELIVERIES_PER_SLOT_SECOND * self.slots.len() as u64 * seconds;
+        if self.delivered > allowed {
+            return Some(format!(
+                "message storm: {} deliveries by {} ms (budget {allowed})",
+                self.delivered, self.now
+            ));
+        }
+        (self.queue.len() > MAX_QUEUED_EVENTS).then(|| {
+            format!(
+                "{} events queued at {} ms (bound {MAX_QUEUED_EVENTS})",
+                self.queue.len(),
+                self.now
+            )
+        })
     }
 
     fn handle(&mut self, ev: Event) {
