@@ -124,6 +124,7 @@ impl Cluster {
                     term,
                     voter,
                     candidate: LEADER,
+                    lock: None,
                 };
                 self.ring.domain.sign(&self.nodes[voter as usize], vote)
             })

@@ -5,6 +5,7 @@
 //! and nothing else.
 
 mod equivocate;
+mod extreme;
 
 use crate::actor::Actor;
 use crate::crypto::{Digest, Domain, Keyring, Signable, Signed};
@@ -59,10 +60,13 @@ pub enum Behaviour {
     /// As leader, claims no lock in its AppendEntries (it was elected on one) and forks
     /// the locked entries above its commit point.
     Lockless,
+    /// Sends messages whose terms, indexes and commit points sit at the edges of their
+    /// range (0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX).
+    Extreme,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 14] = [
+    pub const ALL: [Behaviour; 15] = [
         Behaviour::Equivocate,
         Behaviour::ForgeProof,
         Behaviour::Disrupt,
@@ -77,6 +81,7 @@ impl Behaviour {
         Behaviour::DoubleVote,
         Behaviour::LieReply,
         Behaviour::Lockless,
+        Behaviour::Extreme,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +100,7 @@ impl Behaviour {
             Behaviour::DoubleVote => "double-vote",
             Behaviour::LieReply => "lie-reply",
             Behaviour::Lockless => "lockless",
+            Behaviour::Extreme => "extreme",
         }
     }
 
@@ -134,6 +140,7 @@ impl Behaviour {
             Behaviour::Lockless => {
                 "as leader, claims no lock (it was elected on one) and forks the locked entries"
             }
+            Behaviour::Extreme => "sends terms, indexes and commit points at the edges of u64",
         }
     }
 }
@@ -187,6 +194,7 @@ pub fn make(behaviour: Behaviour, ctx: Context) -> Box<dyn Actor> {
         Behaviour::DoubleVote => Box::new(double_vote::DoubleVote::new(&ctx)),
         Behaviour::LieReply => Box::new(lie_reply::LieReply::new(&ctx)),
         Behaviour::Lockless => Box::new(lockless::Lockless::new(&ctx)),
+        Behaviour::Extreme => Box::new(extreme::Extreme::new(&ctx)),
     }
 }
 

@@ -630,6 +630,94 @@ mod tests {
         assert_eq!(lock_rank(&pc(3, 3)), (3, 3));
     }
 
+    /// Makes `n` follow leader 1 of term 1 with a valid proof.
+    fn follow_leader_one(k: &[SigningKey], n: &mut Node) {
+        let proof = ElectionProof {
+            term: 1,
+            leader: 1,
+            votes: vec![vote(k, 1, 1, 1), vote(k, 2, 1, 1), vote(k, 3, 1, 1)],
+        };
+        let ae = crate::protocol::message::AppendEntries {
+            term: 1,
+            leader: 1,
+            prev_index: 0,
+            prev_term: 0,
+            prev_hash: n.log().hash_at(0).unwrap(),
+            entries: vec![],
+            commit: 0,
+            proof: Some(proof),
+            lock: None,
+        };
+        let ae = Domain::new(Variant::Bft, "t").sign(&k[1], ae);
+        n.step(crate::protocol::Input::Message {
+            from: crate::crypto::Principal::Node(1),
+            msg: Message::AppendEntries(ae),
+        });
+        assert_eq!(n.leader(), Some((1, 1)));
+    }
+
+    #[test]
+    fn a_penalty_runs_out_by_the_clock_even_if_the_election_timer_never_fires() {
+        let k = keys(4);
+        let mut n = node(Rules::for_variant(Variant::Bft), 4);
+        follow_leader_one(&k, &mut n);
+        n.step(crate::protocol::Input::Timeout); // judged faulty: penalized
+        let rv = |term| RequestVote {
+            term,
+            candidate: 1,
+            last_index: 0,
+            last_term: 0,
+            last_hash: Digest::default(),
+            lock: None,
+        };
+        assert!(
+            !n.may_vote_for(&rv(50)),
+            "a judged leader gets no vote at once"
+        );
+        // Campaigns from request timers reset the election timer at every round, so it
+        // never fires; the penalty must still run out after n rounds of 2T ticks.
+        let rounds = 4 * 2 * Timing::default().election_ticks as u64;
+        for _ in 0..=rounds {
+            n.election_elapsed = 0;
+            n.step(crate::protocol::Input::Tick);
+        }
+        assert!(n.may_vote_for(&rv(50)), "the penalty never ran out");
+    }
+
+    #[test]
+    fn terms_out_of_reach_come_into_reach_once_f_plus_one_nodes_campaign_there() {
+        let k = keys(4);
+        let mut n = node(Rules::for_variant(Variant::Bft), 4);
+        let far = MAX_TERM_GAP + 10;
+        assert!(!n.term_in_reach(far));
+        let rv = |from: u32, term| {
+            let rv = RequestVote {
+                term,
+                candidate: from,
+                last_index: 0,
+                last_term: 0,
+                last_hash: Digest::default(),
+                lock: None,
+            };
+            crate::protocol::Input::Message {
+                from: crate::crypto::Principal::Node(from),
+                msg: Message::RequestVote(
+                    Domain::new(Variant::Bft, "t").sign(&k[from as usize], rv),
+                ),
+            }
+        };
+        // One node (a liar, for all we know) far above: still out of reach.
+        n.step(rv(3, far));
+        assert!(!n.term_in_reach(far + 1));
+        // A second one there (f + 1 = 2 at n = 4): some honest node reached it.
+        n.step(rv(2, far));
+        assert!(n.term_in_reach(far + 1));
+        assert!(
+            !n.term_in_reach(far + MAX_TERM_GAP + 1),
+            "still bounded above"
+        );
+    }
+
     #[test]
     fn lazy_voter_grants_only_once_it_believes_the_leader_faulty() {
         let k = keys(4);

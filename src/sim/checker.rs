@@ -97,7 +97,8 @@ impl Checker {
     /// Every message an honest slot sends: it must never contradict what that node signed
     /// before, in this life or an earlier one.
     pub fn on_signed(&mut self, slot: usize, node: NodeId, msg: &Message) {
-        if !self.honest[slot] {
+        // Plain Raft signs nothing and has no Evidence: there is nothing to contradict.
+        if !self.honest[slot] || !self.signed {
             return;
         }
         if let Some(conflict) = self.audit.on_signed(node, msg) {
