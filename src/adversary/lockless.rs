@@ -5,6 +5,7 @@
 //! it Acks and Commits that fork itself, so with its followers' Acks the fork can prepare
 //! and commit. PROTOCOL.md stops it by binding the lock into every Vote: a follower
 //! accepts an AppendEntries only if its lock is exactly the one the proof's votes name.
+//! Like `stall`, it campaigns early and often, so that it leads whenever anyone will vote.
 
 use super::{Context, Kit};
 use crate::actor::Actor;
@@ -12,10 +13,19 @@ use crate::crypto::Signed;
 use crate::protocol::{
     Ack, AppendEntries, Commit, Entry, Index, Input, Message, Node, Output, Payload,
 };
+use rand::Rng;
 
 pub struct Lockless {
     inner: Node,
     kit: Kit,
+    /// The term we lead and the index our fork starts after, fixed for the term so that
+    /// our AppendEntries stay consistent with each other: a few entries below our own
+    /// commit point, since a follower that lags in commits (lost Commits) accepts a fork
+    /// of what a better-informed honest node already committed.
+    base: Option<(u64, Index)>,
+    /// Ticks since we last rushed a timeout, and how early we rush it.
+    idle: u32,
+    rush: u32,
 }
 
 impl Lockless {
@@ -23,12 +33,29 @@ impl Lockless {
         Lockless {
             inner: ctx.honest_node(),
             kit: Kit::new(ctx, 21),
+            base: None,
+            idle: 0,
+            rush: (ctx.cfg.timing.election_ticks / 4).max(2),
         }
     }
 
-    /// The fork: no-ops of `term` from our commit point to our log's end.
-    fn fork(&self, term: u64) -> (Index, Vec<Entry>) {
-        let base = self.inner.commit_index();
+    fn base(&mut self, term: u64) -> Index {
+        match self.base {
+            Some((t, b)) if t == term => b,
+            _ => {
+                let b = self
+                    .inner
+                    .commit_index()
+                    .saturating_sub(self.kit.rng.gen_range(0..4));
+                self.base = Some((term, b));
+                b
+            }
+        }
+    }
+
+    /// The fork: no-ops of `term` from our base to our log's end.
+    fn fork(&mut self, term: u64) -> (Index, Vec<Entry>) {
+        let base = self.base(term);
         let last = self.inner.log().last_index();
         let entries = (base + 1..=last)
             .map(|index| Entry {
@@ -43,7 +70,7 @@ impl Lockless {
     /// Rewrites one of our AppendEntries to carry the fork and no lock; returns it with
     /// the fork's last position, which we then Ack and Commit ourselves.
     fn rewrite(
-        &self,
+        &mut self,
         ae: Signed<AppendEntries>,
     ) -> (
         Signed<AppendEntries>,
@@ -71,9 +98,19 @@ impl Lockless {
 
 impl Actor for Lockless {
     fn step(&mut self, input: Input) -> Vec<Output> {
-        let out = self.inner.step(input);
+        let tick = matches!(input, Input::Tick);
+        let mut out = self.inner.step(input);
         if !self.inner.is_leader() {
-            return out; // as follower it is honest
+            // As follower it is honest, but it campaigns early and often (as `stall`
+            // does), so that it leads whenever anyone will vote.
+            if tick {
+                self.idle += 1;
+                if self.idle >= self.rush {
+                    self.idle = 0;
+                    out.extend(self.inner.step(Input::Timeout));
+                }
+            }
+            return out;
         }
         let term = self.inner.hard_state().term;
         let me = self.kit.id;
