@@ -1,5 +1,5 @@
 //! The sans-IO consensus core. No clock, no sockets, no OS randomness: `Node::step` maps
-//! inputs to outputs, and every rule of `../shared/PROTOCOL.md` lives here.
+//! inputs to outputs, and every rule of `docs/PROTOCOL.md` lives here.
 
 pub mod auth;
 mod catchup;
