@@ -5,8 +5,10 @@
 //! large AppendEntries cheap to sign (Ed25519 would otherwise hash the body twice) while the
 //! tag still binds protocol version, variant, cluster and message kind.
 //!
-//! Verification is always `verify_strict`: the set of accepted signatures must be identical
-//! at every honest node, which the lenient `verify` does not guarantee.
+//! Verification follows ZIP-215 (`ed25519-zebra`), one by one or in batches: every honest
+//! node must accept exactly the same signatures however it checks them, and ZIP-215 is
+//! defined so that batch and single verification agree (PROTOCOL.md, "Keys and identity").
+//! ZIP-215 accepts small-order public keys, so those are refused wherever keys enter.
 
 use crate::protocol::types::{ClientId, Index, NodeId, Term, Variant};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
@@ -139,28 +141,46 @@ impl Domain {
         if !self.signed {
             return true;
         }
+        match ed25519_zebra::VerificationKey::try_from(key.to_bytes()) {
+            Ok(zip) => self.verify_zip215(&zip, msg, cache),
+            Err(_) => false,
+        }
+    }
+
+    /// ZIP-215 verification against a parsed key, remembering successes in `cache`.
+    pub fn verify_zip215<T: Signable>(
+        &self,
+        key: &ed25519_zebra::VerificationKey,
+        msg: &Signed<T>,
+        cache: Option<&mut SigCache>,
+    ) -> bool {
+        if !self.signed {
+            return true;
+        }
         let Some(sig) = &msg.sig else { return false };
         let bytes = self.signing_bytes(&msg.body);
         let Some(cache) = cache else {
-            return key.verify_strict(&bytes, sig).is_ok();
+            return key.verify(sig, &bytes).is_ok();
         };
-        let mut h = Sha256::new();
-        h.update(key.as_bytes());
-        h.update(sig.to_bytes());
-        h.update(&bytes);
-        let id: [u8; 32] = h.finalize().into();
+        let id = cache_id(key.as_ref(), sig, &bytes);
         if cache.ok.contains(&id) {
             return true;
         }
-        let ok = key.verify_strict(&bytes, sig).is_ok();
+        let ok = key.verify(sig, &bytes).is_ok();
         if ok {
-            if cache.ok.len() >= cache.capacity {
-                cache.ok.clear();
-            }
-            cache.ok.insert(id);
+            cache.insert(id);
         }
         ok
     }
+}
+
+/// What the cache remembers of one verified signature: a digest of key, signature and bytes.
+fn cache_id(key: &[u8], sig: &Signature, bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update(sig.to_bytes());
+    h.update(bytes);
+    h.finalize().into()
 }
 
 /// Signatures already verified: digests of (key, signature, signed bytes). Bounded: when
@@ -177,6 +197,13 @@ impl SigCache {
             ok: std::collections::HashSet::new(),
             capacity,
         }
+    }
+
+    fn insert(&mut self, id: [u8; 32]) {
+        if self.ok.len() >= self.capacity {
+            self.ok.clear();
+        }
+        self.ok.insert(id);
     }
 }
 
@@ -201,7 +228,14 @@ pub struct Keyring {
     pub domain: Domain,
     nodes: Vec<VerifyingKey>,
     clients: HashMap<ClientId, VerifyingKey>,
+    /// The same keys parsed once for ZIP-215 verification.
+    zip_nodes: Vec<ed25519_zebra::VerificationKey>,
+    zip_clients: HashMap<ClientId, ed25519_zebra::VerificationKey>,
 }
+
+/// Signatures checked together with one batch equation, at most: a larger set is split.
+/// The equation's cost per signature falls slowly past a few hundred.
+const MAX_BATCH_SIGNATURES: usize = 256;
 
 impl Keyring {
     /// Builds a keyring, refusing weak keys (PROTOCOL.md, "Keys and identity").
@@ -220,11 +254,76 @@ impl Keyring {
                 return Err(KeyError::Weak(Principal::Client(*c)));
             }
         }
+        let zip = |p: Principal, k: &VerifyingKey| {
+            ed25519_zebra::VerificationKey::try_from(k.to_bytes()).map_err(|_| KeyError::Invalid(p))
+        };
+        let zip_nodes = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, k)| zip(Principal::Node(i as NodeId), k))
+            .collect::<Result<_, _>>()?;
+        let zip_clients = clients
+            .iter()
+            .map(|(c, k)| Ok((*c, zip(Principal::Client(*c), k)?)))
+            .collect::<Result<_, _>>()?;
         Ok(Keyring {
             domain,
             nodes,
             clients,
+            zip_nodes,
+            zip_clients,
         })
+    }
+
+    fn zip_key_of(&self, p: Principal) -> Option<&ed25519_zebra::VerificationKey> {
+        match p {
+            Principal::Node(i) => self.zip_nodes.get(i as usize),
+            Principal::Client(c) => self.zip_clients.get(&c),
+        }
+    }
+
+    /// Verifies several signed bodies of one kind, as one ZIP-215 batch where that pays;
+    /// true only if every one is valid. A failed batch is re-checked one by one, so the
+    /// answer is exactly the single-verification answer (ZIP-215 makes the two agree);
+    /// the caller blames whoever vouched for the set. Batch verification draws its
+    /// coefficients from the thread's RNG: they must be unpredictable to whoever made the
+    /// signatures, and they never change the verdict, so runs stay deterministic.
+    pub fn verify_all<'a, T: Signable + 'a>(
+        &self,
+        msgs: impl IntoIterator<Item = &'a Signed<T>>,
+        mut cache: Option<&mut SigCache>,
+    ) -> bool {
+        if !self.domain.signed {
+            return true;
+        }
+        let mut pending: Vec<(
+            [u8; 32],
+            ed25519_zebra::VerificationKeyBytes,
+            Signature,
+            Vec<u8>,
+        )> = Vec::new();
+        for m in msgs {
+            let (Some(key), Some(sig)) = (self.zip_key_of(m.signer()), m.sig) else {
+                return false;
+            };
+            let bytes = self.domain.signing_bytes(&m.body);
+            let id = cache_id(key.as_ref(), &sig, &bytes);
+            if cache.as_ref().is_some_and(|c| c.ok.contains(&id)) {
+                continue;
+            }
+            pending.push((id, (*key).into(), sig, bytes));
+        }
+        for chunk in pending.chunks(MAX_BATCH_SIGNATURES) {
+            if !verify_chunk(chunk) {
+                return false;
+            }
+            if let Some(c) = cache.as_deref_mut() {
+                for (id, ..) in chunk {
+                    c.insert(*id);
+                }
+            }
+        }
+        true
     }
 
     /// Parses raw 32-byte public keys, refusing invalid and weak ones.
@@ -261,11 +360,38 @@ impl Keyring {
         msg: &Signed<T>,
         cache: Option<&mut SigCache>,
     ) -> bool {
-        match self.key_of(msg.signer()) {
-            Some(k) => self.domain.verify_cached(k, msg, cache),
+        match self.zip_key_of(msg.signer()) {
+            Some(k) => self.domain.verify_zip215(k, msg, cache),
             None => false,
         }
     }
+}
+
+/// One batch: a single signature is checked alone; a failed batch one by one.
+fn verify_chunk(
+    chunk: &[(
+        [u8; 32],
+        ed25519_zebra::VerificationKeyBytes,
+        Signature,
+        Vec<u8>,
+    )],
+) -> bool {
+    let single = |(_, key, sig, bytes): &(
+        [u8; 32],
+        ed25519_zebra::VerificationKeyBytes,
+        Signature,
+        Vec<u8>,
+    )| {
+        ed25519_zebra::VerificationKey::try_from(*key).is_ok_and(|k| k.verify(sig, bytes).is_ok())
+    };
+    if chunk.len() == 1 {
+        return single(&chunk[0]);
+    }
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    for (_, key, sig, bytes) in chunk {
+        batch.queue((*key, *sig, bytes));
+    }
+    batch.verify(rand::thread_rng()).is_ok() || chunk.iter().all(single)
 }
 
 #[cfg(test)]

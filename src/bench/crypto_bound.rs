@@ -1,9 +1,10 @@
 //! This machine's crypto bound, measured in the same run as the cluster figures: every
 //! committed request costs at least one client signature and one verification at each of
 //! the n nodes, so no implementation can commit more than
-//! `cores / (sign + n × verify)` requests per second.
+//! `cores / (sign + n × verify)` requests per second. With ZIP-215 batch verification
+//! (PROTOCOL.md allows it) the bound uses the per-signature cost in batches of 64 instead.
 
-use crate::crypto::{signing_key_from_seed, Domain};
+use crate::crypto::{signing_key_from_seed, Domain, Keyring};
 use crate::protocol::{Op, Request, Variant};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,12 +13,22 @@ use std::time::{Duration, Instant};
 pub struct CryptoCost {
     pub sign_us: f64,
     pub verify_us: f64,
+    /// Per signature, verified in ZIP-215 batches of `BATCH`.
+    pub verify_batch_us: f64,
 }
+
+/// The batch size the batched bound assumes: a full AppendEntries under load.
+pub const BATCH: usize = 64;
 
 impl CryptoCost {
     /// Requests per second the crypto alone allows on `cores` cores with `n` nodes.
     pub fn bound_rps(&self, cores: usize, n: usize) -> f64 {
         cores as f64 * 1e6 / (self.sign_us + n as f64 * self.verify_us)
+    }
+
+    /// The same bound with every verification done in batches.
+    pub fn batched_bound_rps(&self, cores: usize, n: usize) -> f64 {
+        cores as f64 * 1e6 / (self.sign_us + n as f64 * self.verify_batch_us)
     }
 }
 
@@ -26,7 +37,8 @@ impl CryptoCost {
 pub fn measure(payload: usize, budget: Duration) -> CryptoCost {
     let domain = Domain::new(Variant::Bft, "bench");
     let key = signing_key_from_seed([7; 32]);
-    let public = key.verifying_key();
+    let ring = Keyring::new(domain.clone(), vec![], [(0, key.verifying_key())].into())
+        .expect("a generated key is valid");
     let request = |seq: u64| Request {
         client: 0,
         seq,
@@ -48,12 +60,25 @@ pub fn measure(payload: usize, budget: Duration) -> CryptoCost {
     let mut verified = 0u64;
     while start.elapsed() < budget || verified < 64 {
         let m = &signed[(verified as usize) % signed.len()];
-        assert!(
-            black_box(domain.verify(&public, m)),
-            "own signature verifies"
-        );
+        assert!(black_box(ring.verify(m)), "own signature verifies");
         verified += 1;
     }
     let verify_us = start.elapsed().as_secs_f64() * 1e6 / verified as f64;
-    CryptoCost { sign_us, verify_us }
+    let start = Instant::now();
+    let mut batched = 0usize;
+    while start.elapsed() < budget || batched < BATCH {
+        let from = batched % (signed.len() - BATCH + 1).max(1);
+        let batch = &signed[from..(from + BATCH).min(signed.len())];
+        assert!(
+            black_box(ring.verify_all(batch, None)),
+            "own signatures verify"
+        );
+        batched += batch.len();
+    }
+    let verify_batch_us = start.elapsed().as_secs_f64() * 1e6 / batched as f64;
+    CryptoCost {
+        sign_us,
+        verify_us,
+        verify_batch_us,
+    }
 }

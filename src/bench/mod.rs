@@ -77,6 +77,9 @@ pub struct Machine {
     pub cores: usize,
     pub sign_us: f64,
     pub verify_us: f64,
+    /// ZIP-215 verification per signature in batches of 64 (0 in older reports).
+    #[serde(default)]
+    pub verify_batch_us: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -101,6 +104,7 @@ pub fn run(spec: &BenchSpec, progress: &mut dyn Progress) -> Result<BenchReport,
         cores,
         sign_us: cost.sign_us,
         verify_us: cost.verify_us,
+        verify_batch_us: cost.verify_batch_us,
     };
     let mut results = Vec::new();
     for &n in &spec.nodes {
@@ -351,7 +355,9 @@ mod tests {
         let c = crypto_bound::CryptoCost {
             sign_us: 20.0,
             verify_us: 40.0,
+            verify_batch_us: 20.0,
         };
         assert!((c.bound_rps(2, 4) - 2e6 / 180.0).abs() < 1e-6);
+        assert!((c.batched_bound_rps(2, 4) - 2e6 / 100.0).abs() < 1e-6);
     }
 }
