@@ -62,6 +62,25 @@ fn clean_runs_exit_zero_with_the_documented_json() {
 
 #[test]
 fn violations_exit_one_and_replay() {
+    // Random runs: violations mean exit 1.
+    let (code, out, _) = tangaroa(&[
+        "sim",
+        "--variant",
+        "tangaroa",
+        "--nodes",
+        "4",
+        "--byzantine",
+        "1",
+        "--behaviours",
+        "equivocate",
+        "--seeds",
+        "40",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(json(&out)["violations"][0]["kind"], "safety");
+    // A scenario exits by what it expects of the variant: the Cachin-Vukolic attack is
+    // expected to succeed against tangaroa (exit 0) and to fail against bft (exit 0).
     let (code, out, _) = tangaroa(&[
         "sim",
         "--scenario",
@@ -70,7 +89,7 @@ fn violations_exit_one_and_replay() {
         "tangaroa",
         "--json",
     ]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 0, "{out}");
     let v = json(&out);
     let first = &v["violations"][0];
     assert_eq!(first["kind"], "safety");
@@ -83,9 +102,9 @@ fn violations_exit_one_and_replay() {
         .chain(["--json"])
         .collect();
     let (code2, out2, _) = tangaroa(&args);
-    assert_eq!(code2, 1);
+    assert_eq!(code2, 0);
     assert_eq!(json(&out2)["violations"][0]["detail"], first["detail"]);
-    // Human output names the replay command too.
+    // Human output names the replay command and the expectation too.
     let (_, human, _) = tangaroa(&[
         "sim",
         "--scenario",
@@ -94,6 +113,31 @@ fn violations_exit_one_and_replay() {
         "tangaroa",
     ]);
     assert!(human.contains("replay: tangaroa sim --scenario"), "{human}");
+    assert!(human.contains("expectation met"), "{human}");
+    // A scenario whose expectation is not met exits 1: the long partition that never heals.
+    let text = std::fs::read_to_string("tests/scenarios/long-partition.toml").unwrap();
+    let short = text.replace("action = \"heal\"", "action = \"timeout\"\nnode = 0");
+    assert_ne!(short, text);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("short.toml");
+    std::fs::write(&path, short).unwrap();
+    let (code, human, _) = tangaroa(&["sim", "--scenario", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{human}");
+    assert!(human.contains("EXPECTATION NOT MET"), "{human}");
+}
+
+#[test]
+fn scenarios_refuse_events_after_their_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.toml");
+    std::fs::write(
+        &path,
+        "name = \"late\"\nnodes = 4\nduration_ms = 1000\n[[event]]\nat_ms = 1500\naction = \"heal\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = tangaroa(&["sim", "--scenario", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("after the end"), "{err}");
 }
 
 #[test]

@@ -11,6 +11,8 @@ pub mod log;
 pub mod message;
 pub mod node;
 mod replication;
+#[cfg(test)]
+mod rule_tests;
 pub mod types;
 
 pub use auth::{authenticate, authenticate_cached, AuthError};

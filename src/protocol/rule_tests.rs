@@ -1,0 +1,296 @@
+//! Rule tests below the simulator: one node, messages built by hand, outputs inspected.
+//! Each test names the PROTOCOL.md rule it checks and switches the rule off where a
+//! `Rules` flag exists, to show the test can fail.
+
+use super::message::{
+    Ack, AppendEntries, ElectionProof, Entry, LockId, Message, Payload, Request, Vote,
+};
+use super::node::{Durable, Input, Node, NodeConfig, Output, MAX_APPENDS_PER_TICK};
+use super::types::{NodeId, Rules, Term, Timing, Variant};
+use crate::crypto::{signing_key_from_seed, Digest, Domain, Principal, Signed};
+use ed25519_dalek::SigningKey;
+
+const N: usize = 4;
+
+struct Harness {
+    keys: Vec<SigningKey>,
+    client: SigningKey,
+    domain: Domain,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            keys: (0..N as u8)
+                .map(|i| signing_key_from_seed([i + 7; 32]))
+                .collect(),
+            client: signing_key_from_seed([99; 32]),
+            domain: Domain::new(Variant::Bft, "t"),
+        }
+    }
+
+    fn node(&self, id: NodeId, rules: Rules, durable: Durable) -> Node {
+        let cfg = NodeConfig {
+            id,
+            n: N,
+            cluster_id: "t".into(),
+            rules,
+            timing: Timing::default(),
+        };
+        Node::new(cfg, self.keys[id as usize].clone(), 1, durable)
+    }
+
+    fn sign<T: crate::crypto::Signable>(&self, by: NodeId, body: T) -> Signed<T> {
+        self.domain.sign(&self.keys[by as usize], body)
+    }
+
+    fn vote(
+        &self,
+        voter: NodeId,
+        term: Term,
+        candidate: NodeId,
+        lock: Option<LockId>,
+    ) -> Signed<Vote> {
+        self.sign(
+            voter,
+            Vote {
+                term,
+                voter,
+                candidate,
+                lock,
+            },
+        )
+    }
+
+    fn proof(&self, term: Term, leader: NodeId, lock: Option<LockId>) -> ElectionProof {
+        let votes = (1..=3).map(|v| self.vote(v, term, leader, lock)).collect();
+        ElectionProof {
+            term,
+            leader,
+            votes,
+        }
+    }
+
+    fn entry(&self, term: Term, index: u64, seq: u64) -> Entry {
+        let op = super::message::Op::Put {
+            key: "k".into(),
+            value: format!("v{seq}"),
+        };
+        let r = self
+            .domain
+            .sign(&self.client, Request { client: 0, seq, op });
+        Entry {
+            term,
+            index,
+            payload: Payload::Request(r),
+        }
+    }
+
+    /// An AppendEntries from leader 1 of `term`, with its proof, after `prev` on `log`.
+    fn append(&self, to: &Node, term: Term, prev: u64, entries: Vec<Entry>) -> Input {
+        let ae = AppendEntries {
+            term,
+            leader: 1,
+            prev_index: prev,
+            prev_term: to.log().term_at(prev).unwrap_or(0),
+            prev_hash: to.log().hash_at(prev).unwrap_or_default(),
+            entries,
+            commit: 0,
+            proof: Some(self.proof(term, 1, None)),
+            lock: None,
+        };
+        deliver(1, Message::AppendEntries(self.sign(1, ae)))
+    }
+}
+
+fn deliver(from: NodeId, msg: Message) -> Input {
+    Input::Message {
+        from: Principal::Node(from),
+        msg,
+    }
+}
+
+fn positive_acks(out: &[Output]) -> Vec<Ack> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(Message::Ack(a))
+            | Output::Send {
+                msg: Message::Ack(a),
+                ..
+            } if a.body.success => Some(a.body.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn restart(h: &Harness, n: &Node, rules: Rules) -> Node {
+    let durable = Durable {
+        hard: n.hard_state().clone(),
+        entries: n.log().entries().to_vec(),
+        evidence: vec![],
+    };
+    h.node(n.id(), rules, durable)
+}
+
+/// Durability: a restarted node never signs what would be Evidence against it together
+/// with what it signed before; here, an Ack of a fork in the term it Acked the real log.
+fn acks_after_restart(rules: Rules) -> Vec<Ack> {
+    let h = Harness::new();
+    let mut n = h.node(0, rules, Durable::default());
+    let real = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let out = n.step(h.append(&n, 1, 0, real));
+    assert_eq!(positive_acks(&out).last().map(|a| a.index), Some(2));
+    let mut n = restart(&h, &n, rules);
+    // The same leader, same term, now sends a fork at index 1.
+    let fork = vec![h.entry(1, 1, 7)];
+    let mut out = n.step(h.append(&n, 1, 0, fork));
+    out.extend(n.step(Input::Tick));
+    positive_acks(&out)
+}
+
+#[test]
+fn a_restarted_follower_never_acks_a_fork_in_the_term_it_acked_the_real_log() {
+    let bft = Rules::for_variant(Variant::Bft);
+    assert_eq!(acks_after_restart(bft), vec![], "it Acked the fork");
+    let mut volatile = bft;
+    volatile.durable_acks = false;
+    assert!(
+        !acks_after_restart(volatile).is_empty(),
+        "with the Acked position forgotten the fork is Acked: the test can fail"
+    );
+}
+
+/// Election: the AppendEntries' lock must be exactly the one its proof's votes name.
+fn follows_with(rules: Rules, voted_on: Option<LockId>) -> bool {
+    let h = Harness::new();
+    let mut n = h.node(0, rules, Durable::default());
+    let ae = AppendEntries {
+        term: 1,
+        leader: 1,
+        prev_index: 0,
+        prev_term: 0,
+        prev_hash: n.log().hash_at(0).unwrap(),
+        entries: vec![],
+        commit: 0,
+        proof: Some(h.proof(1, 1, voted_on)),
+        lock: None, // claims no lock
+    };
+    n.step(deliver(1, Message::AppendEntries(h.sign(1, ae))));
+    n.leader() == Some((1, 1))
+}
+
+#[test]
+fn a_leader_claiming_another_lock_than_its_votes_name_is_not_followed() {
+    let bft = Rules::for_variant(Variant::Bft);
+    let named = Some(LockId {
+        term: 1,
+        index: 3,
+        hash: Digest([5; 32]),
+    });
+    assert!(
+        follows_with(bft, None),
+        "votes naming no lock and no lock claimed"
+    );
+    assert!(
+        !follows_with(bft, named),
+        "elected on a lock, it claims none"
+    );
+    let mut planted = bft;
+    planted.vote_binds_lock = false;
+    assert!(
+        follows_with(planted, named),
+        "without the rule the claim is believed"
+    );
+}
+
+/// Makes node 0 the leader of term 1 with votes from 1 and 2.
+fn leader(h: &Harness, rules: Rules) -> Node {
+    let mut n = h.node(0, rules, Durable::default());
+    n.step(Input::Timeout);
+    for v in [1, 2] {
+        n.step(deliver(v, Message::Vote(h.vote(v, 1, 0, None))));
+    }
+    assert!(n.is_leader());
+    n
+}
+
+/// A bft leader whose entries stay uncommitted for the request timeout steps down, even
+/// while a quorum keeps Acking it (so CheckQuorum never fires).
+fn still_leads_when_stuck(rules: Rules) -> bool {
+    let h = Harness::new();
+    let mut n = leader(&h, rules);
+    let r = h.entry(1, 0, 1).payload.request().unwrap().clone();
+    n.step(Input::Message {
+        from: Principal::Client(0),
+        msg: Message::Request(r),
+    });
+    let last = n.log().last_index();
+    let hash = n.log().hash_at(last).unwrap();
+    for _ in 0..=2 * Timing::default().request_ticks {
+        for from in [1, 2] {
+            let ack = Ack {
+                term: 1,
+                from,
+                index: last,
+                hash,
+                success: true,
+            };
+            n.step(deliver(from, Message::Ack(h.sign(from, ack))));
+        }
+        n.step(Input::Tick);
+    }
+    assert!(
+        n.commit_index() < last,
+        "nobody sent a Commit: nothing may commit"
+    );
+    n.is_leader()
+}
+
+#[test]
+fn a_leader_whose_entries_stay_uncommitted_steps_down() {
+    let bft = Rules::for_variant(Variant::Bft);
+    assert!(!still_leads_when_stuck(bft));
+    let mut planted = bft;
+    planted.stuck_leader_steps_down = false;
+    assert!(still_leads_when_stuck(planted), "the test can fail");
+}
+
+#[test]
+fn refusals_cannot_drive_more_than_the_per_tick_budget_of_append_entries() {
+    let h = Harness::new();
+    let mut n = leader(&h, Rules::for_variant(Variant::Bft));
+    for seq in 1..=3 {
+        let r = h.entry(1, 0, seq).payload.request().unwrap().clone();
+        n.step(Input::Message {
+            from: Principal::Client(0),
+            msg: Message::Request(r),
+        });
+    }
+    let mut sent = 0;
+    for _ in 0..500 {
+        let nack = Ack {
+            term: 1,
+            from: 3,
+            index: 0,
+            hash: n.log().hash_at(0).unwrap(),
+            success: false,
+        };
+        let out = n.step(deliver(3, Message::Ack(h.sign(3, nack))));
+        sent += out
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Send {
+                        to: 3,
+                        msg: Message::AppendEntries(_)
+                    }
+                )
+            })
+            .count();
+    }
+    assert!(
+        sent as u32 <= MAX_APPENDS_PER_TICK,
+        "{sent} AppendEntries in one tick"
+    );
+}
