@@ -9,7 +9,8 @@
 //! Vukolić's counterexample. The leader also backs the fork with its own signed Acks and
 //! Commits of it, sent to the fork's side only.
 //!
-//! After `WIDEN_TICKS` as leader it widens the fork to every follower but the lowest, so
+//! After `WIDEN_TICKS` as leader (less than the request timeout, after which an honest
+//! leader that cannot commit steps down) it widens the fork to every follower but the lowest, so
 //! followers that Acked the real log are now offered the fork in the same term: that is
 //! what the append-only rule catches, as Evidence.
 
@@ -21,7 +22,7 @@ use crate::protocol::{
 };
 
 /// Ticks of leadership before the fork widens.
-const WIDEN_TICKS: u32 = 60;
+const WIDEN_TICKS: u32 = 30;
 
 pub struct Equivocate {
     inner: Node,

@@ -212,7 +212,7 @@ fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {
         .filter(|&s| w.is_crashed(s))
         .collect();
     let has_twins = (0..w.cfg.nodes as NodeId).any(|id| w.slots_of(id).len() > 1);
-    if w.byzantine_leads() && crashed.len() < 2 && rng.gen_bool(0.4) {
+    if w.byzantine_leads() && crashed.len() < 2 && rng.gen_bool(0.7) {
         // A Byzantine leader's term is when an honest follower's memory of what it signed
         // matters most (an equivocating leader widens its fork to a restarted follower):
         // bounce one quickly, so it rejoins the same term.
@@ -222,7 +222,7 @@ fn random_fault(rng: &mut ChaCha8Rng, w: &World) -> Fault {
             .filter(|&s| !w.is_crashed(s))
             .collect();
         if let Some(&s) = up.choose(rng) {
-            return Fault::Bounce(s, rng.gen_range(10..150));
+            return Fault::Bounce(s, rng.gen_range(5..60));
         }
     }
     match rng.gen_range(0..100) {
