@@ -722,29 +722,7 @@ mod tests {
     fn lazy_voter_grants_only_once_it_believes_the_leader_faulty() {
         let k = keys(4);
         let mut n = node(Rules::for_variant(Variant::Bft), 4);
-        // Make n follow a proven leader 1 of term 1.
-        let proof = ElectionProof {
-            term: 1,
-            leader: 1,
-            votes: vec![vote(&k, 1, 1, 1), vote(&k, 2, 1, 1), vote(&k, 3, 1, 1)],
-        };
-        let ae = crate::protocol::message::AppendEntries {
-            term: 1,
-            leader: 1,
-            prev_index: 0,
-            prev_term: 0,
-            prev_hash: n.log().hash_at(0).unwrap(),
-            entries: vec![],
-            commit: 0,
-            proof: Some(proof),
-            lock: None,
-        };
-        let ae = Domain::new(Variant::Bft, "t").sign(&k[1], ae);
-        n.step(crate::protocol::Input::Message {
-            from: crate::crypto::Principal::Node(1),
-            msg: Message::AppendEntries(ae),
-        });
-        assert_eq!(n.leader(), Some((1, 1)));
+        follow_leader_one(&k, &mut n);
         let rv = RequestVote {
             term: 2,
             candidate: 3,
