@@ -50,7 +50,7 @@ fn cachin_vukolic_breaks_tangaroa_safety_and_not_bft() {
     assert!(
         r.violations
             .iter()
-            .any(|v| v.detail.contains("committed different entries")),
+            .any(|v| v.finding == tangaroa::sim::Finding::Fork),
         "{:?}",
         r.violations
     );

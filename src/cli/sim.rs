@@ -6,7 +6,7 @@ use super::BadInput;
 use crate::adversary::Behaviour;
 use crate::protocol::Variant;
 use crate::sim::scenario::Scenario;
-use crate::sim::{Batch, Kind, RunReport, SimConfig};
+use crate::sim::{Batch, Finding, Kind, RunReport, SimConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -76,6 +76,7 @@ pub fn parse_behaviours(s: &str) -> Result<Vec<Behaviour>, BadInput> {
 struct JsonViolation {
     seed: u64,
     kind: Kind,
+    finding: Finding,
     detail: String,
     replay: String,
 }
@@ -247,6 +248,7 @@ fn summarize(
             r.violations.iter().map(|v| JsonViolation {
                 seed: r.seed,
                 kind: v.kind,
+                finding: v.finding,
                 detail: v.detail.clone(),
                 replay: replay(r.seed),
             })

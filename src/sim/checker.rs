@@ -28,10 +28,61 @@ pub enum Kind {
     Resource,
 }
 
+/// What exactly a violation is, so tests and tools match on it rather than on wording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Finding {
+    /// Honest nodes committed different entries at one index.
+    Fork,
+    /// A restarted honest node came back without entries it had committed.
+    LostCommit,
+    /// An honest node applied out of index order.
+    OutOfOrder,
+    /// A committed request its client never issued, or without its valid signature.
+    Forgery,
+    /// A request executed twice by one state machine.
+    DoubleExecution,
+    /// Honest nodes computed different results for one request.
+    DivergentResult,
+    /// A client accepted a result no honest node computed.
+    WrongAccepted,
+    /// An honest node signed two messages that are Evidence against it.
+    HonestEquivocation,
+    /// An honest node holds Evidence against another honest node.
+    HonestConvicted,
+    /// A node tripped one of its own assertions.
+    Panic,
+    /// Requests not committed everywhere honest within the bound.
+    Uncommitted,
+    /// The run went over its work budget.
+    Storm,
+}
+
+impl Finding {
+    pub fn kind(self) -> Kind {
+        match self {
+            Finding::Uncommitted => Kind::Liveness,
+            Finding::Storm => Kind::Resource,
+            _ => Kind::Safety,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
     pub kind: Kind,
+    pub finding: Finding,
     pub detail: String,
+}
+
+impl Violation {
+    pub fn new(finding: Finding, detail: String) -> Violation {
+        Violation {
+            kind: finding.kind(),
+            finding,
+            detail,
+        }
+    }
 }
 
 type ReqId = (ClientId, u64);
@@ -73,21 +124,15 @@ impl Checker {
         }
     }
 
-    fn safety(&mut self, detail: String) {
+    fn safety(&mut self, finding: Finding, detail: String) {
         if self.violations.len() < 16 {
-            self.violations.push(Violation {
-                kind: Kind::Safety,
-                detail,
-            });
+            self.violations.push(Violation::new(finding, detail));
         }
     }
 
     /// The run went over its work budget: what it was doing is a denial of service.
     pub fn over_budget(&mut self, detail: String) {
-        self.violations.push(Violation {
-            kind: Kind::Resource,
-            detail,
-        });
+        self.violations.push(Violation::new(Finding::Storm, detail));
     }
 
     pub fn is_honest(&self, slot: usize) -> bool {
@@ -102,7 +147,7 @@ impl Checker {
             return;
         }
         if let Some(conflict) = self.audit.on_signed(node, msg) {
-            self.safety(conflict);
+            self.safety(Finding::HonestEquivocation, conflict);
         }
     }
 
@@ -115,9 +160,10 @@ impl Checker {
         culprit_honest: bool,
     ) {
         if self.honest[slot] && culprit_honest {
-            self.safety(format!(
-                "honest node {node} holds Evidence against honest node {culprit}"
-            ));
+            self.safety(
+                Finding::HonestConvicted,
+                format!("honest node {node} holds Evidence against honest node {culprit}"),
+            );
         }
     }
 
@@ -130,10 +176,13 @@ impl Checker {
             return;
         }
         if e.index != self.applied_upto[slot] + 1 {
-            self.safety(format!(
-                "node {node} applied index {} after {}",
-                e.index, self.applied_upto[slot]
-            ));
+            self.safety(
+                Finding::OutOfOrder,
+                format!(
+                    "node {node} applied index {} after {}",
+                    e.index, self.applied_upto[slot]
+                ),
+            );
         }
         self.applied_upto[slot] = e.index;
         self.applied_ever[slot] = self.applied_ever[slot].max(e.index);
@@ -145,7 +194,7 @@ impl Checker {
                     describe(first),
                     describe(e)
                 );
-                self.safety(detail);
+                self.safety(Finding::Fork, detail);
             }
             Some(_) => {}
             None => {
@@ -156,15 +205,19 @@ impl Checker {
         let id = (r.body.client, r.body.seq);
         match self.issued.get(&id) {
             Some((op, _)) if *op == r.body.op => {}
-            _ => self.safety(format!(
+            _ => self.safety(
+                Finding::Forgery,
+                format!(
                 "node {node} committed a request its client never issued: client {} seq {} {:?}",
                 id.0, id.1, r.body.op
-            )),
+            ),
+            ),
         }
         if self.signed && !self.ring.verify(r) {
-            self.safety(format!(
-                "node {node} committed a request without a valid client signature"
-            ));
+            self.safety(
+                Finding::Forgery,
+                format!("node {node} committed a request without a valid client signature"),
+            );
         }
         self.applied_reqs[slot].insert(id);
         let Some(applied) = applied else { return };
@@ -172,10 +225,10 @@ impl Checker {
             let count = self.executions[slot].entry(id).or_insert(0);
             *count += 1;
             if *count > 1 {
-                self.safety(format!(
-                    "node {node} executed client {} seq {} twice",
-                    id.0, id.1
-                ));
+                self.safety(
+                    Finding::DoubleExecution,
+                    format!("node {node} executed client {} seq {} twice", id.0, id.1),
+                );
             }
             match self.honest_result.get(&id) {
                 Some(r) if r != result => {
@@ -183,7 +236,7 @@ impl Checker {
                         "honest nodes computed different results for client {} seq {}",
                         id.0, id.1
                     );
-                    self.safety(detail);
+                    self.safety(Finding::DivergentResult, detail);
                 }
                 Some(_) => {}
                 None => {
@@ -199,10 +252,13 @@ impl Checker {
             return;
         }
         if d.hard.commit < self.applied_ever[slot] {
-            self.safety(format!(
+            self.safety(
+                Finding::LostCommit,
+                format!(
                 "node {node} lost committed entries on restart: applied {} but recovered commit {}",
                 self.applied_ever[slot], d.hard.commit
-            ));
+            ),
+            );
         }
         self.applied_upto[slot] = 0;
         self.executions[slot].clear();
@@ -244,14 +300,14 @@ impl Checker {
                         "client {} accepted {result:?} for seq {} but honest nodes computed {r:?}",
                         id.0, id.1
                     );
-                    self.safety(d);
+                    self.safety(Finding::WrongAccepted, d);
                 }
                 None => {
                     let d = format!(
                         "client {} accepted {result:?} for seq {}, which no honest node executed",
                         id.0, id.1
                     );
-                    self.safety(d);
+                    self.safety(Finding::WrongAccepted, d);
                 }
             }
         }
@@ -274,10 +330,8 @@ impl Checker {
                 first.0,
                 first.1
             );
-            self.violations.push(Violation {
-                kind: Kind::Liveness,
-                detail,
-            });
+            self.violations
+                .push(Violation::new(Finding::Uncommitted, detail));
         }
     }
 }
@@ -357,9 +411,7 @@ mod tests {
         c.on_issue(0, 2, put("b"), 0);
         c.on_apply(0, 0, &entry(&d, &k, 1, 1, "a"), None);
         c.on_apply(1, 1, &entry(&d, &k, 1, 2, "b"), None);
-        assert!(c.violations[0]
-            .detail
-            .contains("different entries at index 1"));
+        assert_eq!(c.violations[0].finding, Finding::Fork);
     }
 
     #[test]
@@ -388,7 +440,9 @@ mod tests {
             Some(&Applied::Executed(OpResult::Ok)),
         );
         assert!(
-            c.violations.iter().any(|v| v.detail.contains("twice")),
+            c.violations
+                .iter()
+                .any(|v| v.finding == Finding::DoubleExecution),
             "{:?}",
             c.violations
         );
@@ -399,10 +453,7 @@ mod tests {
         let (mut c, k, d) = setup();
         // Never issued by the client.
         c.on_apply(0, 0, &entry(&d, &k, 1, 7, "x"), None);
-        assert!(c
-            .violations
-            .iter()
-            .any(|v| v.detail.contains("never issued")));
+        assert!(c.violations.iter().any(|v| v.finding == Finding::Forgery));
         // Issued, but the committed copy's signature is not the client's.
         let (mut c, k, d) = setup();
         c.on_issue(0, 1, put("a"), 0);
@@ -423,9 +474,7 @@ mod tests {
         }
         c.on_apply(0, 0, &e, None);
         assert!(
-            c.violations
-                .iter()
-                .any(|v| v.detail.contains("valid client signature")),
+            c.violations.iter().any(|v| v.finding == Finding::Forgery),
             "{:?}",
             c.violations
         );
@@ -440,7 +489,7 @@ mod tests {
         assert!(c
             .violations
             .iter()
-            .any(|v| v.detail.contains("lost committed entries")));
+            .any(|v| v.finding == Finding::LostCommit));
     }
 
     #[test]
@@ -456,7 +505,9 @@ mod tests {
         c.on_accept(0, 1, OpResult::Value(Some("forged".into())));
         c.finish(None, "");
         assert!(
-            c.violations.iter().any(|v| v.detail.contains("accepted")),
+            c.violations
+                .iter()
+                .any(|v| v.finding == Finding::WrongAccepted),
             "{:?}",
             c.violations
         );

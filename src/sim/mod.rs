@@ -13,7 +13,7 @@ pub mod scenario;
 mod signatures;
 mod world;
 
-pub use checker::{Kind, Violation};
+pub use checker::{Finding, Kind, Violation};
 pub use network::Endpoint;
 pub use world::{World, CLUSTER_ID};
 
@@ -141,10 +141,10 @@ fn panic_report(
         .unwrap_or_else(|| "unknown panic".into());
     RunReport {
         seed,
-        violations: vec![Violation {
-            kind: Kind::Safety,
-            detail: format!("a node panicked: {msg}"),
-        }],
+        violations: vec![Violation::new(
+            Finding::Panic,
+            format!("a node panicked: {msg}"),
+        )],
         committed: 0,
         byzantine: describe_byz(byz),
         trace: Default::default(),
