@@ -273,3 +273,102 @@ fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
     assert!(err.contains("refusing"), "{err}");
     assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");
 }
+
+/// Runs `tangaroa <args>` with `env` until its stderr holds `needle` or 20 s pass, then
+/// stops it (only this child) and returns its stderr.
+fn stderr_until(args: &[&str], env: &[(&str, &str)], needle: &str) -> String {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stderr");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tangaroa"));
+    cmd.args(args)
+        .env_remove("TANGAROA_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("TANGAROA_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the binary runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(needle) || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read_to_string(&path).unwrap_or(text)
+}
+
+#[test]
+fn log_format_json_writes_json_lines_without_colour() {
+    let (dir, config) = keys(1, 29700);
+    let data = dir.path().join("data");
+    let args = [
+        "--log-format",
+        "json",
+        "node",
+        "--config",
+        &config,
+        "--id",
+        "0",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    // RUST_LOG is honoured when TANGAROA_LOG is unset.
+    let err = stderr_until(&args, &[("RUST_LOG", "info")], "recovered from");
+    assert!(err.contains("recovered from"), "{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in {err}");
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{v}");
+    }
+    // TANGAROA_LOG wins over RUST_LOG.
+    let err = stderr_until(
+        &args,
+        &[("RUST_LOG", "off"), ("TANGAROA_LOG", "info")],
+        "recovered from",
+    );
+    assert!(err.contains("recovered from"), "{err}");
+    // The environment variable sets the format too; text has no colour off a terminal.
+    let err = stderr_until(
+        &args[2..],
+        &[("TANGAROA_LOG", "info"), ("TANGAROA_LOG_FORMAT", "text")],
+        "recovered from",
+    );
+    assert!(err.contains(" INFO ") && !err.contains('\u{1b}'), "{err}");
+    assert!(serde_json::from_str::<serde_json::Value>(err.lines().next().unwrap()).is_err());
+}
+
+#[test]
+fn errors_in_json_mode_are_one_json_line_and_exit_2() {
+    let (code, out, err) = tangaroa(&[
+        "--log-format",
+        "json",
+        "node",
+        "--config",
+        "/nonexistent.toml",
+        "--id",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{out} {err}");
+    let line = err.lines().last().expect("an error line");
+    let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(v["level"], "ERROR");
+    assert!(v["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read"));
+    let (code, _, err) = tangaroa(&["--log-format", "xml", "sim"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("json"), "{err}");
+}

@@ -5,6 +5,7 @@ pub mod client;
 pub mod cluster;
 pub mod demo;
 pub mod keygen;
+pub mod logging;
 pub mod node;
 pub mod sim;
 pub mod status;
@@ -19,6 +20,17 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tangaroa", version, propagate_version = true)]
 pub struct Cli {
+    /// Log format on stderr: text (coloured only on a terminal) or json (one object per
+    /// line). Node processes started by `cluster`, `demo` and `bench` inherit it. The filter
+    /// is TANGAROA_LOG if set, else RUST_LOG, else warn.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TANGAROA_LOG_FORMAT",
+        default_value_t = logging::LogFormat::Text
+    )]
+    pub log_format: logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

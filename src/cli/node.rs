@@ -16,7 +16,8 @@ Byzantine behaviours (the simulator's, by the same names; twins is simulator-onl
   equivocate, forge-proof, disrupt, stall, lie-ack, tamper, replay, impersonate,
   selective, crash, double-vote, lie-reply
 
-Logs go to stderr; set TANGAROA_LOG (e.g. TANGAROA_LOG=info or tangaroa=debug).")]
+Logs go to stderr; the filter is TANGAROA_LOG, else RUST_LOG, else warn (e.g.
+TANGAROA_LOG=info or tangaroa=debug); --log-format json gives one JSON object per line.")]
 pub struct NodeArgs {
     /// Cluster configuration written by `tangaroa keygen`.
     #[arg(long)]

@@ -137,7 +137,7 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if std::env::var_os("TANGAROA_LOG").is_none() {
+        if std::env::var_os("TANGAROA_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
             cmd.env("TANGAROA_LOG", "info");
         }
         if let Some(b) = self.spec.byzantine.get(&id) {
