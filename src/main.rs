@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Cluster(args) => tangaroa::cli::cluster::run(args),
         Command::Demo(args) => tangaroa::cli::demo::run(args),
         Command::Bench(args) => tangaroa::cli::bench::run(args),
+        Command::Completions(args) => tangaroa::cli::completions::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

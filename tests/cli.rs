@@ -372,3 +372,38 @@ fn errors_in_json_mode_are_one_json_line_and_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("json"), "{err}");
 }
+
+#[test]
+fn completions_cover_the_commands_and_flags() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef tangaroa"),
+        ("fish", "complete -c tangaroa"),
+    ] {
+        let (code, out, err) = tangaroa(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains(marker), "{shell}: {out}");
+        for word in ["keygen", "cluster", "log-format", "byzantine"] {
+            assert!(out.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let (code, out, err) = tangaroa(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("bash"), "{err}");
+}
+
+#[test]
+fn clap_checks_ranges_with_exit_2() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["sim", "--nodes", "32"], "1..=31"),
+        (&["sim", "--seeds", "0"], "1..=10000000"),
+        (&["cluster", "--nodes", "65"], "1..=64"),
+        (&["keygen", "--nodes", "0"], "1..=64"),
+        (&["bench", "--clients", "4,0"], "1..=1024"),
+    ];
+    for (args, needle) in cases {
+        let (code, out, err) = tangaroa(args);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Number of nodes (ids 0..N, addresses 127.0.0.1:BASE_PORT+id).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub nodes: usize,
     /// Number of registered clients.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
     pub clients: usize,
     /// Directory to write into (secret keys get mode 0600).
     #[arg(long, default_value = "keys")]

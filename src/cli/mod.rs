@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod completions;
 pub mod demo;
 pub mod keygen;
 pub mod logging;
@@ -58,6 +59,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Show every node's role, term, log, commit index, leader and evidence.
     Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(completions::CompletionsArgs),
 }
 
 /// An error that is the user's input, not ours: reported plainly, exit code 2.
