@@ -127,6 +127,15 @@ impl LocalCluster {
             .open(self.log_file(id))
             .map_err(|source| LocalError::Spawn { id, source })?;
         let mut cmd = Command::new(&self.spec.binary);
+        // Variables meant for a single `tangaroa node` must not reach all of them.
+        for var in [
+            "TANGAROA_CONFIG",
+            "TANGAROA_ID",
+            "TANGAROA_DATA",
+            "TANGAROA_LISTEN",
+        ] {
+            cmd.env_remove(var);
+        }
         cmd.arg("node")
             .arg("--config")
             .arg(&self.config)

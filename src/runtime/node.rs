@@ -30,6 +30,9 @@ pub struct NodeOptions {
     /// Default: `<config dir>/data/node-<id>`.
     pub data: Option<PathBuf>,
     pub byzantine: Option<Behaviour>,
+    /// The address to bind; default: this node's address in the configuration (which is
+    /// what peers dial, so behind NAT or in a container the two may differ).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,12 +116,15 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         .build()
         .map_err(NodeError::Runtime)?;
     let (tx, rx) = mpsc::channel(transport::INBOUND_QUEUE);
+    let mut addresses: Vec<_> = cfg.nodes.iter().map(|n| n.address).collect();
+    let bind = opts.listen.unwrap_or(addresses[me as usize]);
+    addresses[me as usize] = bind;
     let net = {
         let _guard = rt.enter();
         Net::start(
             NetSetup {
                 me,
-                addresses: cfg.nodes.iter().map(|n| n.address).collect(),
+                addresses,
                 identity,
                 pins: Arc::new(loaded.pins),
                 ring: ring.clone(),
@@ -128,7 +134,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     };
     rt.spawn(ticker(tx.clone(), Duration::from_millis(cfg.tick_ms)));
     rt.spawn(stop_on_signal(tx));
-    tracing::info!(node = me, variant = %cfg.variant.name(), "listening on {}", cfg.nodes[me as usize].address);
+    tracing::info!(node = me, variant = %cfg.variant.name(), advertised = %cfg.nodes[me as usize].host, "listening on {bind}");
     let mut process = Process {
         actor,
         storage,
