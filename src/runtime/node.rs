@@ -146,7 +146,8 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let result = process.run(rx);
     process.net.close();
     // Give the close frames a moment to leave, then stop every task.
-    rt.block_on(tokio::time::sleep(Duration::from_millis(50)));
+    // (The sleep is made inside the runtime: made outside, it panics for want of a timer.)
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
