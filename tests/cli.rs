@@ -584,3 +584,69 @@ fn the_systemd_unit_is_sandboxed_and_uses_variables_the_node_reads() {
         assert!(help.contains(var), "node --help does not know {var}");
     }
 }
+
+/// Starts `tangaroa node` on a fresh one-node cluster with `extra` flags and waits (20 s at
+/// most) until it logs that it listens. The caller stops it.
+fn one_node(extra: &[&str]) -> (tempfile::TempDir, std::process::Child, std::path::PathBuf) {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let base = tangaroa::runtime::local::free_base_port(1)
+        .unwrap()
+        .to_string();
+    let (code, _, err) = tangaroa(&[
+        "keygen",
+        "--nodes",
+        "1",
+        "--clients",
+        "1",
+        "--out",
+        out,
+        "--base-port",
+        &base,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let config = dir.path().join("cluster.toml");
+    let log = dir.path().join("stderr");
+    let child = Command::new(env!("CARGO_BIN_EXE_tangaroa"))
+        .args(["node", "--config", config.to_str().unwrap(), "--id", "0"])
+        .args(extra)
+        .env("TANGAROA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(Instant::now() < deadline, "the node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (dir, child, config)
+}
+
+#[test]
+fn sigterm_stops_a_node_cleanly_with_exit_0() {
+    use std::time::{Duration, Instant};
+    let (dir, mut child, _) = one_node(&[]);
+    // SAFETY: a signal to the child this test started and has not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node ignored SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
