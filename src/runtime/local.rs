@@ -133,6 +133,7 @@ impl LocalCluster {
             "TANGAROA_ID",
             "TANGAROA_DATA",
             "TANGAROA_LISTEN",
+            "TANGAROA_METRICS",
         ] {
             cmd.env_remove(var);
         }

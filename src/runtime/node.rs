@@ -33,6 +33,8 @@ pub struct NodeOptions {
     /// The address to bind; default: this node's address in the configuration (which is
     /// what peers dial, so behind NAT or in a container the two may differ).
     pub listen: Option<std::net::SocketAddr>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` over HTTP here.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,15 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
             tx.clone(),
         )?
     };
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let _guard = rt.enter();
+            let m = Arc::new(super::metrics::Metrics::new());
+            super::metrics::start(addr, m.clone(), tx.clone()).map_err(SetupError::Invalid)?;
+            Some(m)
+        }
+        None => None,
+    };
     rt.spawn(ticker(tx.clone(), Duration::from_millis(cfg.tick_ms)));
     rt.spawn(stop_on_signal(tx));
     tracing::info!(node = me, variant = %cfg.variant.name(), advertised = %cfg.nodes[me as usize].host, "listening on {bind}");
@@ -142,6 +153,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         net,
         clients: HashMap::new(),
         applied: 0,
+        metrics,
     };
     let result = process.run(rx);
     process.net.close();
@@ -188,6 +200,7 @@ struct Process {
     /// The latest stream of each connected client, for its replies.
     clients: HashMap<ClientId, mpsc::Sender<Bytes>>,
     applied: u64,
+    metrics: Option<Arc<super::metrics::Metrics>>,
 }
 
 impl Process {
@@ -209,6 +222,9 @@ impl Process {
                 self.handle(input, &mut inputs);
             }
             if !inputs.is_empty() {
+                if let Some(m) = &self.metrics {
+                    m.batch(inputs.len());
+                }
                 outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
             }
             self.release(&mut outputs)?;
@@ -263,7 +279,11 @@ impl Process {
             .collect();
         if !persists.is_empty() {
             // A failed write or sync is fatal: continuing could Ack what is not durable.
+            let started = std::time::Instant::now();
             self.storage.apply(&persists)?;
+            if let Some(m) = &self.metrics {
+                m.persisted(started.elapsed());
+            }
         }
         for o in outputs.drain(..) {
             match o {
