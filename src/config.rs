@@ -25,15 +25,101 @@ pub struct ClusterConfig {
     pub clients: Vec<ClientEntry>,
 }
 
+/// A node as the configuration lists it. In the file, `address` is `IP:PORT` or
+/// `HOSTNAME:PORT`; a hostname is resolved when the file is loaded (on every host that loads
+/// it), and written back as the name.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawNode", into = "RawNode")]
 pub struct NodeEntry {
     pub id: NodeId,
+    /// Where the node is reached (and, unless `tangaroa node --listen` says otherwise,
+    /// where it binds): `host` resolved.
     pub address: SocketAddr,
+    /// `address` as written in the file: an IP or a hostname, with the port.
+    pub host: String,
     /// Ed25519 public key, hex.
     pub public_key: String,
     /// TLS certificate (PEM), relative to the config file's directory.
     pub cert: PathBuf,
+}
+
+impl NodeEntry {
+    /// An entry for a node at a literal socket address.
+    pub fn at(id: NodeId, address: SocketAddr, public_key: String, cert: PathBuf) -> NodeEntry {
+        NodeEntry {
+            id,
+            address,
+            host: address.to_string(),
+            public_key,
+            cert,
+        }
+    }
+}
+
+/// `[[node]]` as it is in the file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: NodeId,
+    address: String,
+    public_key: String,
+    cert: PathBuf,
+}
+
+impl TryFrom<RawNode> for NodeEntry {
+    type Error = String;
+
+    fn try_from(raw: RawNode) -> Result<NodeEntry, String> {
+        let address = resolve_address(&raw.address).map_err(|e| format!("node {}: {e}", raw.id))?;
+        Ok(NodeEntry {
+            id: raw.id,
+            address,
+            host: raw.address,
+            public_key: raw.public_key,
+            cert: raw.cert,
+        })
+    }
+}
+
+impl From<NodeEntry> for RawNode {
+    fn from(n: NodeEntry) -> RawNode {
+        RawNode {
+            id: n.id,
+            address: n.host,
+            public_key: n.public_key,
+            cert: n.cert,
+        }
+    }
+}
+
+/// `IP:PORT`, `[IPv6]:PORT` or `HOSTNAME:PORT` to one socket address (a name's first
+/// resolved address). Port 0 is refused: peers must know where to dial.
+pub fn resolve_address(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let text = text.trim();
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("address {text:?} needs a port: HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("address {text:?}: {port:?} is not a port (1-65535)"))?;
+    if port == 0 {
+        return Err(format!(
+            "address {text:?} has port 0; give the port the node listens on (1-65535)"
+        ));
+    }
+    if host.is_empty() {
+        return Err(format!("address {text:?} has no host"));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let mut found = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    found
+        .next()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

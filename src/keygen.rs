@@ -41,8 +41,35 @@ fn file_names(prefix: &str) -> [String; 3] {
     ]
 }
 
-/// Writes everything and returns the path of the cluster configuration.
+/// Writes everything and returns the path of the cluster configuration. Node i gets the
+/// address 127.0.0.1:(base_port + i).
 pub fn keygen(spec: &KeygenSpec) -> Result<PathBuf, KeygenError> {
+    keygen_at(spec, None)
+}
+
+/// Like [`keygen`], but node i gets `addresses[i]` (`IP:PORT` or `HOSTNAME:PORT`, kept as
+/// written in the configuration) when given; `spec.nodes` must then be their number.
+/// Every address must resolve here and have a port other than 0.
+pub fn keygen_at(spec: &KeygenSpec, addresses: Option<&[String]>) -> Result<PathBuf, KeygenError> {
+    let resolved = match addresses {
+        None => None,
+        Some(list) => {
+            if list.len() != spec.nodes {
+                return Err(KeygenError::Invalid(format!(
+                    "{} addresses given for {} nodes",
+                    list.len(),
+                    spec.nodes
+                )));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (i, text) in list.iter().enumerate() {
+                let addr = crate::config::resolve_address(text)
+                    .map_err(|e| KeygenError::Invalid(format!("--addresses, node {i}: {e}")))?;
+                out.push((addr, text.trim().to_string()));
+            }
+            Some(out)
+        }
+    };
     if spec.nodes == 0 || spec.nodes > 64 {
         return Err(KeygenError::Invalid(format!(
             "--nodes must be between 1 and 64, got {}",
@@ -54,7 +81,7 @@ pub fn keygen(spec: &KeygenSpec) -> Result<PathBuf, KeygenError> {
             "--clients must be at most 1024".into(),
         ));
     }
-    if spec.base_port as usize + spec.nodes > u16::MAX as usize {
+    if resolved.is_none() && spec.base_port as usize + spec.nodes > u16::MAX as usize {
         return Err(KeygenError::Invalid(
             "--base-port leaves no room for every node".into(),
         ));
@@ -102,14 +129,13 @@ pub fn keygen(spec: &KeygenSpec) -> Result<PathBuf, KeygenError> {
             .map_err(io(&spec.out.join(&cert)))?;
         let public_key = hex::encode(key.verifying_key().to_bytes());
         if k < spec.nodes {
-            let address =
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), spec.base_port + k as u16);
-            nodes.push(NodeEntry {
-                id: k as NodeId,
-                address,
-                public_key,
-                cert: cert.into(),
-            });
+            let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), spec.base_port + k as u16);
+            let mut entry = NodeEntry::at(k as NodeId, local, public_key, cert.into());
+            if let Some((address, host)) = resolved.as_ref().map(|r| r[k].clone()) {
+                entry.address = address;
+                entry.host = host;
+            }
+            nodes.push(entry);
         } else {
             clients.push(ClientEntry {
                 id: (k - spec.nodes) as ClientId,

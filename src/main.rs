@@ -2,18 +2,16 @@
 
 use clap::Parser;
 use std::process::ExitCode;
+use tangaroa::cli::logging::LogFormat;
 use tangaroa::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TANGAROA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    tangaroa::cli::logging::init(cli.log_format);
+    // Node processes this one starts (cluster, demo, bench) log in the same format.
+    std::env::set_var("TANGAROA_LOG_FORMAT", cli.log_format.name());
     let failed = |violations: bool| u8::from(violations);
+    let format = cli.log_format;
     let outcome = match cli.command {
         Command::Sim(args) => tangaroa::cli::sim::run(args).map(failed),
         Command::Keygen(args) => tangaroa::cli::keygen::run(args).map(|()| 0),
@@ -23,11 +21,16 @@ fn main() -> ExitCode {
         Command::Cluster(args) => tangaroa::cli::cluster::run(args),
         Command::Demo(args) => tangaroa::cli::demo::run(args),
         Command::Bench(args) => tangaroa::cli::bench::run(args),
+        Command::Completions(args) => tangaroa::cli::completions::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            match format {
+                // Scripts reading JSON logs get the reason as one more JSON line.
+                LogFormat::Json => tracing::error!("{e}"),
+                LogFormat::Text => eprintln!("error: {e}"),
+            }
             ExitCode::from(2)
         }
     }

@@ -317,3 +317,380 @@ fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
     assert!(err.contains("refusing"), "{err}");
     assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");
 }
+
+/// Runs `tangaroa <args>` with `env` until its stderr holds `needle` or 20 s pass, then
+/// stops it (only this child) and returns its stderr.
+fn stderr_until(args: &[&str], env: &[(&str, &str)], needle: &str) -> String {
+    while_running(args, env, needle, |_| ())
+}
+
+/// Like `stderr_until`, calling `during(stderr so far)` while the process still runs once
+/// `needle` appeared (or it stopped, or 20 s passed).
+fn while_running(
+    args: &[&str],
+    env: &[(&str, &str)],
+    needle: &str,
+    during: impl FnOnce(&str),
+) -> String {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stderr");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tangaroa"));
+    cmd.args(args)
+        .env_remove("TANGAROA_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("TANGAROA_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the binary runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(needle) || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    during(&text);
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read_to_string(&path).unwrap_or(text)
+}
+
+#[test]
+fn log_format_json_writes_json_lines_without_colour() {
+    let (dir, config) = keys(1, 29700);
+    let data = dir.path().join("data");
+    let args = [
+        "--log-format",
+        "json",
+        "node",
+        "--config",
+        &config,
+        "--id",
+        "0",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    // RUST_LOG is honoured when TANGAROA_LOG is unset.
+    let err = stderr_until(&args, &[("RUST_LOG", "info")], "recovered from");
+    assert!(err.contains("recovered from"), "{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in {err}");
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{v}");
+    }
+    // TANGAROA_LOG wins over RUST_LOG.
+    let err = stderr_until(
+        &args,
+        &[("RUST_LOG", "off"), ("TANGAROA_LOG", "info")],
+        "recovered from",
+    );
+    assert!(err.contains("recovered from"), "{err}");
+    // The environment variable sets the format too; text has no colour off a terminal.
+    let err = stderr_until(
+        &args[2..],
+        &[("TANGAROA_LOG", "info"), ("TANGAROA_LOG_FORMAT", "text")],
+        "recovered from",
+    );
+    assert!(err.contains(" INFO ") && !err.contains('\u{1b}'), "{err}");
+    assert!(serde_json::from_str::<serde_json::Value>(err.lines().next().unwrap()).is_err());
+}
+
+#[test]
+fn errors_in_json_mode_are_one_json_line_and_exit_2() {
+    let (code, out, err) = tangaroa(&[
+        "--log-format",
+        "json",
+        "node",
+        "--config",
+        "/nonexistent.toml",
+        "--id",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{out} {err}");
+    let line = err.lines().last().expect("an error line");
+    let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(v["level"], "ERROR");
+    assert!(v["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read"));
+    let (code, _, err) = tangaroa(&["--log-format", "xml", "sim"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("json"), "{err}");
+}
+
+#[test]
+fn completions_cover_the_commands_and_flags() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef tangaroa"),
+        ("fish", "complete -c tangaroa"),
+    ] {
+        let (code, out, err) = tangaroa(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains(marker), "{shell}: {out}");
+        for word in ["keygen", "cluster", "log-format", "byzantine"] {
+            assert!(out.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let (code, out, err) = tangaroa(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("bash"), "{err}");
+}
+
+#[test]
+fn clap_checks_ranges_with_exit_2() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["sim", "--nodes", "32"], "1..=31"),
+        (&["sim", "--seeds", "0"], "1..=10000000"),
+        (&["cluster", "--nodes", "65"], "1..=64"),
+        (&["keygen", "--nodes", "0"], "1..=64"),
+        (&["bench", "--clients", "4,0"], "1..=1024"),
+    ];
+    for (args, needle) in cases {
+        let (code, out, err) = tangaroa(args);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn keygen_takes_addresses_and_hostnames_and_refuses_port_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("k");
+    let out_s = out.to_str().unwrap();
+    let list = "localhost:7101,127.0.0.1:7102,[::1]:7103,localhost:7104";
+    let (code, stdout, err) = tangaroa(&["keygen", "--addresses", list, "--out", out_s]);
+    assert_eq!(code, 0, "{stdout} {err}");
+    let text = std::fs::read_to_string(out.join("cluster.toml")).unwrap();
+    // Names stay names in the file; loading resolves them.
+    assert!(text.contains("address = \"localhost:7101\""), "{text}");
+    assert!(text.contains("address = \"[::1]:7103\""), "{text}");
+    let cfg = tangaroa::config::ClusterConfig::load(&out.join("cluster.toml")).expect("loads");
+    assert_eq!(cfg.nodes.len(), 4);
+    assert!(cfg.nodes[0].address.ip().is_loopback());
+    assert_eq!(cfg.nodes[0].address.port(), 7101);
+    assert_eq!(cfg.nodes[0].host, "localhost:7101");
+    assert_eq!(cfg.nodes[2].address, "[::1]:7103".parse().unwrap());
+    // A config with a port 0 edited in is refused at load, naming the node.
+    std::fs::write(
+        out.join("cluster.toml"),
+        text.replace("localhost:7104", "localhost:0"),
+    )
+    .unwrap();
+    let (code, _, err) = tangaroa(&[
+        "node",
+        "--config",
+        out.join("cluster.toml").to_str().unwrap(),
+        "--id",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("node 3") && err.contains("port 0"), "{err}");
+
+    let bad: [(&[&str], &str); 6] = [
+        (&["--addresses", "127.0.0.1:7000,127.0.0.1:0"], "port 0"),
+        (&["--addresses", "localhost:0"], "port 0"),
+        (
+            &["--addresses", "no-such-host.invalid:7000"],
+            "cannot resolve",
+        ),
+        (&["--addresses", "127.0.0.1"], "needs a port"),
+        (
+            &[
+                "--addresses",
+                "127.0.0.1:7000,127.0.0.1:7001",
+                "--nodes",
+                "3",
+            ],
+            "--nodes 3",
+        ),
+        (
+            &["--addresses", "127.0.0.1:7000", "--base-port", "7000"],
+            "--base-port",
+        ),
+    ];
+    for (args, needle) in bad {
+        let fresh = dir.path().join("bad");
+        let mut all = vec!["keygen", "--out", fresh.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let (code, out, err) = tangaroa(&all);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !fresh.join("cluster.toml").exists(),
+            "{args:?} wrote a config"
+        );
+    }
+    let (code, _, err) = tangaroa(&["keygen", "--out", out_s]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--nodes"), "{err}");
+}
+
+#[test]
+fn a_node_binds_listen_and_reads_its_flags_from_the_environment() {
+    use std::net::UdpSocket;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    // Advertised under a name; bound on another port given by the environment.
+    let free = |n: u16| -> u16 {
+        (20_000..60_000u16)
+            .step_by(97)
+            .map(|p| p + n)
+            .find(|p| UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+            .unwrap()
+    };
+    let (advertised, bound, flag) = (free(0), free(31), free(57));
+    let list = format!("localhost:{advertised}");
+    let (code, _, err) = tangaroa(&[
+        "keygen",
+        "--addresses",
+        &list,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let config = out.join("cluster.toml");
+    let data = out.join("data");
+    let listen = format!("127.0.0.1:{bound}");
+    let env = [
+        ("TANGAROA_LOG", "info"),
+        ("TANGAROA_CONFIG", config.to_str().unwrap()),
+        ("TANGAROA_ID", "0"),
+        ("TANGAROA_DATA", data.to_str().unwrap()),
+        ("TANGAROA_LISTEN", listen.as_str()),
+    ];
+    let err = while_running(&["node"], &env, "listening on", |_| {
+        assert!(
+            UdpSocket::bind(("127.0.0.1", bound)).is_err(),
+            "the node does not hold its --listen port"
+        );
+    });
+    assert!(
+        err.contains(&format!("listening on 127.0.0.1:{bound}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&list),
+        "the advertised address is logged: {err}"
+    );
+    assert!(data.join("log").exists(), "TANGAROA_DATA was not used");
+    // A flag wins over its variable.
+    let flag_listen = format!("127.0.0.1:{flag}");
+    let err = stderr_until(&["node", "--listen", &flag_listen], &env, "listening on");
+    assert!(
+        err.contains(&format!("listening on {flag_listen}")),
+        "{err}"
+    );
+    // A bad value from the environment is bad input, named.
+    let mut env_bad = env;
+    env_bad[4] = ("TANGAROA_LISTEN", "nowhere");
+    let err = stderr_until(&["node"], &env_bad, "error");
+    assert!(err.contains("--listen"), "{err}");
+}
+
+#[test]
+fn the_systemd_unit_is_sandboxed_and_uses_variables_the_node_reads() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/tangaroa-node@.service"),
+    )
+    .unwrap();
+    for line in [
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ReadWritePaths=/var/lib/tangaroa/node-%i",
+        "CapabilityBoundingSet=",
+        "ExecStart=/usr/local/bin/tangaroa node",
+        "RestartPreventExitStatus=2",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "missing {line}");
+    }
+    let (code, help, _) = tangaroa(&["node", "--help"]);
+    assert_eq!(code, 0);
+    let vars: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .map(|l| l.split('=').next().unwrap())
+        .collect();
+    assert!(vars.len() >= 3, "{vars:?}");
+    for var in vars {
+        assert!(help.contains(var), "node --help does not know {var}");
+    }
+}
+
+/// Starts `tangaroa node` on a fresh one-node cluster with `extra` flags and waits (20 s at
+/// most) until it logs that it listens. The caller stops it.
+fn one_node(extra: &[&str]) -> (tempfile::TempDir, std::process::Child, std::path::PathBuf) {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let base = tangaroa::runtime::local::free_base_port(1)
+        .unwrap()
+        .to_string();
+    let (code, _, err) = tangaroa(&[
+        "keygen",
+        "--nodes",
+        "1",
+        "--clients",
+        "1",
+        "--out",
+        out,
+        "--base-port",
+        &base,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let config = dir.path().join("cluster.toml");
+    let log = dir.path().join("stderr");
+    let child = Command::new(env!("CARGO_BIN_EXE_tangaroa"))
+        .args(["node", "--config", config.to_str().unwrap(), "--id", "0"])
+        .args(extra)
+        .env("TANGAROA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(Instant::now() < deadline, "the node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (dir, child, config)
+}
+
+#[test]
+fn sigterm_stops_a_node_cleanly_with_exit_0() {
+    use std::time::{Duration, Instant};
+    let (dir, mut child, _) = one_node(&[]);
+    // SAFETY: a signal to the child this test started and has not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node ignored SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -22,7 +22,7 @@ logs stay in DIR. Talk to the cluster with `tangaroa client --config DIR/cluster
 Example: tangaroa cluster --nodes 4 --byzantine 3=equivocate")]
 pub struct ClusterArgs {
     /// Number of nodes (n = 3f+1 tolerates f Byzantine ones).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub nodes: usize,
     /// Protocol variant: raft, tangaroa or bft.
     #[arg(long, default_value = "bft", value_parser = super::sim::parse_variant_arg)]
@@ -33,8 +33,8 @@ pub struct ClusterArgs {
     /// Where keys, configuration, logs and data live.
     #[arg(long, default_value = "tangaroa-cluster")]
     pub dir: PathBuf,
-    /// Registered clients to generate keys for.
-    #[arg(long, default_value_t = 4)]
+    /// Registered clients to generate keys for (at least 1: status uses client 0).
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub clients: usize,
     /// Stop by itself after this many seconds (default: run until Ctrl-C).
     #[arg(long = "for")]
@@ -74,14 +74,6 @@ pub fn injections(
 }
 
 pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
-    if args.nodes == 0 || args.nodes > 64 {
-        return Err(BadInput("--nodes must be between 1 and 64".into()));
-    }
-    if args.clients == 0 {
-        return Err(BadInput(
-            "--clients must be at least 1 (status uses client 0)".into(),
-        ));
-    }
     let byzantine = injections(args.nodes, &args.byzantine)?;
     let binary = std::env::current_exe().map_err(|e| BadInput(e.to_string()))?;
     let mut cluster = LocalCluster::start(LocalSpec {

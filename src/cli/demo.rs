@@ -22,7 +22,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "stall", value_parser = super::node::parse_behaviour)]
     pub byzantine: Behaviour,
     /// Client requests to run after the leader change.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000))]
     pub requests: usize,
     /// Keep keys, logs and data here (default: a temporary folder, removed at the end).
     #[arg(long)]
@@ -32,9 +32,6 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
     if args.byzantine == Behaviour::Twins {
         return Err(BadInput("twins runs only in the simulator".into()));
-    }
-    if args.requests > 10_000 {
-        return Err(BadInput("--requests must be at most 10000".into()));
     }
     let (dir, temporary) = match &args.dir {
         Some(d) => (d.clone(), false),

@@ -3,8 +3,10 @@
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod completions;
 pub mod demo;
 pub mod keygen;
+pub mod logging;
 pub mod node;
 pub mod sim;
 pub mod status;
@@ -19,6 +21,17 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tangaroa", version, propagate_version = true)]
 pub struct Cli {
+    /// Log format on stderr: text (coloured only on a terminal) or json (one object per
+    /// line). Node processes started by `cluster`, `demo` and `bench` inherit it. The filter
+    /// is TANGAROA_LOG if set, else RUST_LOG, else warn.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TANGAROA_LOG_FORMAT",
+        default_value_t = logging::LogFormat::Text
+    )]
+    pub log_format: logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +59,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Show every node's role, term, log, commit index, leader and evidence.
     Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(completions::CompletionsArgs),
 }
 
 /// An error that is the user's input, not ours: reported plainly, exit code 2.

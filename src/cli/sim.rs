@@ -18,7 +18,7 @@ pub struct SimArgs {
     #[arg(long, value_parser = parse_variant)]
     pub variant: Option<Variant>,
     /// Cluster size n (f = (n-1)/3 Byzantine nodes are tolerated).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=31))]
     pub nodes: usize,
     /// How many nodes are Byzantine in each run (chosen from the seed).
     #[arg(long, default_value_t = 0)]
@@ -27,7 +27,7 @@ pub struct SimArgs {
     #[arg(long, default_value = "all")]
     pub behaviours: String,
     /// Number of seeded runs [default: 100, or 1 with --scenario].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub seeds: Option<u64>,
     /// First seed; runs use seeds first-seed .. first-seed + seeds.
     #[arg(long)]
@@ -98,19 +98,10 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
     let seeds = args
         .seeds
         .unwrap_or(if args.scenario.is_some() { 1 } else { 100 });
-    if seeds == 0 || seeds > 10_000_000 {
-        return Err(BadInput("--seeds must be between 1 and 10000000".into()));
-    }
     if let Some(path) = &args.scenario {
         return run_scenario(&args, path, seeds);
     }
     let variant = args.variant.unwrap_or_default();
-    if args.nodes == 0 || args.nodes > 31 {
-        return Err(BadInput(format!(
-            "--nodes must be between 1 and 31, got {}",
-            args.nodes
-        )));
-    }
     if args.byzantine >= args.nodes {
         return Err(BadInput(format!(
             "--byzantine {} leaves no honest node among {}",

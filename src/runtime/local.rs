@@ -127,6 +127,16 @@ impl LocalCluster {
             .open(self.log_file(id))
             .map_err(|source| LocalError::Spawn { id, source })?;
         let mut cmd = Command::new(&self.spec.binary);
+        // Variables meant for a single `tangaroa node` must not reach all of them.
+        for var in [
+            "TANGAROA_CONFIG",
+            "TANGAROA_ID",
+            "TANGAROA_DATA",
+            "TANGAROA_LISTEN",
+            "TANGAROA_METRICS",
+        ] {
+            cmd.env_remove(var);
+        }
         cmd.arg("node")
             .arg("--config")
             .arg(&self.config)
@@ -137,7 +147,7 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if std::env::var_os("TANGAROA_LOG").is_none() {
+        if std::env::var_os("TANGAROA_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
             cmd.env("TANGAROA_LOG", "info");
         }
         if let Some(b) = self.spec.byzantine.get(&id) {

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod local;
+pub mod metrics;
 pub mod node;
 
 use crate::config::ClusterConfig;

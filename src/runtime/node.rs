@@ -30,6 +30,11 @@ pub struct NodeOptions {
     /// Default: `<config dir>/data/node-<id>`.
     pub data: Option<PathBuf>,
     pub byzantine: Option<Behaviour>,
+    /// The address to bind; default: this node's address in the configuration (which is
+    /// what peers dial, so behind NAT or in a container the two may differ).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` over HTTP here.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,12 +118,15 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         .build()
         .map_err(NodeError::Runtime)?;
     let (tx, rx) = mpsc::channel(transport::INBOUND_QUEUE);
+    let mut addresses: Vec<_> = cfg.nodes.iter().map(|n| n.address).collect();
+    let bind = opts.listen.unwrap_or(addresses[me as usize]);
+    addresses[me as usize] = bind;
     let net = {
         let _guard = rt.enter();
         Net::start(
             NetSetup {
                 me,
-                addresses: cfg.nodes.iter().map(|n| n.address).collect(),
+                addresses,
                 identity,
                 pins: Arc::new(loaded.pins),
                 ring: ring.clone(),
@@ -126,9 +134,18 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
             tx.clone(),
         )?
     };
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let _guard = rt.enter();
+            let m = Arc::new(super::metrics::Metrics::new());
+            super::metrics::start(addr, m.clone(), tx.clone()).map_err(SetupError::Invalid)?;
+            Some(m)
+        }
+        None => None,
+    };
     rt.spawn(ticker(tx.clone(), Duration::from_millis(cfg.tick_ms)));
     rt.spawn(stop_on_signal(tx));
-    tracing::info!(node = me, variant = %cfg.variant.name(), "listening on {}", cfg.nodes[me as usize].address);
+    tracing::info!(node = me, variant = %cfg.variant.name(), advertised = %cfg.nodes[me as usize].host, "listening on {bind}");
     let mut process = Process {
         actor,
         storage,
@@ -136,11 +153,13 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         net,
         clients: HashMap::new(),
         applied: 0,
+        metrics,
     };
     let result = process.run(rx);
     process.net.close();
     // Give the close frames a moment to leave, then stop every task.
-    rt.block_on(tokio::time::sleep(Duration::from_millis(50)));
+    // (The sleep is made inside the runtime: made outside, it panics for want of a timer.)
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
@@ -181,6 +200,7 @@ struct Process {
     /// The latest stream of each connected client, for its replies.
     clients: HashMap<ClientId, mpsc::Sender<Bytes>>,
     applied: u64,
+    metrics: Option<Arc<super::metrics::Metrics>>,
 }
 
 impl Process {
@@ -202,6 +222,9 @@ impl Process {
                 self.handle(input, &mut inputs);
             }
             if !inputs.is_empty() {
+                if let Some(m) = &self.metrics {
+                    m.batch(inputs.len());
+                }
                 outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
             }
             self.release(&mut outputs)?;
@@ -256,7 +279,11 @@ impl Process {
             .collect();
         if !persists.is_empty() {
             // A failed write or sync is fatal: continuing could Ack what is not durable.
+            let started = std::time::Instant::now();
             self.storage.apply(&persists)?;
+            if let Some(m) = &self.metrics {
+                m.persisted(started.elapsed());
+            }
         }
         for o in outputs.drain(..) {
             match o {

@@ -71,7 +71,7 @@ enum LogOp<E> {
 type StoredBatch = Batch<Vec<Entry>, HardState>;
 
 pub struct Storage {
-    /// Held (flock) for as long as this storage is open: one node per data directory.
+    /// Held (`File::try_lock`) for as long as this storage is open: one node per data directory.
     _lock: std::fs::File,
     log: RecordFile,
     evidence: RecordFile,
@@ -228,16 +228,12 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
             path: path.clone(),
             source,
         })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a descriptor we own; released when the file is closed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(StorageError::Locked { path });
-        }
+    // An exclusive advisory lock (flock on Unix), released when the file is closed.
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StorageError::Dir { path, source }),
     }
-    Ok(file)
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {

@@ -54,7 +54,10 @@ pub(super) async fn link(mut l: Link) {
     }
 }
 
-/// Exponential back-off between reconnection attempts.
+/// Exponential back-off between reconnection attempts, with full jitter: each wait is drawn
+/// uniformly from [0, cap], and the cap doubles from `BACKOFF_MIN` to `BACKOFF_MAX`. Nodes
+/// that lost a peer together do not all redial it in the same instant. (The simulator has
+/// its own network; this randomness never reaches it.)
 pub(crate) struct Backoff(Duration);
 
 impl Default for Backoff {
@@ -65,8 +68,15 @@ impl Default for Backoff {
 
 impl Backoff {
     pub async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
+        let delay = self.next_delay(&mut rand::thread_rng());
+        tokio::time::sleep(delay).await;
+    }
+
+    /// The next wait, drawn from [0, cap]; then the cap doubles, up to `BACKOFF_MAX`.
+    fn next_delay(&mut self, rng: &mut impl rand::Rng) -> Duration {
+        let delay = self.0.mul_f64(rng.gen_range(0.0..=1.0));
         self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        delay
     }
 
     pub fn reset(&mut self) {
@@ -135,5 +145,35 @@ pub(crate) async fn drain(
         chunks.clear();
         LiveCounters::add(&counters.msgs_sent, frames);
         LiveCounters::add(&counters.bytes_sent, bytes as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn backoff_is_jittered_under_a_doubling_cap() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut b = Backoff::default();
+        let mut cap = BACKOFF_MIN;
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            let d = b.next_delay(&mut rng);
+            assert!(d <= cap, "{d:?} above the cap {cap:?}");
+            delays.push(d);
+            cap = (cap * 2).min(BACKOFF_MAX);
+        }
+        assert_eq!(b.0, BACKOFF_MAX);
+        // Jittered: the waits at the cap are not all equal to it, nor to each other.
+        let at_cap = &delays[6..];
+        assert!(
+            at_cap.iter().any(|d| *d < BACKOFF_MAX * 9 / 10),
+            "{at_cap:?}"
+        );
+        assert!(at_cap.windows(2).any(|w| w[0] != w[1]), "{at_cap:?}");
+        b.reset();
+        assert!(b.next_delay(&mut rng) <= BACKOFF_MIN);
     }
 }
