@@ -11,6 +11,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Its default reports a failed write with eprintln!, which panics when stderr is
+        // a closed pipe: a node whose log reader exited would die (or, in the signal
+        // task, ignore SIGTERM for good). A lost log line is not worth the process.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let failed = |violations: bool| u8::from(violations);
@@ -27,7 +31,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::from(2)
         }
     }

@@ -165,15 +165,15 @@ fn output(
     json: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> Result<u8, BadInput> {
-    println!("{}", bench::report::table(report));
+    outln!("{}", bench::report::table(report));
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(report).expect("report serializes");
         std::fs::write(path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
-        println!("JSON: {}", path.display());
+        outln!("JSON: {}", path.display());
     }
     if let Some(path) = plot {
         bench::report::plot(report, path).map_err(BadInput)?;
-        println!("plot: {}", path.display());
+        outln!("plot: {}", path.display());
     }
     Ok(0)
 }

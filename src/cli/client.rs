@@ -113,7 +113,7 @@ pub fn run(args: ClientArgs) -> Result<u8, BadInput> {
         Ok(match outcome {
             Ok(result) => print_result(&args.op, &result),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 exit::NO_RESULT
             }
         })
@@ -125,18 +125,18 @@ async fn revolt(session: &mut Session, op: Op, limit: Duration) -> Result<OpResu
     let Some((term, leader)) = crate::runtime::agreed_leader(&reports) else {
         return Err("no node reports a leader: nothing to revolt against".into());
     };
-    println!("revolution against node {leader} (term {term}), sent to every node");
+    outln!("revolution against node {leader} (term {term}), sent to every node");
     let result = session
         .revolt(op, term, leader, limit)
         .await
         .map_err(|e: ClientError| e.to_string())?;
     let after = session.status(Duration::from_secs(2)).await;
     match crate::runtime::agreed_leader(&after) {
-        Some((t, l)) if (t, l) != (term, leader) => println!("node {l} now leads (term {t})"),
-        Some(_) => println!(
+        Some((t, l)) if (t, l) != (term, leader) => outln!("node {l} now leads (term {t})"),
+        Some(_) => outln!(
             "node {leader} still leads: it committed the carried request, so honest nodes keep it"
         ),
-        None => println!("no leader agreed on yet"),
+        None => outln!("no leader agreed on yet"),
     }
     Ok(result)
 }
@@ -145,24 +145,24 @@ fn print_result(op: &ClientOp, r: &OpResult) -> u8 {
     match (op, r) {
         (ClientOp::Revolt, _) => exit::OK,
         (_, OpResult::Ok) => {
-            println!("OK");
+            outln!("OK");
             exit::OK
         }
         (_, OpResult::Value(Some(v))) => {
-            println!("{v}");
+            outln!("{v}");
             exit::OK
         }
         (_, OpResult::Value(None)) => {
-            eprintln!("not found");
+            errln!("not found");
             exit::NOT_FOUND
         }
         (_, OpResult::CasFailed(current)) => {
-            println!("{}", current.as_deref().unwrap_or("-"));
-            eprintln!("cas failed: the current value is not the expected one");
+            outln!("{}", current.as_deref().unwrap_or("-"));
+            errln!("cas failed: the current value is not the expected one");
             exit::CAS_FAILED
         }
         (_, OpResult::Stale) => {
-            eprintln!("error: the cluster applied a newer request of this client first");
+            errln!("error: the cluster applied a newer request of this client first");
             exit::NO_RESULT
         }
     }

@@ -45,12 +45,12 @@ pub fn run(args: StatusArgs) -> Result<u8, BadInput> {
         Ok::<_, BadInput>(r)
     })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&reports).expect("reports serialize")
         );
     } else {
-        print!("{}", table(&reports));
+        out!("{}", table(&reports));
     }
     Ok(if reports.iter().all(Option::is_some) {
         0

@@ -143,6 +143,19 @@ impl LocalCluster {
         if let Some(b) = self.spec.byzantine.get(&id) {
             cmd.arg("--byzantine").arg(b.name());
         }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // If we die without stopping our nodes (kill -9), they get SIGTERM and stop
+            // cleanly instead of running on unowned.
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
         let child = cmd
             .spawn()
             .map_err(|source| LocalError::Spawn { id, source })?;

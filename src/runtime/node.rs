@@ -6,7 +6,7 @@
 //! per file before it releases any message, reply or application of the batch: the core's
 //! "persist before you speak", with the fsync cost shared by the whole batch.
 
-use super::{Loaded, SetupError};
+use super::{Loaded, SetupError, StopSignals};
 use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::crypto::Principal;
@@ -17,6 +17,7 @@ use crate::transport::{self, Inbound, Net, NetSetup, NodeReport, Wire};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -113,6 +114,13 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         .build()
         .map_err(NodeError::Runtime)?;
     let (tx, rx) = mpsc::channel(transport::INBOUND_QUEUE);
+    // Signals first: a SIGTERM during start-up must stop the node, not kill it.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let signals = {
+        let _guard = rt.enter();
+        StopSignals::install().map_err(NodeError::Runtime)?
+    };
+    rt.spawn(stop_on_signal(signals, tx.clone(), stopping.clone()));
     let net = {
         let _guard = rt.enter();
         Net::start(
@@ -126,8 +134,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
             tx.clone(),
         )?
     };
-    rt.spawn(ticker(tx.clone(), Duration::from_millis(cfg.tick_ms)));
-    rt.spawn(stop_on_signal(tx));
+    rt.spawn(ticker(tx, Duration::from_millis(cfg.tick_ms)));
     tracing::info!(node = me, variant = %cfg.variant.name(), "listening on {}", cfg.nodes[me as usize].address);
     let mut process = Process {
         actor,
@@ -136,14 +143,23 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         net,
         clients: HashMap::new(),
         applied: 0,
+        stopping,
     };
     let result = process.run(rx);
     process.net.close();
-    // Give the close frames a moment to leave, then stop every task.
-    rt.block_on(tokio::time::sleep(Duration::from_millis(50)));
+    // Give the close frames a moment to leave, then stop every task. Everything that
+    // holds runtime resources (the endpoint, the links) is dropped inside the runtime.
+    rt.block_on(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(process);
+    });
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
+
+/// How long a stop may take once signalled. Every batch is durable before anything of it
+/// leaves, so a stop forced at this point loses no more than kill -9 would: nothing.
+pub const STOP_BOUND: Duration = Duration::from_secs(3);
 
 async fn ticker(tx: mpsc::Sender<Inbound>, every: Duration) {
     let mut interval = tokio::time::interval(every);
@@ -157,20 +173,29 @@ async fn ticker(tx: mpsc::Sender<Inbound>, every: Duration) {
     }
 }
 
-async fn stop_on_signal(tx: mpsc::Sender<Inbound>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("stopping");
-    let _ = tx.send(Inbound::Shutdown).await;
+/// Stops the node at the first signal. The stop does not depend on the inbound queue
+/// having room or on the loop being responsive: a watchdog ends the process after
+/// [`STOP_BOUND`], and a second signal ends it at once.
+async fn stop_on_signal(
+    mut signals: StopSignals,
+    tx: mpsc::Sender<Inbound>,
+    stopping: Arc<AtomicBool>,
+) {
+    let which = signals.recv().await;
+    tracing::info!("{which}: stopping");
+    stopping.store(true, Ordering::SeqCst);
+    std::thread::spawn(|| {
+        std::thread::sleep(STOP_BOUND);
+        tracing::warn!(
+            "the clean stop took over {STOP_BOUND:?}; exiting now (all synced state is on disk)"
+        );
+        std::process::exit(0);
+    });
+    // Wakes the loop if it is waiting; if the queue is full it is busy and sees the flag.
+    let _ = tx.try_send(Inbound::Shutdown);
+    signals.recv().await;
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(0);
 }
 
 struct Process {
@@ -181,6 +206,8 @@ struct Process {
     /// The latest stream of each connected client, for its replies.
     clients: HashMap<ClientId, mpsc::Sender<Bytes>>,
     applied: u64,
+    /// Set by the signal handler; checked after every batch.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Process {
@@ -205,7 +232,7 @@ impl Process {
                 outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
             }
             self.release(&mut outputs)?;
-            if stop {
+            if stop || self.stopping.load(Ordering::SeqCst) {
                 break;
             }
         }
