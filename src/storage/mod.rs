@@ -74,6 +74,7 @@ pub struct Storage {
     /// Held (flock) for as long as this storage is open: one node per data directory.
     _lock: std::fs::File,
     log: RecordFile,
+    log_path: PathBuf,
     evidence: RecordFile,
     /// Entries currently in the log, for validating appends (kept in step with the node).
     last_index: u64,
@@ -149,7 +150,7 @@ impl Storage {
         }
         if hard.commit > entries.len() as u64 {
             return Err(StorageError::Inconsistent {
-                path: log_path,
+                path: log_path.clone(),
                 index: records.len(),
                 reason: format!(
                     "commit index {} beyond the {} entries of the log",
@@ -164,6 +165,7 @@ impl Storage {
         let storage = Storage {
             _lock: lock,
             log,
+            log_path,
             evidence,
             last_index,
         };
@@ -178,41 +180,141 @@ impl Storage {
     }
 
     /// Makes a step's `Persist` outputs durable, in order, with one sync per file.
+    ///
+    /// A batch is one record, so a crash keeps all of it or none. A batch too large for
+    /// one record (its size is decided by what peers and clients sent) is split: its
+    /// leading appends, up to the first truncation, go first in records of their own
+    /// (entries held but never Acked are what a node that received them and crashed has),
+    /// and the truncations and the hard state stay together in the last record. If even
+    /// that is too large, nothing is written and the error says so.
     pub fn apply(&mut self, ops: &[&Persist]) -> Result<(), StorageError> {
         let mut batch: Batch<&[Entry], &HardState> = Batch {
             ops: Vec::new(),
             hard: None,
         };
+        let mut last_index = self.last_index;
+        let mut evidence = Vec::new();
         for op in ops {
             match op {
                 Persist::Hard(h) => batch.hard = Some(h),
                 Persist::Append(es) => {
-                    assert_eq!(
-                        es.first().map(|e| e.index),
-                        Some(self.last_index + 1),
-                        "appends are contiguous"
-                    );
-                    self.last_index += es.len() as u64;
+                    if es.is_empty() {
+                        continue;
+                    }
+                    if es.first().map(|e| e.index) != Some(last_index + 1) {
+                        return Err(self.bug(format!(
+                            "append from {:?} after {last_index}",
+                            es.first().map(|e| e.index)
+                        )));
+                    }
+                    last_index += es.len() as u64;
                     batch.ops.push(LogOp::Append(es));
                 }
                 Persist::TruncateFrom(i) => {
-                    assert!(
-                        *i >= 1 && *i <= self.last_index + 1,
-                        "truncation inside the log"
-                    );
-                    self.last_index = i - 1;
+                    if *i == 0 || *i > last_index + 1 {
+                        return Err(self.bug(format!("truncate from {i} after {last_index}")));
+                    }
+                    last_index = i - 1;
                     batch.ops.push(LogOp::TruncateFrom(*i));
                 }
-                Persist::Evidence(e) => self.evidence.append(&encode(e))?,
+                Persist::Evidence(e) => evidence.push(e),
             }
         }
-        if !batch.ops.is_empty() || batch.hard.is_some() {
-            self.log.append(&encode(&batch))?;
+        let records: Vec<Vec<u8>> = if batch.ops.is_empty() && batch.hard.is_none() {
+            Vec::new()
+        } else {
+            split(batch).iter().map(encode).collect()
+        };
+        // Checked before anything is written, so a refused batch leaves no part behind.
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.len() > records::MAX_RECORD as usize)
+        {
+            return Err(RecordError::TooLarge {
+                path: self.log_path.clone(),
+                len: r.len(),
+            }
+            .into());
         }
+        for e in evidence {
+            self.evidence.append(&encode(e))?;
+        }
+        for r in &records {
+            self.log.append(r)?;
+        }
+        self.last_index = last_index;
         self.log.sync()?;
         self.evidence.sync()?;
         Ok(())
     }
+
+    fn bug(&self, reason: String) -> StorageError {
+        StorageError::Inconsistent {
+            path: PathBuf::from("(persist batch)"),
+            index: 0,
+            reason,
+        }
+    }
+}
+
+/// Most bytes of entries in one record of a split batch: well under `MAX_RECORD`, with
+/// room for one more entry (an entry is bounded by the frame it arrived in).
+const SPLIT_BYTES: u64 = (records::MAX_RECORD / 4) as u64;
+
+/// The records a batch is written as: itself if it fits in one, else its leading appends
+/// in chunks and the rest (from the first truncation on, and the hard state) last.
+fn split<'a>(batch: Batch<&'a [Entry], &'a HardState>) -> Vec<Batch<&'a [Entry], &'a HardState>> {
+    let size = bincode::serialized_size(&batch).unwrap_or(u64::MAX);
+    if size <= records::MAX_RECORD as u64 {
+        return vec![batch];
+    }
+    let first_truncation = batch
+        .ops
+        .iter()
+        .position(|op| matches!(op, LogOp::TruncateFrom(_)))
+        .unwrap_or(batch.ops.len());
+    let mut ops = batch.ops;
+    let rest = ops.split_off(first_truncation);
+    let mut out = Vec::new();
+    let mut chunk: Vec<LogOp<&[Entry]>> = Vec::new();
+    let mut used = 0u64;
+    for op in ops {
+        let LogOp::Append(es) = op else {
+            continue; // only appends come before the first truncation
+        };
+        let mut start = 0;
+        for (k, e) in es.iter().enumerate() {
+            let n = bincode::serialized_size(e).unwrap_or(u64::MAX);
+            if used > 0 && used.saturating_add(n) > SPLIT_BYTES {
+                if k > start {
+                    chunk.push(LogOp::Append(&es[start..k]));
+                }
+                start = k;
+                out.push(Batch {
+                    ops: std::mem::take(&mut chunk),
+                    hard: None,
+                });
+                used = 0;
+            }
+            used = used.saturating_add(n);
+        }
+        if start < es.len() {
+            chunk.push(LogOp::Append(&es[start..]));
+        }
+    }
+    if !chunk.is_empty() {
+        out.push(Batch {
+            ops: chunk,
+            hard: None,
+        });
+    }
+    if !rest.is_empty() || batch.hard.is_some() {
+        out.push(Batch {
+            ops: rest,
+            hard: batch.hard,
+        });
+    }
+    out
 }
 
 /// Takes the data directory's lock, so a second node (or a reader) on the same directory
@@ -249,6 +351,7 @@ mod tests {
     use super::*;
     use crate::crypto::Signed;
     use crate::protocol::{Op, Payload, Request};
+    // (`big_entry` builds entries at the operation size limit.)
     use std::io::Write;
 
     fn entry(index: u64) -> Entry {
@@ -415,6 +518,47 @@ mod tests {
             .write_all(&[0; 4096])
             .unwrap();
         assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 2);
+    }
+
+    fn big_entry(index: u64) -> Entry {
+        let mut e = entry(index);
+        if let Payload::Request(r) = &mut e.payload {
+            r.body.op = Op::Put {
+                key: "k".into(),
+                value: "v".repeat(crate::protocol::MAX_OP_BYTES - 1),
+            };
+        }
+        e
+    }
+
+    /// 1100 requests at the 64 KiB limit in one batch (70 MB, over the 64 MiB record
+    /// limit) were an `assert!` that killed the node; now they are written in several
+    /// records and all come back, with the hard state.
+    #[test]
+    fn a_batch_over_the_record_limit_is_split_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        let entries: Vec<Entry> = (3..=1102).map(big_entry).collect();
+        let hard = HardState {
+            term: 4,
+            commit: 2,
+            ..Default::default()
+        };
+        let op = Persist::Append(entries);
+        s.apply(&[&op, &Persist::Hard(hard.clone())]).unwrap();
+        drop(s);
+        let (mut s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.entries.len(), 1102);
+        assert_eq!(d.hard, hard);
+        // A truncation with too much after it cannot be split: an error, nothing written.
+        let huge = Persist::Append((2..=1101).map(big_entry).collect());
+        let err = s
+            .apply(&[&Persist::TruncateFrom(2), &huge])
+            .expect_err("refused");
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        drop(s);
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 1102);
     }
 
     #[test]

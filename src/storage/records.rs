@@ -19,6 +19,8 @@ pub enum RecordError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: a record of {len} bytes exceeds the {MAX_RECORD}-byte limit; not written")]
+    TooLarge { path: PathBuf, len: usize },
     #[error("{path}: corrupt record at byte {offset} with {after} bytes after it; refusing to start rather than drop data (restore the file or move it away)")]
     Corrupt {
         path: PathBuf,
@@ -89,12 +91,15 @@ impl RecordFile {
         ))
     }
 
+    /// Appends one record; one over [`MAX_RECORD`] is refused (nothing is written), since
+    /// reading would take it for damage.
     pub fn append(&mut self, body: &[u8]) -> Result<(), RecordError> {
-        assert!(
-            body.len() <= MAX_RECORD as usize,
-            "record of {} bytes exceeds the maximum",
-            body.len()
-        );
+        if body.len() > MAX_RECORD as usize || body.is_empty() {
+            return Err(RecordError::TooLarge {
+                path: self.path.clone(),
+                len: body.len(),
+            });
+        }
         let mut buf = Vec::with_capacity(HEADER + body.len());
         buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
         buf.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
