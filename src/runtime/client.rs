@@ -314,7 +314,9 @@ async fn link(mut l: Link) {
         let node = l.node;
         let reader = tokio::spawn(async move {
             let mut buf = Vec::new();
-            while let Ok(Some(w)) = read_frame(&mut recv, &mut buf).await {
+            while let Ok(Some(w)) =
+                read_frame(&mut recv, &mut buf, transport::frame::Sender::Server).await
+            {
                 if inbox.send((node, w)).await.is_err() {
                     return;
                 }

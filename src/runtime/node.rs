@@ -24,6 +24,10 @@ use tokio::sync::mpsc;
 
 /// Most inputs stepped before the batch's outputs are persisted and released.
 const MAX_INPUTS_PER_BATCH: usize = 1024;
+/// Most bytes of message frames stepped in one batch. What a batch persists comes from its
+/// messages (requests, entries), so this bounds the batch's log record too: 1024 requests
+/// at the 64 KiB limit would be a 67 MB record, over the storage's 64 MiB limit.
+const MAX_BYTES_PER_BATCH: usize = 8 << 20;
 
 pub struct NodeOptions {
     pub config: PathBuf,
@@ -198,6 +202,28 @@ async fn stop_on_signal(
     std::process::exit(0);
 }
 
+/// `first` and whatever else is already queued, up to [`MAX_INPUTS_PER_BATCH`] inputs and
+/// [`MAX_BYTES_PER_BATCH`] bytes of frames (the input that crosses it is the last); and
+/// whether a shutdown came in.
+fn take_batch(first: Inbound, rx: &mut mpsc::Receiver<Inbound>) -> (Vec<Inbound>, bool) {
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = Some(first);
+    while let Some(input) = next.take() {
+        match input {
+            Inbound::Shutdown => return (batch, true),
+            Inbound::Message { bytes: b, .. } => bytes = bytes.saturating_add(b),
+            _ => {}
+        }
+        batch.push(input);
+        if batch.len() >= MAX_INPUTS_PER_BATCH || bytes >= MAX_BYTES_PER_BATCH {
+            break;
+        }
+        next = rx.try_recv().ok();
+    }
+    (batch, false)
+}
+
 struct Process {
     actor: Box<dyn Actor>,
     storage: Storage,
@@ -215,17 +241,8 @@ impl Process {
         let mut outputs = Vec::new();
         let mut inputs = Vec::with_capacity(MAX_INPUTS_PER_BATCH);
         while let Some(first) = rx.blocking_recv() {
-            // Whatever else is already queued joins the batch, up to its bound.
-            let queued = std::iter::from_fn(|| rx.try_recv().ok());
-            let mut stop = false;
-            for input in std::iter::once(first)
-                .chain(queued)
-                .take(MAX_INPUTS_PER_BATCH)
-            {
-                if matches!(input, Inbound::Shutdown) {
-                    stop = true;
-                    break;
-                }
+            let (batch, stop) = take_batch(first, &mut rx);
+            for input in batch {
                 self.handle(input, &mut inputs);
             }
             if !inputs.is_empty() {
@@ -243,7 +260,7 @@ impl Process {
     fn handle(&mut self, input: Inbound, inputs: &mut Vec<Input>) {
         let step = match input {
             Inbound::Tick => Input::Tick,
-            Inbound::Message { from, msg } => {
+            Inbound::Message { from, msg, .. } => {
                 if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
                     // Retries of applied requests are answered from the state machine.
                     if let Some(result) = self.kv.cached(r.body.client, r.body.seq) {
@@ -347,5 +364,55 @@ impl Process {
             applied: self.applied,
             counters: self.net.counters.snapshot(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Signed;
+    use crate::protocol::{Op, Request};
+
+    fn request(seq: u64, bytes: usize) -> Inbound {
+        Inbound::Message {
+            from: Principal::Client(0),
+            msg: Message::Request(Signed {
+                body: Request {
+                    client: 0,
+                    seq,
+                    op: Op::Get { key: "k".into() },
+                },
+                sig: None,
+            }),
+            bytes,
+        }
+    }
+
+    /// A queue of 1024 requests at the 64 KiB limit makes several batches, each within
+    /// the byte bound (plus the one input that crosses it); small inputs still batch by
+    /// count; a shutdown ends the batch.
+    #[test]
+    fn batches_are_bounded_by_bytes_as_well_as_count() {
+        let (tx, mut rx) = mpsc::channel(4096);
+        let big = crate::protocol::MAX_OP_BYTES + 200;
+        for seq in 1..1024 {
+            tx.try_send(request(seq, big)).unwrap();
+        }
+        let (batch, stop) = take_batch(request(0, big), &mut rx);
+        assert!(!stop);
+        let bytes = batch.len() * big;
+        assert!(bytes < MAX_BYTES_PER_BATCH + big, "{} inputs", batch.len());
+        while rx.try_recv().is_ok() {}
+        for seq in 1..3000 {
+            tx.try_send(request(seq, 100)).unwrap();
+        }
+        let (batch, _) = take_batch(request(0, 100), &mut rx);
+        assert_eq!(batch.len(), MAX_INPUTS_PER_BATCH);
+        while rx.try_recv().is_ok() {}
+        tx.try_send(request(1, 100)).unwrap();
+        tx.try_send(Inbound::Shutdown).unwrap();
+        tx.try_send(request(2, 100)).unwrap();
+        let (batch, stop) = take_batch(request(0, 100), &mut rx);
+        assert_eq!((batch.len(), stop), (2, true));
     }
 }

@@ -1,6 +1,7 @@
 //! The accepting side: identify each connection by its pinned certificate, read its
 //! streams, authenticate every message, and hand what checks out to the protocol loop.
 
+use super::frame::Sender;
 use super::{peer, read_frame, Inbound, LiveCounters, ReadFailure, Wire, CLIENT_QUEUE};
 use crate::crypto::{Keyring, Principal, SigCache};
 use crate::protocol::{authenticate_cached, AuthError, Message};
@@ -85,6 +86,7 @@ fn principal_of(conn: &quinn::Connection, pins: &Pins) -> Option<Principal> {
 
 struct Stream {
     from: Principal,
+    sender: Sender,
     conn: quinn::Connection,
     ring: Arc<Keyring>,
     cache: SigCache,
@@ -114,6 +116,10 @@ async fn serve(
     tracing::debug!("connection from {from:?}");
     let stream = |conn: &quinn::Connection| Stream {
         from,
+        sender: match from {
+            Principal::Node(_) => Sender::Node,
+            Principal::Client(_) => Sender::Client,
+        },
         conn: conn.clone(),
         ring: ring.clone(),
         cache: SigCache::new(SIG_CACHE),
@@ -138,9 +144,9 @@ async fn serve(
 async fn read_uni(mut s: Stream, mut recv: quinn::RecvStream) {
     let mut buf = Vec::new();
     loop {
-        match read_frame(&mut recv, &mut buf).await {
+        match read_frame(&mut recv, &mut buf, s.sender).await {
             Ok(Some(Wire::Protocol(msg))) => {
-                if !s.deliver(msg).await {
+                if !s.deliver(msg, buf.len()).await {
                     return;
                 }
             }
@@ -167,7 +173,7 @@ async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvS
     let mut linked = false;
     let mut buf = Vec::new();
     loop {
-        let ok = match read_frame(&mut recv, &mut buf).await {
+        let ok = match read_frame(&mut recv, &mut buf, s.sender).await {
             Ok(Some(Wire::Protocol(msg))) => {
                 if let (Principal::Client(c), false) = (s.from, linked) {
                     linked = true;
@@ -179,7 +185,7 @@ async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvS
                         return;
                     }
                 }
-                s.deliver(msg).await
+                s.deliver(msg, buf.len()).await
             }
             Ok(Some(Wire::StatusQuery)) => s
                 .inbound
@@ -219,7 +225,7 @@ impl Stream {
     }
 
     /// Authenticates and forwards one message; false once the protocol loop is gone.
-    async fn deliver(&mut self, msg: Message) -> bool {
+    async fn deliver(&mut self, msg: Message, bytes: usize) -> bool {
         LiveCounters::add(&self.counters.msgs_received, 1);
         if matches!(self.from, Principal::Client(_))
             && !matches!(msg, Message::Request(_) | Message::Revolution(_))
@@ -232,6 +238,7 @@ impl Stream {
             Ok(()) => Inbound::Message {
                 from: self.from,
                 msg,
+                bytes,
             },
             Err(AuthError::SignedForgery(culprit, what)) => {
                 LiveCounters::add(&self.counters.rejected, 1);

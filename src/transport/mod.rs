@@ -50,6 +50,8 @@ pub enum Inbound {
     Message {
         from: Principal,
         msg: Message,
+        /// Its frame's length, for bounding the loop's batches by bytes.
+        bytes: usize,
     },
     /// `culprit` signed a message that carries forged signatures inside.
     Misbehaved(Principal),
@@ -230,10 +232,12 @@ pub enum ReadFailure {
     Closed,
 }
 
-/// Reads the next frame; `Ok(None)` when the stream ended cleanly between frames.
+/// Reads the next frame; `Ok(None)` when the stream ended cleanly between frames. What
+/// `from` may not send (by length, kind or entry count) is refused before decoding.
 pub async fn read_frame(
     stream: &mut quinn::RecvStream,
     buf: &mut Vec<u8>,
+    from: frame::Sender,
 ) -> Result<Option<Wire>, ReadFailure> {
     let mut prefix = [0u8; 4];
     match stream.read_exact(&mut prefix).await {
@@ -241,7 +245,7 @@ pub async fn read_frame(
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(_) => return Err(ReadFailure::Closed),
     }
-    let len = frame::body_len(prefix).map_err(ReadFailure::Bad)?;
+    let len = frame::body_len(prefix, from).map_err(ReadFailure::Bad)?;
     // Grow the buffer as bytes arrive rather than trusting the prefix: a peer that
     // announces 16 MiB and sends nothing costs us nothing.
     // A frame, once begun, must arrive within FRAME_DEADLINE: a peer that trickles a
@@ -262,6 +266,7 @@ pub async fn read_frame(
         Ok(r) => r?,
         Err(_) => return Err(ReadFailure::Bad(frame::FrameError::Slow(FRAME_DEADLINE))),
     }
+    frame::admit(from, buf).map_err(ReadFailure::Bad)?;
     frame::decode(buf).map(Some).map_err(ReadFailure::Bad)
 }
 
