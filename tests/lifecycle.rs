@@ -273,3 +273,54 @@ fn a_closed_stdout_is_no_panic_and_the_demo_cleans_up() {
     assert_eq!(code.and_then(|s| s.code()), Some(0), "{code:?}\n{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A node refuses another node's data directory, and another cluster's, with exit 2 and
+/// a message naming the owner; its own directory still works after.
+#[test]
+fn a_node_refuses_a_data_directory_that_is_not_its_own() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = keys(dir.path(), 4);
+    let other = tempfile::tempdir().unwrap();
+    let other_config = keys(other.path(), 4);
+    let data0 = dir.path().join("data").join("node-0");
+    let mut n0 = node(&config, 0, Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !data0.join("identity").exists() {
+        assert!(Instant::now() < deadline, "node 0 did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    n0.signal(libc::SIGTERM);
+    assert_eq!(
+        n0.wait_for(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+    for (cfg, id, what) in [
+        (&config, 3, "node 3"),
+        (&other_config, 0, "another cluster"),
+    ] {
+        let mut p = Proc::spawn(
+            Command::new(BIN)
+                .args(["node", "--id", &id.to_string()])
+                .arg("--config")
+                .arg(cfg)
+                .arg("--data")
+                .arg(&data0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let err = collect(p.child().stderr.take());
+        let status = p.wait_for(Duration::from_secs(5));
+        let err = err.join().unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{what}: {err}");
+        assert!(
+            err.contains("belongs to node 0 of cluster") && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+    }
+    let mut n0 = node(&config, 0, Stdio::null());
+    assert!(
+        n0.wait_for(Duration::from_millis(800)).is_none(),
+        "its own data works"
+    );
+}

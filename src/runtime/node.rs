@@ -80,7 +80,12 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let data = opts
         .data
         .unwrap_or_else(|| loaded.dir.join("data").join(format!("node-{me}")));
-    let (storage, durable) = Storage::open(&data)?;
+    let owner = crate::storage::Owner {
+        cluster_id: cfg.cluster_id.clone(),
+        node_id: me,
+        public_key: cfg.nodes[me as usize].public_key.clone(),
+    };
+    let (storage, durable) = Storage::open_as(&data, &owner)?;
     tracing::info!(
         node = me,
         entries = durable.entries.len(),

@@ -40,6 +40,14 @@ pub enum StorageError {
     },
     #[error("{path} is in use by another running node (its lock is held); refusing to share it")]
     Locked { path: PathBuf },
+    #[error("{path} belongs to {found}, not to {expected}; refusing to start on another node's data (use this node's own data directory)")]
+    WrongNode {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: unreadable identity file: {reason}")]
+    BadIdentity { path: PathBuf, reason: String },
     #[error("cannot create data directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -80,9 +88,87 @@ pub struct Storage {
     last_index: u64,
 }
 
+/// Whose data a directory holds: one node of one cluster (PROTOCOL.md, Durability). A
+/// node that started on another node's data would forget its own votes and sign what
+/// that node signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub cluster_id: String,
+    pub node_id: u32,
+    /// The node's Ed25519 public key, hex.
+    pub public_key: String,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.public_key.get(..16).unwrap_or(&self.public_key);
+        write!(
+            f,
+            "node {} of cluster '{}' (key {key}…)",
+            self.node_id, self.cluster_id
+        )
+    }
+}
+
+/// Largest identity file read: it holds three short fields.
+const MAX_OWNER_FILE: u64 = 64 << 10;
+
+/// Records `owner` in `dir` the first time; after that, refuses a directory that names
+/// another owner. Called with the directory's lock held, before its files are read.
+fn bind_owner(dir: &Path, owner: &Owner) -> Result<(), StorageError> {
+    let path = dir.join("identity");
+    let bad = |reason: String| StorageError::BadIdentity {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) => {
+            if m.len() > MAX_OWNER_FILE {
+                return Err(bad(format!("{} bytes", m.len())));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+            let found: Owner = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            if found != *owner {
+                return Err(StorageError::WrongNode {
+                    path: dir.to_path_buf(),
+                    found: found.to_string(),
+                    expected: owner.to_string(),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = toml::to_string(owner).map_err(|e| bad(e.to_string()))?;
+            let tmp = dir.join("identity.tmp");
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)
+            };
+            write().map_err(|e| bad(e.to_string()))?;
+            sync_dir(dir)?;
+            Ok(())
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
 impl Storage {
-    /// Opens (creating) the data directory and returns what a restarting node gets back.
+    /// Opens a node's data directory: binds it to `owner` the first time, refuses it if
+    /// it belongs to another node or cluster, and returns what the node gets back.
+    pub fn open_as(dir: &Path, owner: &Owner) -> Result<(Storage, Durable), StorageError> {
+        Storage::open_inner(dir, Some(owner))
+    }
+
+    /// Opens (creating) the data directory and returns what a restarting node gets back,
+    /// whoever it belongs to (for reading a stopped node's log).
     pub fn open(dir: &Path) -> Result<(Storage, Durable), StorageError> {
+        Storage::open_inner(dir, None)
+    }
+
+    fn open_inner(dir: &Path, owner: Option<&Owner>) -> Result<(Storage, Durable), StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
             path: dir.to_path_buf(),
             source,
@@ -92,6 +178,9 @@ impl Storage {
             sync_dir(parent)?;
         }
         let lock = lock_dir(dir)?;
+        if let Some(owner) = owner {
+            bind_owner(dir, owner)?;
+        }
         let log_path = dir.join("log");
         let (log, records, _) = RecordFile::open(&log_path)?;
         let mut entries: Vec<Entry> = Vec::new();
@@ -559,6 +648,45 @@ mod tests {
         assert!(err.to_string().contains("exceeds"), "{err}");
         drop(s);
         assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 1102);
+    }
+
+    /// A directory records its owner on first use and refuses another node or cluster
+    /// with a message naming both.
+    #[test]
+    fn a_data_directory_belongs_to_one_node_of_one_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = |cluster: &str, node, key: &str| Owner {
+            cluster_id: cluster.into(),
+            node_id: node,
+            public_key: key.into(),
+        };
+        let me = owner("c1", 0, "aa00");
+        let (mut s, _) = Storage::open_as(dir.path(), &me).unwrap();
+        append(&mut s, 1, 2);
+        drop(s);
+        assert_eq!(
+            Storage::open_as(dir.path(), &me).unwrap().1.entries.len(),
+            2
+        );
+        for other in [
+            owner("c1", 3, "bb33"),
+            owner("c2", 0, "aa00"),
+            owner("c1", 0, "cc00"),
+        ] {
+            let msg = Storage::open_as(dir.path(), &other)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                msg.contains("belongs to node 0 of cluster 'c1'") && msg.contains("refusing"),
+                "{msg}"
+            );
+        }
+        // Reading a stopped node's log needs no owner.
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 2);
+        // A damaged identity file is an error, not a panic or an adoption.
+        std::fs::write(dir.path().join("identity"), b"\xff garbage").unwrap();
+        assert!(Storage::open_as(dir.path(), &me).is_err());
     }
 
     #[test]
