@@ -325,11 +325,21 @@ impl Storage {
             }
             .into());
         }
+        // Between records of one write, a sync: a crash can then tear only the last one,
+        // so an intact record after a damaged one always means damage, never a torn tail
+        // (`records`). One record, the usual case, costs one sync as before.
+        let many_ev = evidence.len() > 1;
         for e in evidence {
             self.evidence.append(&encode(e))?;
+            if many_ev {
+                self.evidence.sync()?;
+            }
         }
         for r in &records {
             self.log.append(r)?;
+            if records.len() > 1 {
+                self.log.sync()?;
+            }
         }
         self.last_index = last_index;
         self.log.sync()?;
@@ -648,6 +658,51 @@ mod tests {
         assert!(err.to_string().contains("exceeds"), "{err}");
         drop(s);
         assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 1102);
+    }
+
+    /// A length field damaged to point past the end of the file looked like a torn tail:
+    /// the record and the intact ones after it were cut (synced entries and a vote lost).
+    /// Now the intact record after it shows the damage is in the middle: refused, naming
+    /// the file and the offset, and nothing is cut.
+    #[test]
+    fn a_damaged_length_followed_by_intact_records_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        let second = std::fs::metadata(dir.path().join("log")).unwrap().len() as usize;
+        append(&mut s, 3, 4);
+        s.apply(&[&Persist::Hard(HardState {
+            term: 5,
+            ..Default::default()
+        })])
+        .unwrap();
+        drop(s);
+        let path = dir.path().join("log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[second + 2] ^= 0x10; // the second record's length: +1 MiB, past the end
+        std::fs::write(&path, &bytes).unwrap();
+        let msg = Storage::open(dir.path())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            msg.contains(&format!("corrupt record at byte {second}"))
+                && msg.contains(&path.display().to_string()),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+        // The same damage in the last record is a torn tail: cut, the rest kept.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        let last = std::fs::metadata(dir.path().join("log")).unwrap().len() as usize;
+        append(&mut s, 3, 4);
+        drop(s);
+        let path = dir.path().join("log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[last + 2] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 2);
     }
 
     /// A directory records its owner on first use and refuses another node or cluster
