@@ -92,7 +92,7 @@ impl Progress for Bar {
 
 pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
     if let Some(path) = &args.from_json {
-        let text = std::fs::read_to_string(path)
+        let text = crate::config::read_bounded_string(path, 64 << 20)
             .map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
         let report: bench::BenchReport = serde_json::from_str(&text)
             .map_err(|e| BadInput(format!("{}: not a bench report: {e}", path.display())))?;

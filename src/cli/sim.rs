@@ -161,7 +161,7 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
 }
 
 fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bool, BadInput> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::read_bounded_string(path, crate::config::MAX_CONFIG_FILE)
         .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
     let sc = Scenario::parse(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let variant = args.variant.unwrap_or(sc.variant);

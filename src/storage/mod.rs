@@ -126,7 +126,8 @@ fn bind_owner(dir: &Path, owner: &Owner) -> Result<(), StorageError> {
             if m.len() > MAX_OWNER_FILE {
                 return Err(bad(format!("{} bytes", m.len())));
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+            let text = crate::config::read_bounded_string(&path, MAX_OWNER_FILE)
+                .map_err(|e| bad(e.to_string()))?;
             let found: Owner = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
             if found != *owner {
                 return Err(StorageError::WrongNode {
