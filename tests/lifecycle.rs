@@ -324,3 +324,90 @@ fn a_node_refuses_a_data_directory_that_is_not_its_own() {
         "its own data works"
     );
 }
+
+/// A node restarted 0.3 s after kill -9 commits again within about one election timeout
+/// (200-400 ms here, plus process start), not after the old links' 5 s idle timeout:
+/// peers' connections to the dead process are reset by the new one at their first packet.
+#[test]
+fn a_node_restarted_after_kill_9_commits_again_within_an_election_timeout() {
+    use tangaroa::protocol::{Op, OpResult, Variant};
+    use tangaroa::runtime::client::Session;
+    use tangaroa::runtime::local::{LocalCluster, LocalSpec};
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::start(LocalSpec {
+        nodes: 4,
+        clients: 2,
+        variant: Variant::Bft,
+        byzantine: Default::default(),
+        dir: dir.path().to_path_buf(),
+        binary: BIN.into(),
+        tick_ms: Some(10),
+    })
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let limit = Duration::from_secs(20);
+    let put = |k: String| Op::Put {
+        key: k,
+        value: "v".into(),
+    };
+    let mut times = Vec::new();
+    for round in 0..3 {
+        let victim = rt.block_on(async {
+            let mut s = Session::connect(&c.config, None).await.unwrap();
+            let r = s.execute(put(format!("warm-{round}")), limit).await;
+            assert_eq!(r.unwrap(), OpResult::Ok);
+            let (_, leader) = s
+                .leader_named_by(&[0, 1, 2, 3], limit)
+                .await
+                .expect("a leader");
+            s.close();
+            (leader + 1) % 4
+        });
+        c.kill(victim);
+        std::thread::sleep(Duration::from_millis(300));
+        c.start_node(victim).unwrap();
+        let t0 = Instant::now();
+        let took = rt.block_on(async {
+            let mut s = Session::connect(&c.config, None).await.unwrap();
+            let mut k = 0;
+            let mut target = None;
+            loop {
+                k += 1;
+                let r = s.execute(put(format!("after-{round}-{k}")), limit).await;
+                assert_eq!(r.unwrap(), OpResult::Ok);
+                // A fresh session each time: the old one's link to the victim is stale.
+                let mut q = Session::connect(&c.config, None).await.unwrap();
+                let reports = q.status(Duration::from_millis(300)).await;
+                q.close();
+                let others = reports
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != victim as usize)
+                    .filter_map(|(_, r)| r.as_ref().map(|r| r.commit))
+                    .min()
+                    .unwrap_or(0);
+                let mine = reports[victim as usize].as_ref().map_or(0, |r| r.commit);
+                // Back when it has committed the first put made after its restart.
+                let target = *target.get_or_insert(others);
+                if mine >= target {
+                    break t0.elapsed();
+                }
+                assert!(t0.elapsed() < limit, "node {victim} never caught up");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        eprintln!("round {round}: node {victim} restarted 0.3 s after kill -9 committed again after {took:?}");
+        times.push(took);
+    }
+    c.stop(Duration::from_secs(3));
+    times.sort();
+    let median = times[1];
+    assert!(
+        median < Duration::from_millis(1500),
+        "median time to commit again {median:?} (all: {times:?})"
+    );
+}

@@ -103,6 +103,8 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     };
     // The election timer's randomness: the only OS randomness, and it stays out here.
     let seed: u64 = rand::random();
+    // Derived from the node's key (one-way), so every process of this node shares it.
+    let reset_secret = crate::crypto::sha256(&key.to_bytes());
     let ctx = adversary::Context {
         cfg: node_cfg,
         key,
@@ -135,6 +137,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         Net::start(
             NetSetup {
                 me,
+                reset_secret: reset_secret.0,
                 addresses: cfg.nodes.iter().map(|n| n.address).collect(),
                 identity,
                 pins: Arc::new(loaded.pins),

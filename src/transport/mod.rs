@@ -137,6 +137,8 @@ pub struct Net {
 
 pub struct NetSetup {
     pub me: NodeId,
+    /// Secret from which the QUIC stateless-reset key is derived (see [`reset_key`]).
+    pub reset_secret: [u8; 32],
     pub addresses: Vec<SocketAddr>,
     pub identity: Identity,
     pub pins: Arc<Pins>,
@@ -154,8 +156,15 @@ impl Net {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server.transport_config(transport_config());
         let addr = setup.addresses[setup.me as usize];
-        let endpoint = quinn::Endpoint::server(server, addr)
-            .map_err(|source| TransportError::Bind { addr, source })?;
+        let bind = |source| TransportError::Bind { addr, source };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config(&setup.reset_secret),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind)?;
         tokio::spawn(listen::accept_loop(
             endpoint.clone(),
             setup.pins.clone(),
@@ -215,6 +224,40 @@ impl Net {
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"shutting down");
     }
+}
+
+/// The endpoint's stateless-reset key and connection-id generator, the same in every
+/// process of one node.
+///
+/// quinn's defaults are random per process. A node killed and restarted then cannot reset
+/// the connections peers still hold to its previous process: the new process takes their
+/// packets' connection ids for garbage (its id generator's key differs) and, if it did
+/// not, could not produce the reset token the peer holds (its reset key differs). Peers
+/// keep writing into the dead connections until the idle timeout (5 s), and the node is
+/// deaf that long. With both derived from the node's secret, the new process answers the
+/// first packet of an old connection with a stateless reset the peer accepts; the peer
+/// drops that connection at once and dials again.
+pub fn endpoint_config(secret: &[u8; 32]) -> quinn::EndpointConfig {
+    use sha2::{Digest as _, Sha256};
+    let derive = |what: &[u8]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"tangaroa/quic/");
+        h.update(what);
+        h.update(secret);
+        h.finalize().into()
+    };
+    let reset = derive(b"stateless-reset");
+    let cid = derive(b"connection-id");
+    let cid_key = u64::from_le_bytes(cid[..8].try_into().expect("8 bytes"));
+    let mut cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset,
+    )));
+    // Ids the endpoint can tell from stray packets (only those get a reset), keyed alike.
+    cfg.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    cfg
 }
 
 /// Queues a frame on a client or operator stream; counted as dropped if it is full.
@@ -314,6 +357,7 @@ mod tests {
             let net = Net::start(
                 NetSetup {
                     me: 0,
+                    reset_secret: [7; 32],
                     addresses: vec![loaded.cfg.nodes[0].address],
                     identity: node_id,
                     pins: Arc::new(loaded.pins.clone()),
