@@ -411,3 +411,91 @@ fn a_node_restarted_after_kill_9_commits_again_within_an_election_timeout() {
         "median time to commit again {median:?} (all: {times:?})"
     );
 }
+
+/// CLI calls on a healthy bft cluster: every node knows the client's stream from the
+/// start, so f+1 replies come within one commit round (not the 0.5 s client timeout);
+/// many sequential calls with one key are not refused by the per-key connection limit;
+/// parallel calls with one key all succeed and are all applied.
+#[test]
+fn cli_calls_are_fast_sequential_and_parallel_with_one_key() {
+    use tangaroa::protocol::{Op, OpResult, Variant};
+    use tangaroa::runtime::client::Session;
+    use tangaroa::runtime::local::{LocalCluster, LocalSpec};
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::start(LocalSpec {
+        nodes: 4,
+        clients: 2,
+        variant: Variant::Bft,
+        byzantine: Default::default(),
+        dir: dir.path().to_path_buf(),
+        binary: BIN.into(),
+        tick_ms: Some(10),
+    })
+    .unwrap();
+    let config = c.config.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut s = Session::connect(&config, None).await.unwrap();
+        let warm = Op::Put {
+            key: "warm".into(),
+            value: "up".into(),
+        };
+        let r = s.execute(warm, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(r, OpResult::Ok);
+        s.close_gracefully().await;
+    });
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("client")
+            .arg("--config")
+            .arg(&config)
+            .args(["--timeout", "10"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        let out = cli(&["put", &format!("seq-{i}"), "v"]);
+        times.push(t.elapsed());
+        assert!(out.status.success(), "call {i}: {out:?}");
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    eprintln!(
+        "20 sequential CLI puts: median {median:?}, max {:?}",
+        times[19]
+    );
+    let parallel: Vec<_> = (0..8)
+        .map(|i| {
+            Command::new(BIN)
+                .arg("client")
+                .arg("--config")
+                .arg(&config)
+                .args(["--timeout", "20", "put", &format!("par-{i}"), "p"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, p) in parallel.into_iter().enumerate() {
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "parallel call {i}: {out:?}");
+    }
+    for i in 0..8 {
+        let out = cli(&["get", &format!("par-{i}")]);
+        assert!(out.status.success(), "par-{i} applied: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "p");
+    }
+    c.stop(Duration::from_secs(3));
+    assert!(
+        median < Duration::from_millis(300),
+        "median CLI put {median:?}"
+    );
+}

@@ -143,7 +143,7 @@ pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
             last = table;
             tokio::time::sleep(Duration::from_millis(1000)).await;
         }
-        session.close();
+        session.close_gracefully().await;
     };
     // A signal ends the view at once, wherever it is waiting.
     rt.block_on(async {

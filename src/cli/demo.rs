@@ -236,7 +236,7 @@ async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
             ));
         }
     }
-    session.close();
+    session.close_gracefully().await;
     Ok(())
 }
 

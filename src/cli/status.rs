@@ -41,7 +41,7 @@ pub fn run(args: StatusArgs) -> Result<u8, BadInput> {
             .await
             .map_err(|e| BadInput(e.to_string()))?;
         let r = session.status(Duration::from_secs_f64(args.timeout)).await;
-        session.close();
+        session.close_gracefully().await;
         Ok::<_, BadInput>(r)
     })?;
     if args.json {

@@ -268,6 +268,14 @@ impl Session {
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"done");
     }
+
+    /// Closes every connection and waits (briefly) until the nodes have been told, so a
+    /// process that exits right after leaves no half-open connections behind (they would
+    /// count against the key's connection limit at every node until they time out).
+    pub async fn close_gracefully(&self) {
+        self.close();
+        let _ = tokio::time::timeout(Duration::from_millis(300), self.endpoint.wait_idle()).await;
+    }
 }
 
 /// Nodes ignore larger operations (they could not be replicated within a frame).
@@ -296,6 +304,18 @@ async fn link(mut l: Link) {
     loop {
         let stream = match peer::dial(&l.endpoint, &l.cfg, l.addr, &name).await {
             Ok(conn) => peer::in_time("open a stream", conn.open_bi()).await,
+            Err(e) => Err(e),
+        };
+        // A first frame makes the stream known to the node at once (QUIC announces a stream
+        // only with its first bytes), so every node can reply to the first request.
+        let stream = match stream {
+            Ok((mut send, recv)) => match transport::encode(&Wire::Hello) {
+                Some(hello) => match send.write_all(&hello).await {
+                    Ok(()) => Ok((send, recv)),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Ok((send, recv)),
+            },
             Err(e) => Err(e),
         };
         let (send, mut recv) = match stream {

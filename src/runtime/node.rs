@@ -28,6 +28,9 @@ const MAX_INPUTS_PER_BATCH: usize = 1024;
 /// messages (requests, entries), so this bounds the batch's log record too: 1024 requests
 /// at the 64 KiB limit would be a 67 MB record, over the storage's 64 MiB limit.
 const MAX_BYTES_PER_BATCH: usize = 8 << 20;
+/// Reply streams kept per client: its sessions at once (bounded anyway by the transport's
+/// connections per principal).
+const MAX_LINKS_PER_CLIENT: usize = 64;
 
 pub struct NodeOptions {
     pub config: PathBuf,
@@ -238,7 +241,10 @@ struct Process {
     kv: Kv,
     net: Net,
     /// The latest stream of each connected client, for its replies.
-    clients: HashMap<ClientId, mpsc::Sender<Bytes>>,
+    /// Every live stream of each connected client (a client may run several sessions at
+    /// once, e.g. parallel CLI calls with one key); replies go to all of them, and each
+    /// session keeps those of its own requests.
+    clients: HashMap<ClientId, Vec<mpsc::Sender<Bytes>>>,
     applied: u64,
     /// Set by the signal handler; checked after every batch.
     stopping: Arc<AtomicBool>,
@@ -282,7 +288,12 @@ impl Process {
             }
             Inbound::Misbehaved(p) => Input::Misbehaved(p),
             Inbound::ClientLink(c, link) => {
-                self.clients.insert(c, link);
+                let links = self.clients.entry(c).or_default();
+                links.retain(|l| !l.is_closed());
+                if links.len() >= MAX_LINKS_PER_CLIENT {
+                    links.remove(0); // the oldest gives way
+                }
+                links.push(link);
                 return;
             }
             Inbound::StatusQuery(link) => {
@@ -337,10 +348,11 @@ impl Process {
     }
 
     fn reply(&mut self, client: ClientId, seq: u64, result: crate::protocol::OpResult) {
-        let Some(link) = self.clients.get(&client) else {
+        let Some(links) = self.clients.get_mut(&client) else {
             return; // not connected here: the client asks every node on timeout
         };
-        if link.is_closed() {
+        links.retain(|l| !l.is_closed());
+        if links.is_empty() {
             self.clients.remove(&client);
             return;
         }
@@ -348,7 +360,9 @@ impl Process {
             return;
         };
         if let Some(frame) = transport::encode(&Wire::Protocol(Message::Reply(reply))) {
-            transport::send_to_link(link, frame, &self.net.counters);
+            for link in links.iter() {
+                transport::send_to_link(link, frame.clone(), &self.net.counters);
+            }
         }
     }
 

@@ -44,6 +44,7 @@ impl Sender {
 const WIRE_PROTOCOL: u32 = 0;
 const WIRE_STATUS_QUERY: u32 = 1;
 const WIRE_STATUS: u32 = 2;
+const WIRE_HELLO: u32 = 3;
 const MSG_APPEND_ENTRIES: u32 = 2;
 const MSG_REQUEST: u32 = 6;
 const MSG_REVOLUTION: u32 = 7;
@@ -81,6 +82,7 @@ pub fn admit(from: Sender, body: &[u8]) -> Result<(), FrameError> {
         (Sender::Server, WIRE_PROTOCOL) => {}
         (Sender::Server, t) => return refuse(format!("frame kind {t} from a node")),
         (_, WIRE_STATUS_QUERY) => return Ok(()),
+        (Sender::Client, WIRE_HELLO) => return Ok(()),
         (_, WIRE_PROTOCOL) => {}
         (_, t) => return refuse(format!("frame kind {t} is never sent to a node")),
     }
@@ -113,6 +115,11 @@ pub enum Wire {
     Protocol(Message),
     StatusQuery,
     Status(Box<NodeReport>),
+    /// A client's first frame on a new stream: replies to its requests may come here.
+    /// (Nodes see a stream only once something is sent on it; without this, only the
+    /// node a request went to learned the stream, and the f+1 matching replies had to
+    /// wait for the client's timeout broadcast.)
+    Hello,
 }
 
 /// A node's account of itself, for `tangaroa status` and the cluster view. It is what the
@@ -313,6 +320,10 @@ mod tests {
         assert_eq!(
             u32_at(&encode(&Wire::StatusQuery).unwrap()[4..], 0),
             Some(WIRE_STATUS_QUERY)
+        );
+        assert_eq!(
+            u32_at(&encode(&Wire::Hello).unwrap()[4..], 0),
+            Some(WIRE_HELLO)
         );
         let three: Vec<Entry> = (1..=3).map(entry).collect();
         assert_eq!(

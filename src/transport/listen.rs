@@ -12,9 +12,14 @@ use super::tls::Pins;
 
 /// Signatures remembered as verified, per stream.
 const SIG_CACHE: usize = 4096;
-/// Connections one principal may hold open at once (a node needs one, a client a few):
-/// with the per-connection stream limits, this bounds what one peer can make us hold.
+/// Connections one node may hold open at once (it needs one; a restart leaves its old one
+/// until it times out): with the per-connection stream limits, this bounds what one peer
+/// can make us hold.
 const MAX_CONNECTIONS_PER_PEER: usize = 8;
+/// The same for one client key: each of its sessions (a CLI call, a status query) holds
+/// one connection per node while it runs, and parallel calls with one key are allowed.
+/// Sessions close their connections when they end, so only live ones count.
+pub(crate) const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 
 /// Open connections per principal.
 type Census = Arc<std::sync::Mutex<std::collections::HashMap<Principal, usize>>>;
@@ -29,7 +34,11 @@ impl Counted {
     fn admit(census: &Census, who: Principal) -> Option<Counted> {
         let mut c = census.lock().unwrap_or_else(|p| p.into_inner());
         let n = c.entry(who).or_default();
-        if *n >= MAX_CONNECTIONS_PER_PEER {
+        let most = match who {
+            Principal::Node(_) => MAX_CONNECTIONS_PER_PEER,
+            Principal::Client(_) => MAX_CONNECTIONS_PER_CLIENT,
+        };
+        if *n >= most {
             return None;
         }
         *n += 1;
@@ -192,6 +201,16 @@ async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvS
                 .send(Inbound::StatusQuery(tx.clone()))
                 .await
                 .is_ok(),
+            Ok(Some(Wire::Hello)) => match (s.from, linked) {
+                (Principal::Client(c), false) => {
+                    linked = true;
+                    s.inbound
+                        .send(Inbound::ClientLink(c, tx.clone()))
+                        .await
+                        .is_ok()
+                }
+                _ => true,
+            },
             Ok(Some(Wire::Status(_))) => {
                 s.bad("a status report sent to a node");
                 false
@@ -213,6 +232,7 @@ fn kind(w: &Wire) -> &'static str {
         Wire::Protocol(m) => m.kind(),
         Wire::StatusQuery => "status-query",
         Wire::Status(_) => "status",
+        Wire::Hello => "hello",
     }
 }
 

@@ -408,10 +408,10 @@ mod tests {
             })
             .await;
             assert_eq!(got, Ok(true), "a good frame still gets through");
-            // One principal may hold at most MAX_CONNECTIONS_PER_PEER connections: of
-            // eight more (nine open), at least one is refused.
+            // One client key may hold at most MAX_CONNECTIONS_PER_CLIENT connections: of
+            // that many more, at least one is refused.
             let mut extra = Vec::new();
-            for _ in 0..8 {
+            for _ in 0..listen::MAX_CONNECTIONS_PER_CLIENT {
                 // A refused connection may already be closed when the handshake ends.
                 let conn = endpoint
                     .connect_with(cfg.clone(), loaded.cfg.nodes[0].address, "node-0.tangaroa")
