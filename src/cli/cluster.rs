@@ -127,11 +127,18 @@ pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
             .run_for
             .is_none_or(|s| started.elapsed().as_secs_f64() < s)
         {
-            for (id, status) in cluster.exited() {
+            // A node that exited makes the table a lie about this cluster: say so, stop
+            // the others, and exit 1.
+            let exited = cluster.exited();
+            for (id, status) in &exited {
                 errln!(
                     "node {id} exited ({status}); see {}",
-                    cluster.log_file(id).display()
+                    cluster.log_file(*id).display()
                 );
+            }
+            if !exited.is_empty() {
+                failed = true;
+                break;
             }
             let reports = session.status(Duration::from_millis(800)).await;
             let table = super::status::table(&reports);

@@ -90,6 +90,20 @@ impl LocalCluster {
                 std::fs::write(&config, text).map_err(|e| LocalError::Setup(e.to_string()))?;
             }
         }
+        // Every node's address must be free: otherwise our nodes exit at once and a view
+        // of the cluster would show whoever holds the ports (e.g. a cluster already
+        // running from this folder).
+        let cfg = ClusterConfig::load(&config).map_err(|e| LocalError::Setup(e.to_string()))?;
+        for n in &cfg.nodes {
+            if let Err(e) = UdpSocket::bind(n.address) {
+                return Err(LocalError::Setup(format!(
+                    "node {}'s address {} is taken ({e}): is a cluster from {} already running?",
+                    n.id,
+                    n.address,
+                    spec.dir.display()
+                )));
+            }
+        }
         let mut cluster = LocalCluster {
             children: (0..spec.nodes).map(|_| None).collect(),
             spec,
