@@ -499,3 +499,40 @@ fn cli_calls_are_fast_sequential_and_parallel_with_one_key() {
         "median CLI put {median:?}"
     );
 }
+
+/// `tangaroa cluster` on a folder whose cluster is already running: its ports are taken,
+/// so it refuses at once (exit 2, saying why) instead of showing the other cluster's
+/// table and exiting 0; the running one is untouched.
+#[test]
+fn the_cluster_command_refuses_taken_ports() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Proc::spawn(
+        Command::new(BIN)
+            .args(["cluster", "--nodes", "4", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.path().join("node-3.log").exists() {
+        assert!(Instant::now() < deadline, "the cluster did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let second = Command::new(BIN)
+        .args(["cluster", "--nodes", "4", "--for", "3", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains("is taken"), "{err}");
+    assert!(
+        first.wait_for(Duration::from_millis(100)).is_none(),
+        "the first still runs"
+    );
+    first.signal(libc::SIGTERM);
+    let status = first.wait_for(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+}

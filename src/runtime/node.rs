@@ -17,7 +17,7 @@ use crate::transport::{self, Inbound, Net, NetSetup, NodeReport, Wire};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -28,6 +28,8 @@ const MAX_INPUTS_PER_BATCH: usize = 1024;
 /// messages (requests, entries), so this bounds the batch's log record too: 1024 requests
 /// at the 64 KiB limit would be a 67 MB record, over the storage's 64 MiB limit.
 const MAX_BYTES_PER_BATCH: usize = 8 << 20;
+/// Most ticks stepped at once after a stall.
+const MAX_TICKS_PER_BATCH: u64 = 1000;
 /// Reply streams kept per client: its sessions at once (bounded anyway by the transport's
 /// connections per principal).
 const MAX_LINKS_PER_CLIENT: usize = 64;
@@ -149,7 +151,12 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
             tx.clone(),
         )?
     };
-    rt.spawn(ticker(tx, Duration::from_millis(cfg.tick_ms)));
+    let ticks_due = Arc::new(AtomicU64::new(0));
+    rt.spawn(ticker(
+        tx,
+        ticks_due.clone(),
+        Duration::from_millis(cfg.tick_ms),
+    ));
     tracing::info!(node = me, variant = %cfg.variant.name(), "listening on {}", cfg.nodes[me as usize].address);
     let mut process = Process {
         actor,
@@ -159,6 +166,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         clients: HashMap::new(),
         applied: 0,
         stopping,
+        ticks_due,
     };
     let result = process.run(rx);
     process.net.close();
@@ -176,12 +184,16 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
 /// leaves, so a stop forced at this point loses no more than kill -9 would: nothing.
 pub const STOP_BOUND: Duration = Duration::from_secs(3);
 
-async fn ticker(tx: mpsc::Sender<Inbound>, every: Duration) {
+/// The node's clock: counts ticks in `due` and wakes the loop. The count lives outside the
+/// inbound queue, so a queue full of peers' messages delays the clock but cannot slow it:
+/// every tick is stepped, late at worst.
+async fn ticker(tx: mpsc::Sender<Inbound>, due: Arc<AtomicU64>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        // A full queue means the loop is behind: this tick is skipped, not queued.
+        due.fetch_add(1, Ordering::SeqCst);
+        // A full queue means the loop is busy and will see the count anyway.
         if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Inbound::Tick) {
             return;
         }
@@ -248,6 +260,8 @@ struct Process {
     applied: u64,
     /// Set by the signal handler; checked after every batch.
     stopping: Arc<AtomicBool>,
+    /// Ticks counted by the clock and not yet stepped.
+    ticks_due: Arc<AtomicU64>,
 }
 
 impl Process {
@@ -256,6 +270,13 @@ impl Process {
         let mut inputs = Vec::with_capacity(MAX_INPUTS_PER_BATCH);
         while let Some(first) = rx.blocking_recv() {
             let (batch, stop) = take_batch(first, &mut rx);
+            // The clock's ticks, however many came due (bounded, in case the process was
+            // stopped for a long time: the timers only need to know time has passed).
+            let due = self
+                .ticks_due
+                .swap(0, Ordering::SeqCst)
+                .min(MAX_TICKS_PER_BATCH);
+            inputs.extend((0..due).map(|_| Input::Tick));
             for input in batch {
                 self.handle(input, &mut inputs);
             }
@@ -273,7 +294,7 @@ impl Process {
     /// Answers what the loop answers itself; protocol inputs go to `inputs` for the batch.
     fn handle(&mut self, input: Inbound, inputs: &mut Vec<Input>) {
         let step = match input {
-            Inbound::Tick => Input::Tick,
+            Inbound::Tick => return, // a wake-up: the ticks are counted in `ticks_due`
             Inbound::Message { from, msg, .. } => {
                 if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
                     // Retries of applied requests are answered from the state machine.
@@ -407,7 +428,29 @@ mod tests {
                 sig: None,
             }),
             bytes,
+            permit: None,
         }
+    }
+
+    /// With the inbound queue full (a flooding peer), ticks are still counted, none lost:
+    /// the loop steps them all when it gets to them. (They were dropped before, so a
+    /// flood slowed the node's clock.)
+    #[test]
+    fn a_full_queue_delays_ticks_but_loses_none() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        tx.try_send(request(0, 1)).unwrap(); // full
+        let due = Arc::new(AtomicU64::new(0));
+        rt.block_on(async {
+            let clock = tokio::spawn(ticker(tx, due.clone(), Duration::from_millis(5)));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            clock.abort();
+        });
+        let n = due.load(Ordering::SeqCst);
+        assert!(n >= 20, "{n} ticks counted in 200 ms at 5 ms");
     }
 
     /// A queue of 1024 requests at the 64 KiB limit makes several batches, each within

@@ -22,22 +22,35 @@ const MAX_CONNECTIONS_PER_PEER: usize = 8;
 pub(crate) const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 
 /// Open connections per principal.
-type Census = Arc<std::sync::Mutex<std::collections::HashMap<Principal, usize>>>;
+type Census = Arc<std::sync::Mutex<std::collections::HashMap<Principal, (usize, Quota)>>>;
+
+/// Messages one principal may have waiting in the node's shared inbound queue, over all
+/// its connections and streams. A peer at its quota waits (its streams stop being read,
+/// QUIC flow control pushes back on it) while everyone else's messages still get in: one
+/// flooding peer cannot fill the shared queue and delay the others.
+pub(crate) const NODE_INBOUND_QUOTA: usize = 1024;
+pub(crate) const CLIENT_INBOUND_QUOTA: usize = 64;
+
+/// A principal's share of the inbound queue: a permit per queued message.
+pub(crate) type Quota = Arc<tokio::sync::Semaphore>;
 
 /// Counts a connection for as long as it lives.
 struct Counted {
     census: Census,
     who: Principal,
+    quota: Quota,
 }
 
 impl Counted {
     fn admit(census: &Census, who: Principal) -> Option<Counted> {
         let mut c = census.lock().unwrap_or_else(|p| p.into_inner());
-        let n = c.entry(who).or_default();
-        let most = match who {
-            Principal::Node(_) => MAX_CONNECTIONS_PER_PEER,
-            Principal::Client(_) => MAX_CONNECTIONS_PER_CLIENT,
+        let (most, share) = match who {
+            Principal::Node(_) => (MAX_CONNECTIONS_PER_PEER, NODE_INBOUND_QUOTA),
+            Principal::Client(_) => (MAX_CONNECTIONS_PER_CLIENT, CLIENT_INBOUND_QUOTA),
         };
+        let (n, quota) = c
+            .entry(who)
+            .or_insert_with(|| (0, Arc::new(tokio::sync::Semaphore::new(share))));
         if *n >= most {
             return None;
         }
@@ -45,6 +58,7 @@ impl Counted {
         Some(Counted {
             census: census.clone(),
             who,
+            quota: quota.clone(),
         })
     }
 }
@@ -52,8 +66,11 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         let mut c = self.census.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.who) {
+        if let Some((n, _)) = c.get_mut(&self.who) {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.who);
+            }
         }
     }
 }
@@ -101,6 +118,7 @@ struct Stream {
     cache: SigCache,
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
+    quota: Quota,
 }
 
 async fn serve(
@@ -117,7 +135,7 @@ async fn serve(
         conn.close(2u32.into(), b"unknown peer");
         return;
     };
-    let Some(_counted) = Counted::admit(&census, from) else {
+    let Some(counted) = Counted::admit(&census, from) else {
         tracing::warn!(peer = ?from, "too many connections from one peer; refusing another");
         conn.close(3u32.into(), b"too many connections");
         return;
@@ -134,6 +152,7 @@ async fn serve(
         cache: SigCache::new(SIG_CACHE),
         inbound: inbound.clone(),
         counters: counters.clone(),
+        quota: counted.quota.clone(),
     };
     loop {
         tokio::select! {
@@ -255,11 +274,18 @@ impl Stream {
             return true;
         }
         let input = match authenticate_cached(&self.ring, &mut self.cache, self.from, &msg) {
-            Ok(()) => Inbound::Message {
-                from: self.from,
-                msg,
-                bytes,
-            },
+            Ok(()) => {
+                // Our share of the queue first: at the quota, only this peer waits.
+                let Ok(permit) = self.quota.clone().acquire_owned().await else {
+                    return false;
+                };
+                Inbound::Message {
+                    from: self.from,
+                    msg,
+                    bytes,
+                    permit: Some(permit),
+                }
+            }
             Err(AuthError::SignedForgery(culprit, what)) => {
                 LiveCounters::add(&self.counters.rejected, 1);
                 tracing::warn!("{culprit:?} signed a {} with a forged {what}", msg.kind());
@@ -272,5 +298,38 @@ impl Stream {
             }
         };
         self.inbound.send(input).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All connections of one principal share one inbound quota; another principal has
+    /// its own, so a peer that used up its share does not stop anyone else.
+    #[test]
+    fn each_principal_has_its_own_share_of_the_inbound_queue() {
+        let census = Census::default();
+        let a1 = Counted::admit(&census, Principal::Node(1)).unwrap();
+        let a2 = Counted::admit(&census, Principal::Node(1)).unwrap();
+        let b = Counted::admit(&census, Principal::Node(2)).unwrap();
+        let c = Counted::admit(&census, Principal::Client(7)).unwrap();
+        let held: Vec<_> = (0..NODE_INBOUND_QUOTA)
+            .map(|_| a1.quota.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert!(
+            a2.quota.clone().try_acquire_owned().is_err(),
+            "a's share is spent"
+        );
+        assert!(
+            b.quota.clone().try_acquire_owned().is_ok(),
+            "b is not held up"
+        );
+        assert_eq!(c.quota.available_permits(), CLIENT_INBOUND_QUOTA);
+        drop(held);
+        assert!(a2.quota.clone().try_acquire_owned().is_ok());
+        // The census forgets a principal with no connections left.
+        drop((a1, a2));
+        assert!(!census.lock().unwrap().contains_key(&Principal::Node(1)));
     }
 }

@@ -52,6 +52,8 @@ pub enum Inbound {
         msg: Message,
         /// Its frame's length, for bounding the loop's batches by bytes.
         bytes: usize,
+        /// The sender's share of the queue, given back when the loop takes the message.
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     /// `culprit` signed a message that carries forged signatures inside.
     Misbehaved(Principal),
@@ -59,6 +61,8 @@ pub enum Inbound {
     ClientLink(ClientId, mpsc::Sender<Bytes>),
     /// Someone asked for our status: answer on `link`.
     StatusQuery(mpsc::Sender<Bytes>),
+    /// Wakes the loop: the clock has ticks due (counted apart from the queue, so a full
+    /// queue delays ticks but never loses them).
     Tick,
     Shutdown,
 }
