@@ -141,12 +141,46 @@ pub enum ConfigError {
     Invalid { path: PathBuf, reason: String },
 }
 
+/// Largest configuration file read.
+pub const MAX_CONFIG_FILE: u64 = 4 << 20;
+/// Largest key or certificate file read (PEM or hex): a few KiB in practice.
+pub const MAX_KEY_FILE: u64 = 64 << 10;
+/// Timing bounds: large enough for any sane deployment, small enough that no
+/// arithmetic on them (deadlines, doubled timeouts, tick counts) can overflow.
+pub const MAX_ELECTION_TICKS: u32 = 1_000_000;
+pub const MAX_REQUEST_TICKS: u32 = 10_000_000;
+/// Longest wall-clock election timeout accepted (`election_ticks * tick_ms`): one hour.
+pub const MAX_ELECTION_MS: u64 = 3_600_000;
+
+/// Reads at most `limit` bytes of `path`; a longer file (or an endless one such as
+/// /dev/zero) is an error, found after reading `limit + 1` bytes, never allocated whole.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than the {limit}-byte limit for this file"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_bounded`] for a UTF-8 text file.
+pub fn read_bounded_string(path: &Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, limit)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 impl ClusterConfig {
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text =
+            read_bounded_string(path, MAX_CONFIG_FILE).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
         let invalid = |reason: String| ConfigError::Invalid {
             path: path.into(),
             reason,
@@ -185,6 +219,30 @@ impl ClusterConfig {
         if self.tick_ms == 0 || self.tick_ms > 10_000 {
             return Err("tick_ms must be between 1 and 10000".into());
         }
+        // Ranges first, without arithmetic that can wrap, so the core's own checks and
+        // everything after only ever see small numbers.
+        let t = &self.timing;
+        if !(4..=MAX_ELECTION_TICKS).contains(&t.election_ticks) {
+            return Err(format!(
+                "timing.election_ticks must be between 4 and {MAX_ELECTION_TICKS}"
+            ));
+        }
+        if t.heartbeat_ticks == 0 || t.heartbeat_ticks > t.election_ticks / 2 {
+            return Err("timing.heartbeat_ticks must be between 1 and election_ticks / 2".into());
+        }
+        if !(t.election_ticks..=MAX_REQUEST_TICKS).contains(&t.request_ticks) {
+            return Err(format!(
+                "timing.request_ticks must be between election_ticks and {MAX_REQUEST_TICKS}"
+            ));
+        }
+        if u64::from(t.election_ticks).saturating_mul(self.tick_ms) > MAX_ELECTION_MS {
+            return Err(format!(
+                "election_ticks * tick_ms must be at most {MAX_ELECTION_MS} ms (one hour)"
+            ));
+        }
+        if self.nodes.len() > 1024 || self.clients.len() > 1 << 20 {
+            return Err("at most 1024 nodes and 2^20 clients".into());
+        }
         self.timing.validate()?;
         self.keyring().map(|_| ())
     }
@@ -212,4 +270,80 @@ fn parse_public(who: Principal, hex_key: &str) -> Result<VerifyingKey, String> {
         .try_into()
         .map_err(|_| format!("{who:?}: public key must be 32 bytes"))?;
     Keyring::parse_key(who, &bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keygen::{keygen, KeygenSpec};
+
+    fn config() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = keygen(&KeygenSpec {
+            nodes: 4,
+            clients: 1,
+            out: dir.path().into(),
+            base_port: 7000,
+            variant: crate::protocol::Variant::Bft,
+            force: false,
+        })
+        .unwrap();
+        (dir, path)
+    }
+
+    /// Values that wrapped (`heartbeat_ticks * 2`) or panicked later (a huge
+    /// `election_ticks`) are refused at load with the field named; never a panic.
+    #[test]
+    fn timing_out_of_range_is_refused_not_wrapped() {
+        let (_dir, path) = config();
+        let good = ClusterConfig::load(&path).unwrap();
+        let with = |f: &dyn Fn(&mut ClusterConfig)| {
+            let mut c = good.clone();
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(&|_| {}).is_ok());
+        for (what, bad) in [
+            (
+                "heartbeat",
+                with(&|c| c.timing.heartbeat_ticks = 0x8000_0001),
+            ),
+            ("heartbeat", with(&|c| c.timing.heartbeat_ticks = u32::MAX)),
+            (
+                "election_ticks",
+                with(&|c| c.timing.election_ticks = u32::MAX),
+            ),
+            (
+                "request_ticks",
+                with(&|c| c.timing.request_ticks = u32::MAX),
+            ),
+            (
+                "tick_ms",
+                with(&|c| {
+                    c.tick_ms = 10_000;
+                    c.timing.election_ticks = 1_000_000;
+                    c.timing.request_ticks = 1_000_000;
+                }),
+            ),
+        ] {
+            let e = bad.expect_err(what);
+            assert!(e.contains(what), "{what}: {e}");
+        }
+    }
+
+    /// `cert = "/dev/zero"` read until a 16 GiB allocation failed; a config file, key or
+    /// certificate is now read only up to its bound.
+    #[test]
+    fn endless_or_huge_files_are_refused_at_their_bound() {
+        let e = read_bounded(Path::new("/dev/zero"), MAX_KEY_FILE).unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
+        let (dir, path) = config();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("node-0.crt", "/dev/zero", 1)).unwrap();
+        let cfg = ClusterConfig::load(&path).unwrap();
+        let e = crate::transport::tls::Pins::load(&cfg, dir.path()).expect_err("refused");
+        assert!(e.to_string().contains("limit"), "{e}");
+        let e = ClusterConfig::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
+    }
 }

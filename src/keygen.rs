@@ -189,10 +189,12 @@ pub fn secret_paths(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
 
 /// Reads a node's or client's Ed25519 secret key written by `keygen`.
 pub fn read_secret(path: &Path) -> Result<SigningKey, KeygenError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeygenError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let text = crate::config::read_bounded_string(path, crate::config::MAX_KEY_FILE).map_err(
+        |source| KeygenError::Io {
+            path: path.into(),
+            source,
+        },
+    )?;
     let bytes = hex::decode(text.trim())
         .map_err(|e| KeygenError::Invalid(format!("{}: not hex: {e}", path.display())))?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| {

@@ -29,7 +29,11 @@ fn main() -> ExitCode {
             match format {
                 // Scripts reading JSON logs get the reason as one more JSON line.
                 LogFormat::Json => tracing::error!("{e}"),
-                LogFormat::Text => eprintln!("error: {e}"),
+                // Not eprintln!: a closed stderr must not turn an error into a panic.
+                LogFormat::Text => {
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stderr(), "error: {e}");
+                }
             }
             ExitCode::from(2)
         }

@@ -318,6 +318,35 @@ fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
     assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");
 }
 
+#[test]
+fn a_node_refuses_to_start_on_an_intact_but_inconsistent_state() {
+    use tangaroa::protocol::{HardState, Persist};
+    let (dir, config) = keys(1, 29640);
+    let data = dir.path().join("data");
+    {
+        // Checksums are fine; the content is not: a vote in a term above the node's own.
+        let (mut s, _) = tangaroa::storage::Storage::open(&data).unwrap();
+        let hard = HardState {
+            term: 1,
+            voted: Some((5, 0)),
+            ..Default::default()
+        };
+        s.apply(&[&Persist::Hard(hard)]).unwrap();
+    }
+    let (code, _, err) = tangaroa(&[
+        "node",
+        "--config",
+        &config,
+        "--id",
+        "0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("inconsistent"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// Runs `tangaroa <args>` with `env` until its stderr holds `needle` or 20 s pass, then
 /// stops it (only this child) and returns its stderr.
 fn stderr_until(args: &[&str], env: &[(&str, &str)], needle: &str) -> String {

@@ -92,7 +92,7 @@ impl Progress for Bar {
 
 pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
     if let Some(path) = &args.from_json {
-        let text = std::fs::read_to_string(path)
+        let text = crate::config::read_bounded_string(path, 64 << 20)
             .map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
         let report: bench::BenchReport = serde_json::from_str(&text)
             .map_err(|e| BadInput(format!("{}: not a bench report: {e}", path.display())))?;
@@ -163,15 +163,15 @@ fn output(
     json: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> Result<u8, BadInput> {
-    println!("{}", bench::report::table(report));
+    outln!("{}", bench::report::table(report));
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(report).expect("report serializes");
         std::fs::write(path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
-        println!("JSON: {}", path.display());
+        outln!("JSON: {}", path.display());
     }
     if let Some(path) = plot {
         bench::report::plot(report, path).map_err(BadInput)?;
-        println!("plot: {}", path.display());
+        outln!("plot: {}", path.display());
     }
     Ok(0)
 }

@@ -5,12 +5,11 @@ use crate::adversary::Behaviour;
 use crate::protocol::{NodeId, Variant};
 use crate::runtime::client::Session;
 use crate::runtime::local::{LocalCluster, LocalSpec};
+use crate::runtime::StopSignals;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -76,6 +75,15 @@ pub fn injections(
 pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
     let byzantine = injections(args.nodes, &args.byzantine)?;
     let binary = std::env::current_exe().map_err(|e| BadInput(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BadInput(e.to_string()))?;
+    // Installed before any node starts: SIGTERM as well as Ctrl-C stops the nodes first.
+    let mut signals = {
+        let _guard = rt.enter();
+        StopSignals::install().map_err(|e| BadInput(format!("cannot handle signals: {e}")))?
+    };
     let mut cluster = LocalCluster::start(LocalSpec {
         nodes: args.nodes,
         clients: args.clients,
@@ -86,19 +94,7 @@ pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
         tick_ms: None,
     })
     .map_err(|e| BadInput(e.to_string()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BadInput(e.to_string()))?;
-    {
-        let stop = stop.clone();
-        rt.spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
-    println!(
+    outln!(
         "started {} {} nodes in {} (config: {}); Ctrl-C stops them",
         args.nodes,
         args.variant.name(),
@@ -109,40 +105,53 @@ pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
     let config = cluster.config.clone();
     let tty = std::io::stdout().is_terminal();
     let mut failed = false;
-    rt.block_on(async {
+    let view = async {
         let mut session = match Session::connect(&config, None).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 failed = true;
                 return;
             }
         };
         let mut last = String::new();
-        while !stop.load(Ordering::SeqCst)
-            && args
-                .run_for
-                .is_none_or(|s| started.elapsed().as_secs_f64() < s)
+        while args
+            .run_for
+            .is_none_or(|s| started.elapsed().as_secs_f64() < s)
         {
-            for (id, status) in cluster.exited() {
-                eprintln!(
+            // A node that exited makes the table a lie about this cluster: say so, stop
+            // the others, and exit 1.
+            let exited = cluster.exited();
+            for (id, status) in &exited {
+                errln!(
                     "node {id} exited ({status}); see {}",
-                    cluster.log_file(id).display()
+                    cluster.log_file(*id).display()
                 );
+            }
+            if !exited.is_empty() {
+                failed = true;
+                break;
             }
             let reports = session.status(Duration::from_millis(800)).await;
             let table = super::status::table(&reports);
             if tty {
-                print!("\x1b[H\x1b[2J{}\n{table}", banner(&cluster));
+                out!("\x1b[H\x1b[2J{}\n{table}", banner(&cluster));
             } else if table != last {
-                println!("{table}");
+                outln!("{table}");
             }
             last = table;
             tokio::time::sleep(Duration::from_millis(1000)).await;
         }
-        session.close();
+        session.close_gracefully().await;
+    };
+    // A signal ends the view at once, wherever it is waiting.
+    rt.block_on(async {
+        tokio::select! {
+            () = view => {}
+            _ = signals.recv() => {}
+        }
     });
-    println!("stopping; logs and data stay in {}", args.dir.display());
+    outln!("stopping; logs and data stay in {}", args.dir.display());
     cluster.stop(Duration::from_secs(3));
     Ok(u8::from(failed))
 }

@@ -8,6 +8,7 @@ use crate::protocol::log::Log;
 use crate::protocol::{NodeId, Op, OpResult, Term, Variant};
 use crate::runtime::client::Session;
 use crate::runtime::local::{compare_committed, LocalCluster, LocalSpec};
+use crate::runtime::StopSignals;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,7 +41,18 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
             true,
         ),
     };
+    // Removes a temporary folder however the demo ends (an error, a panic, a signal);
+    // declared before the cluster, so the nodes are stopped first.
+    let _cleanup = RemoveOnDrop(temporary.then(|| dir.clone()));
     let binary = std::env::current_exe().map_err(|e| BadInput(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BadInput(e.to_string()))?;
+    let mut signals = {
+        let _guard = rt.enter();
+        StopSignals::install().map_err(|e| BadInput(format!("cannot handle signals: {e}")))?
+    };
     say(&format!(
         "starting 4 bft nodes on 127.0.0.1 (n = 3f+1, f = 1); node {MALICIOUS} is malicious: {} ({})",
         args.byzantine,
@@ -56,12 +68,13 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
         tick_ms: Some(10),
     })
     .map_err(|e| BadInput(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BadInput(e.to_string()))?;
     let config = cluster.config.clone();
-    let story = rt.block_on(async { tell(&config, args.requests).await });
+    let story = rt.block_on(async {
+        tokio::select! {
+            r = tell(&config, args.requests) => r,
+            s = signals.recv() => Err(format!("interrupted by {s}")),
+        }
+    });
     cluster.stop(Duration::from_secs(3));
     let mut ok = match story {
         Ok(()) => true,
@@ -71,10 +84,7 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
         }
     };
     ok &= check_logs(&cluster);
-    if temporary {
-        drop(cluster);
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
+    if !temporary {
         say(&format!("keys, logs and data are in {}", dir.display()));
     }
     say(if ok {
@@ -85,8 +95,22 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
     Ok(u8::from(!ok))
 }
 
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("cannot remove {}: {e}", dir.display());
+                }
+            }
+        }
+    }
+}
+
 fn say(s: &str) {
-    println!("• {s}");
+    outln!("• {s}");
 }
 
 /// The leader the honest nodes agree on.
@@ -200,7 +224,7 @@ async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
         median.as_secs_f64() * 1e3
     ));
     let reports = session.status(Duration::from_secs(1)).await;
-    println!("\n{}", super::status::table(&reports));
+    outln!("\n{}", super::status::table(&reports));
     for r in reports.iter().flatten() {
         if r.evidence > 0 || r.counters.rejected > 0 {
             say(&format!(
@@ -209,7 +233,7 @@ async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
             ));
         }
     }
-    session.close();
+    session.close_gracefully().await;
     Ok(())
 }
 

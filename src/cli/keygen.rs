@@ -60,7 +60,7 @@ pub fn run(args: KeygenArgs) -> Result<(), BadInput> {
     };
     // Existing keys, bad arguments and an unwritable directory are all the user's to fix.
     let path = keygen_at(&spec, args.addresses.as_deref()).map_err(|e| BadInput(e.to_string()))?;
-    println!(
+    outln!(
         "wrote keys for {} nodes and {} clients; cluster config: {}",
         spec.nodes,
         spec.clients,

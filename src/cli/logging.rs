@@ -50,7 +50,11 @@ pub fn init(format: LogFormat) {
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Its default reports a failed write with eprintln!, which panics when stderr is
+        // a closed pipe: a node whose log reader exited would die (or, in the signal
+        // task, ignore SIGTERM for good). A lost log line is not worth the process.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.with_ansi(ansi).init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),

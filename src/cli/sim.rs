@@ -111,9 +111,10 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
     let behaviours = parse_behaviours(&args.behaviours)?;
     let f = (args.nodes - 1) / 3;
     if args.byzantine > f && !args.json {
-        eprintln!(
+        errln!(
             "note: {} Byzantine nodes exceed f = {f} for n = {}; no guarantee holds",
-            args.byzantine, args.nodes
+            args.byzantine,
+            args.nodes
         );
     }
     let batch = Batch {
@@ -152,7 +153,7 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
 }
 
 fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bool, BadInput> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::read_bounded_string(path, crate::config::MAX_CONFIG_FILE)
         .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
     let sc = Scenario::parse(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let variant = args.variant.unwrap_or(sc.variant);
@@ -167,7 +168,7 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
         .collect();
     bar.finish_and_clear();
     if !args.json {
-        println!("scenario {}: {}", sc.name, sc.description.trim());
+        outln!("scenario {}: {}", sc.name, sc.description.trim());
     }
     let names: Vec<String> = sc
         .byzantine
@@ -259,13 +260,13 @@ fn summarize(
             committed_total,
             behaviours: behaviours.to_vec(),
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&summary).expect("plain data serializes")
         );
         return Ok(found);
     }
-    println!(
+    outln!(
         "{variant}: n={nodes}, {byzantine} Byzantine ({}), {} runs",
         if behaviours.is_empty() {
             "none".to_string()
@@ -274,24 +275,24 @@ fn summarize(
         },
         reports.len()
     );
-    println!("committed requests: fewest in one run {committed_min}, total {committed_total}");
+    outln!("committed requests: fewest in one run {committed_min}, total {committed_total}");
     if !found {
-        println!("no violations");
+        outln!("no violations");
         return Ok(false);
     }
     let runs: std::collections::BTreeSet<u64> = violations.iter().map(|v| v.seed).collect();
-    println!("VIOLATIONS in {} of {} runs:", runs.len(), reports.len());
+    outln!("VIOLATIONS in {} of {} runs:", runs.len(), reports.len());
     for v in violations.iter().take(20) {
         let kind = match v.kind {
             Kind::Safety => "safety",
             Kind::Liveness => "liveness",
             Kind::Resource => "resource",
         };
-        println!("  seed {} [{kind}] {}", v.seed, v.detail);
-        println!("    replay: {}", v.replay);
+        outln!("  seed {} [{kind}] {}", v.seed, v.detail);
+        outln!("    replay: {}", v.replay);
     }
     if violations.len() > 20 {
-        println!(
+        outln!(
             "  ... and {} more (use --json for all)",
             violations.len() - 20
         );

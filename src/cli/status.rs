@@ -41,16 +41,16 @@ pub fn run(args: StatusArgs) -> Result<u8, BadInput> {
             .await
             .map_err(|e| BadInput(e.to_string()))?;
         let r = session.status(Duration::from_secs_f64(args.timeout)).await;
-        session.close();
+        session.close_gracefully().await;
         Ok::<_, BadInput>(r)
     })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&reports).expect("reports serialize")
         );
     } else {
-        print!("{}", table(&reports));
+        out!("{}", table(&reports));
     }
     Ok(if reports.iter().all(Option::is_some) {
         0

@@ -268,6 +268,14 @@ impl Session {
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"done");
     }
+
+    /// Closes every connection and waits (briefly) until the nodes have been told, so a
+    /// process that exits right after leaves no half-open connections behind (they would
+    /// count against the key's connection limit at every node until they time out).
+    pub async fn close_gracefully(&self) {
+        self.close();
+        let _ = tokio::time::timeout(Duration::from_millis(300), self.endpoint.wait_idle()).await;
+    }
 }
 
 /// Nodes ignore larger operations (they could not be replicated within a frame).
@@ -298,6 +306,18 @@ async fn link(mut l: Link) {
             Ok(conn) => peer::in_time("open a stream", conn.open_bi()).await,
             Err(e) => Err(e),
         };
+        // A first frame makes the stream known to the node at once (QUIC announces a stream
+        // only with its first bytes), so every node can reply to the first request.
+        let stream = match stream {
+            Ok((mut send, recv)) => match transport::encode(&Wire::Hello) {
+                Some(hello) => match send.write_all(&hello).await {
+                    Ok(()) => Ok((send, recv)),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Ok((send, recv)),
+            },
+            Err(e) => Err(e),
+        };
         let (send, mut recv) = match stream {
             Ok(s) => s,
             Err(e) => {
@@ -314,7 +334,9 @@ async fn link(mut l: Link) {
         let node = l.node;
         let reader = tokio::spawn(async move {
             let mut buf = Vec::new();
-            while let Ok(Some(w)) = read_frame(&mut recv, &mut buf).await {
+            while let Ok(Some(w)) =
+                read_frame(&mut recv, &mut buf, transport::frame::Sender::Server).await
+            {
                 if inbox.send((node, w)).await.is_err() {
                     return;
                 }

@@ -90,6 +90,20 @@ impl LocalCluster {
                 std::fs::write(&config, text).map_err(|e| LocalError::Setup(e.to_string()))?;
             }
         }
+        // Every node's address must be free: otherwise our nodes exit at once and a view
+        // of the cluster would show whoever holds the ports (e.g. a cluster already
+        // running from this folder).
+        let cfg = ClusterConfig::load(&config).map_err(|e| LocalError::Setup(e.to_string()))?;
+        for n in &cfg.nodes {
+            if let Err(e) = UdpSocket::bind(n.address) {
+                return Err(LocalError::Setup(format!(
+                    "node {}'s address {} is taken ({e}): is a cluster from {} already running?",
+                    n.id,
+                    n.address,
+                    spec.dir.display()
+                )));
+            }
+        }
         let mut cluster = LocalCluster {
             children: (0..spec.nodes).map(|_| None).collect(),
             spec,
@@ -152,6 +166,19 @@ impl LocalCluster {
         }
         if let Some(b) = self.spec.byzantine.get(&id) {
             cmd.arg("--byzantine").arg(b.name());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // If we die without stopping our nodes (kill -9), they get SIGTERM and stop
+            // cleanly instead of running on unowned.
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
         }
         let child = cmd
             .spawn()

@@ -6,23 +6,35 @@
 //! per file before it releases any message, reply or application of the batch: the core's
 //! "persist before you speak", with the fsync cost shared by the whole batch.
 
-use super::{Loaded, SetupError};
+use super::{Loaded, SetupError, StopSignals};
 use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::crypto::Principal;
 use crate::kv::Kv;
-use crate::protocol::{ClientId, Input, Message, NodeConfig, NodeId, Output, Persist, Rules};
+use crate::protocol::{
+    ClientId, Input, Message, NodeConfig, NodeId, Output, Persist, Rules, Variant,
+};
 use crate::storage::Storage;
 use crate::transport::{self, Inbound, Net, NetSetup, NodeReport, Wire};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Most inputs stepped before the batch's outputs are persisted and released.
 const MAX_INPUTS_PER_BATCH: usize = 1024;
+/// Most bytes of message frames stepped in one batch. What a batch persists comes from its
+/// messages (requests, entries), so this bounds the batch's log record too: 1024 requests
+/// at the 64 KiB limit would be a 67 MB record, over the storage's 64 MiB limit.
+const MAX_BYTES_PER_BATCH: usize = 8 << 20;
+/// Most ticks stepped at once after a stall.
+const MAX_TICKS_PER_BATCH: u64 = 1000;
+/// Reply streams kept per client: its sessions at once (bounded anyway by the transport's
+/// connections per principal).
+const MAX_LINKS_PER_CLIENT: usize = 64;
 
 pub struct NodeOptions {
     pub config: PathBuf,
@@ -47,6 +59,12 @@ pub enum NodeError {
     Transport(#[from] transport::TransportError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The data directory's records are intact but describe a state no honest node writes.
+    #[error("the state recovered from {dir} is inconsistent: {why}")]
+    Recovery {
+        dir: String,
+        why: crate::protocol::recovery::RecoveryError,
+    },
 }
 
 impl NodeError {
@@ -80,7 +98,22 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let data = opts
         .data
         .unwrap_or_else(|| loaded.dir.join("data").join(format!("node-{me}")));
-    let (storage, durable) = Storage::open(&data)?;
+    let owner = crate::storage::Owner {
+        cluster_id: cfg.cluster_id.clone(),
+        node_id: me,
+        public_key: cfg.nodes[me as usize].public_key.clone(),
+    };
+    let (storage, durable) = Storage::open_as(&data, &owner)?;
+    durable
+        .validate(
+            cfg.nodes.len(),
+            &cfg.cluster_id,
+            cfg.variant != Variant::Raft,
+        )
+        .map_err(|why| NodeError::Recovery {
+            dir: data.display().to_string(),
+            why,
+        })?;
     tracing::info!(
         node = me,
         entries = durable.entries.len(),
@@ -98,6 +131,8 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     };
     // The election timer's randomness: the only OS randomness, and it stays out here.
     let seed: u64 = rand::random();
+    // Derived from the node's key (one-way), so every process of this node shares it.
+    let reset_secret = crate::crypto::sha256(&key.to_bytes());
     let ctx = adversary::Context {
         cfg: node_cfg,
         key,
@@ -121,11 +156,19 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let mut addresses: Vec<_> = cfg.nodes.iter().map(|n| n.address).collect();
     let bind = opts.listen.unwrap_or(addresses[me as usize]);
     addresses[me as usize] = bind;
+    // Signals first: a SIGTERM during start-up must stop the node, not kill it.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let signals = {
+        let _guard = rt.enter();
+        StopSignals::install().map_err(NodeError::Runtime)?
+    };
+    rt.spawn(stop_on_signal(signals, tx.clone(), stopping.clone()));
     let net = {
         let _guard = rt.enter();
         Net::start(
             NetSetup {
                 me,
+                reset_secret: reset_secret.0,
                 addresses,
                 identity,
                 pins: Arc::new(loaded.pins),
@@ -143,8 +186,12 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         }
         None => None,
     };
-    rt.spawn(ticker(tx.clone(), Duration::from_millis(cfg.tick_ms)));
-    rt.spawn(stop_on_signal(tx));
+    let ticks_due = Arc::new(AtomicU64::new(0));
+    rt.spawn(ticker(
+        tx,
+        ticks_due.clone(),
+        Duration::from_millis(cfg.tick_ms),
+    ));
     tracing::info!(node = me, variant = %cfg.variant.name(), advertised = %cfg.nodes[me as usize].host, "listening on {bind}");
     let mut process = Process {
         actor,
@@ -154,42 +201,86 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         clients: HashMap::new(),
         applied: 0,
         metrics,
+        stopping,
+        ticks_due,
     };
     let result = process.run(rx);
     process.net.close();
-    // Give the close frames a moment to leave, then stop every task.
-    // (The sleep is made inside the runtime: made outside, it panics for want of a timer.)
-    rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    // Give the close frames a moment to leave, then stop every task. Everything that
+    // holds runtime resources (the endpoint, the links) is dropped inside the runtime.
+    rt.block_on(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(process);
+    });
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
 
-async fn ticker(tx: mpsc::Sender<Inbound>, every: Duration) {
+/// How long a stop may take once signalled. Every batch is durable before anything of it
+/// leaves, so a stop forced at this point loses no more than kill -9 would: nothing.
+pub const STOP_BOUND: Duration = Duration::from_secs(3);
+
+/// The node's clock: counts ticks in `due` and wakes the loop. The count lives outside the
+/// inbound queue, so a queue full of peers' messages delays the clock but cannot slow it:
+/// every tick is stepped, late at worst.
+async fn ticker(tx: mpsc::Sender<Inbound>, due: Arc<AtomicU64>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        // A full queue means the loop is behind: this tick is skipped, not queued.
+        due.fetch_add(1, Ordering::SeqCst);
+        // A full queue means the loop is busy and will see the count anyway.
         if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Inbound::Tick) {
             return;
         }
     }
 }
 
-async fn stop_on_signal(tx: mpsc::Sender<Inbound>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+/// Stops the node at the first signal. The stop does not depend on the inbound queue
+/// having room or on the loop being responsive: a watchdog ends the process after
+/// [`STOP_BOUND`], and a second signal ends it at once.
+async fn stop_on_signal(
+    mut signals: StopSignals,
+    tx: mpsc::Sender<Inbound>,
+    stopping: Arc<AtomicBool>,
+) {
+    let which = signals.recv().await;
+    tracing::info!("{which}: stopping");
+    stopping.store(true, Ordering::SeqCst);
+    std::thread::spawn(|| {
+        std::thread::sleep(STOP_BOUND);
+        tracing::warn!(
+            "the clean stop took over {STOP_BOUND:?}; exiting now (all synced state is on disk)"
+        );
+        std::process::exit(0);
+    });
+    // Wakes the loop if it is waiting; if the queue is full it is busy and sees the flag.
+    let _ = tx.try_send(Inbound::Shutdown);
+    signals.recv().await;
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(0);
+}
+
+/// `first` and whatever else is already queued, up to [`MAX_INPUTS_PER_BATCH`] inputs and
+/// [`MAX_BYTES_PER_BATCH`] bytes of frames (the input that crosses it is the last); and
+/// whether a shutdown came in.
+fn take_batch(first: Inbound, rx: &mut mpsc::Receiver<Inbound>) -> (Vec<Inbound>, bool) {
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = Some(first);
+    while let Some(input) = next.take() {
+        match input {
+            Inbound::Shutdown => return (batch, true),
+            Inbound::Message { bytes: b, .. } => bytes = bytes.saturating_add(b),
+            _ => {}
         }
+        batch.push(input);
+        if batch.len() >= MAX_INPUTS_PER_BATCH || bytes >= MAX_BYTES_PER_BATCH {
+            break;
+        }
+        next = rx.try_recv().ok();
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("stopping");
-    let _ = tx.send(Inbound::Shutdown).await;
+    (batch, false)
 }
 
 struct Process {
@@ -198,9 +289,16 @@ struct Process {
     kv: Kv,
     net: Net,
     /// The latest stream of each connected client, for its replies.
-    clients: HashMap<ClientId, mpsc::Sender<Bytes>>,
+    /// Every live stream of each connected client (a client may run several sessions at
+    /// once, e.g. parallel CLI calls with one key); replies go to all of them, and each
+    /// session keeps those of its own requests.
+    clients: HashMap<ClientId, Vec<mpsc::Sender<Bytes>>>,
     applied: u64,
     metrics: Option<Arc<super::metrics::Metrics>>,
+    /// Set by the signal handler; checked after every batch.
+    stopping: Arc<AtomicBool>,
+    /// Ticks counted by the clock and not yet stepped.
+    ticks_due: Arc<AtomicU64>,
 }
 
 impl Process {
@@ -208,17 +306,15 @@ impl Process {
         let mut outputs = Vec::new();
         let mut inputs = Vec::with_capacity(MAX_INPUTS_PER_BATCH);
         while let Some(first) = rx.blocking_recv() {
-            // Whatever else is already queued joins the batch, up to its bound.
-            let queued = std::iter::from_fn(|| rx.try_recv().ok());
-            let mut stop = false;
-            for input in std::iter::once(first)
-                .chain(queued)
-                .take(MAX_INPUTS_PER_BATCH)
-            {
-                if matches!(input, Inbound::Shutdown) {
-                    stop = true;
-                    break;
-                }
+            let (batch, stop) = take_batch(first, &mut rx);
+            // The clock's ticks, however many came due (bounded, in case the process was
+            // stopped for a long time: the timers only need to know time has passed).
+            let due = self
+                .ticks_due
+                .swap(0, Ordering::SeqCst)
+                .min(MAX_TICKS_PER_BATCH);
+            inputs.extend((0..due).map(|_| Input::Tick));
+            for input in batch {
                 self.handle(input, &mut inputs);
             }
             if !inputs.is_empty() {
@@ -228,7 +324,7 @@ impl Process {
                 outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
             }
             self.release(&mut outputs)?;
-            if stop {
+            if stop || self.stopping.load(Ordering::SeqCst) {
                 break;
             }
         }
@@ -238,8 +334,8 @@ impl Process {
     /// Answers what the loop answers itself; protocol inputs go to `inputs` for the batch.
     fn handle(&mut self, input: Inbound, inputs: &mut Vec<Input>) {
         let step = match input {
-            Inbound::Tick => Input::Tick,
-            Inbound::Message { from, msg } => {
+            Inbound::Tick => return, // a wake-up: the ticks are counted in `ticks_due`
+            Inbound::Message { from, msg, .. } => {
                 if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
                     // Retries of applied requests are answered from the state machine.
                     if let Some(result) = self.kv.cached(r.body.client, r.body.seq) {
@@ -253,7 +349,12 @@ impl Process {
             }
             Inbound::Misbehaved(p) => Input::Misbehaved(p),
             Inbound::ClientLink(c, link) => {
-                self.clients.insert(c, link);
+                let links = self.clients.entry(c).or_default();
+                links.retain(|l| !l.is_closed());
+                if links.len() >= MAX_LINKS_PER_CLIENT {
+                    links.remove(0); // the oldest gives way
+                }
+                links.push(link);
                 return;
             }
             Inbound::StatusQuery(link) => {
@@ -312,10 +413,11 @@ impl Process {
     }
 
     fn reply(&mut self, client: ClientId, seq: u64, result: crate::protocol::OpResult) {
-        let Some(link) = self.clients.get(&client) else {
+        let Some(links) = self.clients.get_mut(&client) else {
             return; // not connected here: the client asks every node on timeout
         };
-        if link.is_closed() {
+        links.retain(|l| !l.is_closed());
+        if links.is_empty() {
             self.clients.remove(&client);
             return;
         }
@@ -323,7 +425,9 @@ impl Process {
             return;
         };
         if let Some(frame) = transport::encode(&Wire::Protocol(Message::Reply(reply))) {
-            transport::send_to_link(link, frame, &self.net.counters);
+            for link in links.iter() {
+                transport::send_to_link(link, frame.clone(), &self.net.counters);
+            }
         }
     }
 
@@ -347,5 +451,77 @@ impl Process {
             applied: self.applied,
             counters: self.net.counters.snapshot(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Signed;
+    use crate::protocol::{Op, Request};
+
+    fn request(seq: u64, bytes: usize) -> Inbound {
+        Inbound::Message {
+            from: Principal::Client(0),
+            msg: Message::Request(Signed {
+                body: Request {
+                    client: 0,
+                    seq,
+                    op: Op::Get { key: "k".into() },
+                },
+                sig: None,
+            }),
+            bytes,
+            permit: None,
+        }
+    }
+
+    /// With the inbound queue full (a flooding peer), ticks are still counted, none lost:
+    /// the loop steps them all when it gets to them. (They were dropped before, so a
+    /// flood slowed the node's clock.)
+    #[test]
+    fn a_full_queue_delays_ticks_but_loses_none() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        tx.try_send(request(0, 1)).unwrap(); // full
+        let due = Arc::new(AtomicU64::new(0));
+        rt.block_on(async {
+            let clock = tokio::spawn(ticker(tx, due.clone(), Duration::from_millis(5)));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            clock.abort();
+        });
+        let n = due.load(Ordering::SeqCst);
+        assert!(n >= 20, "{n} ticks counted in 200 ms at 5 ms");
+    }
+
+    /// A queue of 1024 requests at the 64 KiB limit makes several batches, each within
+    /// the byte bound (plus the one input that crosses it); small inputs still batch by
+    /// count; a shutdown ends the batch.
+    #[test]
+    fn batches_are_bounded_by_bytes_as_well_as_count() {
+        let (tx, mut rx) = mpsc::channel(4096);
+        let big = crate::protocol::MAX_OP_BYTES + 200;
+        for seq in 1..1024 {
+            tx.try_send(request(seq, big)).unwrap();
+        }
+        let (batch, stop) = take_batch(request(0, big), &mut rx);
+        assert!(!stop);
+        let bytes = batch.len() * big;
+        assert!(bytes < MAX_BYTES_PER_BATCH + big, "{} inputs", batch.len());
+        while rx.try_recv().is_ok() {}
+        for seq in 1..3000 {
+            tx.try_send(request(seq, 100)).unwrap();
+        }
+        let (batch, _) = take_batch(request(0, 100), &mut rx);
+        assert_eq!(batch.len(), MAX_INPUTS_PER_BATCH);
+        while rx.try_recv().is_ok() {}
+        tx.try_send(request(1, 100)).unwrap();
+        tx.try_send(Inbound::Shutdown).unwrap();
+        tx.try_send(request(2, 100)).unwrap();
+        let (batch, stop) = take_batch(request(0, 100), &mut rx);
+        assert_eq!((batch.len(), stop), (2, true));
     }
 }

@@ -40,6 +40,14 @@ pub enum StorageError {
     },
     #[error("{path} is in use by another running node (its lock is held); refusing to share it")]
     Locked { path: PathBuf },
+    #[error("{path} belongs to {found}, not to {expected}; refusing to start on another node's data (use this node's own data directory)")]
+    WrongNode {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: unreadable identity file: {reason}")]
+    BadIdentity { path: PathBuf, reason: String },
     #[error("cannot create data directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -74,14 +82,94 @@ pub struct Storage {
     /// Held (`File::try_lock`) for as long as this storage is open: one node per data directory.
     _lock: std::fs::File,
     log: RecordFile,
+    log_path: PathBuf,
     evidence: RecordFile,
     /// Entries currently in the log, for validating appends (kept in step with the node).
     last_index: u64,
 }
 
+/// Whose data a directory holds: one node of one cluster (PROTOCOL.md, Durability). A
+/// node that started on another node's data would forget its own votes and sign what
+/// that node signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub cluster_id: String,
+    pub node_id: u32,
+    /// The node's Ed25519 public key, hex.
+    pub public_key: String,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.public_key.get(..16).unwrap_or(&self.public_key);
+        write!(
+            f,
+            "node {} of cluster '{}' (key {key}…)",
+            self.node_id, self.cluster_id
+        )
+    }
+}
+
+/// Largest identity file read: it holds three short fields.
+const MAX_OWNER_FILE: u64 = 64 << 10;
+
+/// Records `owner` in `dir` the first time; after that, refuses a directory that names
+/// another owner. Called with the directory's lock held, before its files are read.
+fn bind_owner(dir: &Path, owner: &Owner) -> Result<(), StorageError> {
+    let path = dir.join("identity");
+    let bad = |reason: String| StorageError::BadIdentity {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) => {
+            if m.len() > MAX_OWNER_FILE {
+                return Err(bad(format!("{} bytes", m.len())));
+            }
+            let text = crate::config::read_bounded_string(&path, MAX_OWNER_FILE)
+                .map_err(|e| bad(e.to_string()))?;
+            let found: Owner = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            if found != *owner {
+                return Err(StorageError::WrongNode {
+                    path: dir.to_path_buf(),
+                    found: found.to_string(),
+                    expected: owner.to_string(),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = toml::to_string(owner).map_err(|e| bad(e.to_string()))?;
+            let tmp = dir.join("identity.tmp");
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)
+            };
+            write().map_err(|e| bad(e.to_string()))?;
+            sync_dir(dir)?;
+            Ok(())
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
 impl Storage {
-    /// Opens (creating) the data directory and returns what a restarting node gets back.
+    /// Opens a node's data directory: binds it to `owner` the first time, refuses it if
+    /// it belongs to another node or cluster, and returns what the node gets back.
+    pub fn open_as(dir: &Path, owner: &Owner) -> Result<(Storage, Durable), StorageError> {
+        Storage::open_inner(dir, Some(owner))
+    }
+
+    /// Opens (creating) the data directory and returns what a restarting node gets back,
+    /// whoever it belongs to (for reading a stopped node's log).
     pub fn open(dir: &Path) -> Result<(Storage, Durable), StorageError> {
+        Storage::open_inner(dir, None)
+    }
+
+    fn open_inner(dir: &Path, owner: Option<&Owner>) -> Result<(Storage, Durable), StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
             path: dir.to_path_buf(),
             source,
@@ -91,6 +179,9 @@ impl Storage {
             sync_dir(parent)?;
         }
         let lock = lock_dir(dir)?;
+        if let Some(owner) = owner {
+            bind_owner(dir, owner)?;
+        }
         let log_path = dir.join("log");
         let (log, records, _) = RecordFile::open(&log_path)?;
         let mut entries: Vec<Entry> = Vec::new();
@@ -149,7 +240,7 @@ impl Storage {
         }
         if hard.commit > entries.len() as u64 {
             return Err(StorageError::Inconsistent {
-                path: log_path,
+                path: log_path.clone(),
                 index: records.len(),
                 reason: format!(
                     "commit index {} beyond the {} entries of the log",
@@ -164,6 +255,7 @@ impl Storage {
         let storage = Storage {
             _lock: lock,
             log,
+            log_path,
             evidence,
             last_index,
         };
@@ -178,41 +270,151 @@ impl Storage {
     }
 
     /// Makes a step's `Persist` outputs durable, in order, with one sync per file.
+    ///
+    /// A batch is one record, so a crash keeps all of it or none. A batch too large for
+    /// one record (its size is decided by what peers and clients sent) is split: its
+    /// leading appends, up to the first truncation, go first in records of their own
+    /// (entries held but never Acked are what a node that received them and crashed has),
+    /// and the truncations and the hard state stay together in the last record. If even
+    /// that is too large, nothing is written and the error says so.
     pub fn apply(&mut self, ops: &[&Persist]) -> Result<(), StorageError> {
         let mut batch: Batch<&[Entry], &HardState> = Batch {
             ops: Vec::new(),
             hard: None,
         };
+        let mut last_index = self.last_index;
+        let mut evidence = Vec::new();
         for op in ops {
             match op {
                 Persist::Hard(h) => batch.hard = Some(h),
                 Persist::Append(es) => {
-                    assert_eq!(
-                        es.first().map(|e| e.index),
-                        Some(self.last_index + 1),
-                        "appends are contiguous"
-                    );
-                    self.last_index += es.len() as u64;
+                    if es.is_empty() {
+                        continue;
+                    }
+                    if es.first().map(|e| e.index) != Some(last_index + 1) {
+                        return Err(self.bug(format!(
+                            "append from {:?} after {last_index}",
+                            es.first().map(|e| e.index)
+                        )));
+                    }
+                    last_index += es.len() as u64;
                     batch.ops.push(LogOp::Append(es));
                 }
                 Persist::TruncateFrom(i) => {
-                    assert!(
-                        *i >= 1 && *i <= self.last_index + 1,
-                        "truncation inside the log"
-                    );
-                    self.last_index = i - 1;
+                    if *i == 0 || *i > last_index + 1 {
+                        return Err(self.bug(format!("truncate from {i} after {last_index}")));
+                    }
+                    last_index = i - 1;
                     batch.ops.push(LogOp::TruncateFrom(*i));
                 }
-                Persist::Evidence(e) => self.evidence.append(&encode(e))?,
+                Persist::Evidence(e) => evidence.push(e),
             }
         }
-        if !batch.ops.is_empty() || batch.hard.is_some() {
-            self.log.append(&encode(&batch))?;
+        let records: Vec<Vec<u8>> = if batch.ops.is_empty() && batch.hard.is_none() {
+            Vec::new()
+        } else {
+            split(batch).iter().map(encode).collect()
+        };
+        // Checked before anything is written, so a refused batch leaves no part behind.
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.len() > records::MAX_RECORD as usize)
+        {
+            return Err(RecordError::TooLarge {
+                path: self.log_path.clone(),
+                len: r.len(),
+            }
+            .into());
         }
+        // Between records of one write, a sync: a crash can then tear only the last one,
+        // so an intact record after a damaged one always means damage, never a torn tail
+        // (`records`). One record, the usual case, costs one sync as before.
+        let many_ev = evidence.len() > 1;
+        for e in evidence {
+            self.evidence.append(&encode(e))?;
+            if many_ev {
+                self.evidence.sync()?;
+            }
+        }
+        for r in &records {
+            self.log.append(r)?;
+            if records.len() > 1 {
+                self.log.sync()?;
+            }
+        }
+        self.last_index = last_index;
         self.log.sync()?;
         self.evidence.sync()?;
         Ok(())
     }
+
+    fn bug(&self, reason: String) -> StorageError {
+        StorageError::Inconsistent {
+            path: PathBuf::from("(persist batch)"),
+            index: 0,
+            reason,
+        }
+    }
+}
+
+/// Most bytes of entries in one record of a split batch: well under `MAX_RECORD`, with
+/// room for one more entry (an entry is bounded by the frame it arrived in).
+const SPLIT_BYTES: u64 = (records::MAX_RECORD / 4) as u64;
+
+/// The records a batch is written as: itself if it fits in one, else its leading appends
+/// in chunks and the rest (from the first truncation on, and the hard state) last.
+fn split<'a>(batch: Batch<&'a [Entry], &'a HardState>) -> Vec<Batch<&'a [Entry], &'a HardState>> {
+    let size = bincode::serialized_size(&batch).unwrap_or(u64::MAX);
+    if size <= records::MAX_RECORD as u64 {
+        return vec![batch];
+    }
+    let first_truncation = batch
+        .ops
+        .iter()
+        .position(|op| matches!(op, LogOp::TruncateFrom(_)))
+        .unwrap_or(batch.ops.len());
+    let mut ops = batch.ops;
+    let rest = ops.split_off(first_truncation);
+    let mut out = Vec::new();
+    let mut chunk: Vec<LogOp<&[Entry]>> = Vec::new();
+    let mut used = 0u64;
+    for op in ops {
+        let LogOp::Append(es) = op else {
+            continue; // only appends come before the first truncation
+        };
+        let mut start = 0;
+        for (k, e) in es.iter().enumerate() {
+            let n = bincode::serialized_size(e).unwrap_or(u64::MAX);
+            if used > 0 && used.saturating_add(n) > SPLIT_BYTES {
+                if k > start {
+                    chunk.push(LogOp::Append(&es[start..k]));
+                }
+                start = k;
+                out.push(Batch {
+                    ops: std::mem::take(&mut chunk),
+                    hard: None,
+                });
+                used = 0;
+            }
+            used = used.saturating_add(n);
+        }
+        if start < es.len() {
+            chunk.push(LogOp::Append(&es[start..]));
+        }
+    }
+    if !chunk.is_empty() {
+        out.push(Batch {
+            ops: chunk,
+            hard: None,
+        });
+    }
+    if !rest.is_empty() || batch.hard.is_some() {
+        out.push(Batch {
+            ops: rest,
+            hard: batch.hard,
+        });
+    }
+    out
 }
 
 /// Takes the data directory's lock, so a second node (or a reader) on the same directory
@@ -245,6 +447,7 @@ mod tests {
     use super::*;
     use crate::crypto::Signed;
     use crate::protocol::{Op, Payload, Request};
+    // (`big_entry` builds entries at the operation size limit.)
     use std::io::Write;
 
     fn entry(index: u64) -> Entry {
@@ -411,6 +614,131 @@ mod tests {
             .write_all(&[0; 4096])
             .unwrap();
         assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 2);
+    }
+
+    fn big_entry(index: u64) -> Entry {
+        let mut e = entry(index);
+        if let Payload::Request(r) = &mut e.payload {
+            r.body.op = Op::Put {
+                key: "k".into(),
+                value: "v".repeat(crate::protocol::MAX_OP_BYTES - 1),
+            };
+        }
+        e
+    }
+
+    /// 1100 requests at the 64 KiB limit in one batch (70 MB, over the 64 MiB record
+    /// limit) were an `assert!` that killed the node; now they are written in several
+    /// records and all come back, with the hard state.
+    #[test]
+    fn a_batch_over_the_record_limit_is_split_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        let entries: Vec<Entry> = (3..=1102).map(big_entry).collect();
+        let hard = HardState {
+            term: 4,
+            commit: 2,
+            ..Default::default()
+        };
+        let op = Persist::Append(entries);
+        s.apply(&[&op, &Persist::Hard(hard.clone())]).unwrap();
+        drop(s);
+        let (mut s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.entries.len(), 1102);
+        assert_eq!(d.hard, hard);
+        // A truncation with too much after it cannot be split: an error, nothing written.
+        let huge = Persist::Append((2..=1101).map(big_entry).collect());
+        let err = s
+            .apply(&[&Persist::TruncateFrom(2), &huge])
+            .expect_err("refused");
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        drop(s);
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 1102);
+    }
+
+    /// A length field damaged to point past the end of the file looked like a torn tail:
+    /// the record and the intact ones after it were cut (synced entries and a vote lost).
+    /// Now the intact record after it shows the damage is in the middle: refused, naming
+    /// the file and the offset, and nothing is cut.
+    #[test]
+    fn a_damaged_length_followed_by_intact_records_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        let second = std::fs::metadata(dir.path().join("log")).unwrap().len() as usize;
+        append(&mut s, 3, 4);
+        s.apply(&[&Persist::Hard(HardState {
+            term: 5,
+            ..Default::default()
+        })])
+        .unwrap();
+        drop(s);
+        let path = dir.path().join("log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[second + 2] ^= 0x10; // the second record's length: +1 MiB, past the end
+        std::fs::write(&path, &bytes).unwrap();
+        let msg = Storage::open(dir.path())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            msg.contains(&format!("corrupt record at byte {second}"))
+                && msg.contains(&path.display().to_string()),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+        // The same damage in the last record is a torn tail: cut, the rest kept.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 2);
+        let last = std::fs::metadata(dir.path().join("log")).unwrap().len() as usize;
+        append(&mut s, 3, 4);
+        drop(s);
+        let path = dir.path().join("log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[last + 2] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 2);
+    }
+
+    /// A directory records its owner on first use and refuses another node or cluster
+    /// with a message naming both.
+    #[test]
+    fn a_data_directory_belongs_to_one_node_of_one_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = |cluster: &str, node, key: &str| Owner {
+            cluster_id: cluster.into(),
+            node_id: node,
+            public_key: key.into(),
+        };
+        let me = owner("c1", 0, "aa00");
+        let (mut s, _) = Storage::open_as(dir.path(), &me).unwrap();
+        append(&mut s, 1, 2);
+        drop(s);
+        assert_eq!(
+            Storage::open_as(dir.path(), &me).unwrap().1.entries.len(),
+            2
+        );
+        for other in [
+            owner("c1", 3, "bb33"),
+            owner("c2", 0, "aa00"),
+            owner("c1", 0, "cc00"),
+        ] {
+            let msg = Storage::open_as(dir.path(), &other)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                msg.contains("belongs to node 0 of cluster 'c1'") && msg.contains("refusing"),
+                "{msg}"
+            );
+        }
+        // Reading a stopped node's log needs no owner.
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 2);
+        // A damaged identity file is an error, not a panic or an adoption.
+        std::fs::write(dir.path().join("identity"), b"\xff garbage").unwrap();
+        assert!(Storage::open_as(dir.path(), &me).is_err());
     }
 
     #[test]

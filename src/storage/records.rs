@@ -3,6 +3,14 @@
 //! Reading stops at the first record that does not check out. If it is the last thing in
 //! the file (a write cut short by a crash), the tail is cut off; anything after it means
 //! the middle of the file is damaged, and we refuse rather than drop data silently.
+//!
+//! "Anything after it" includes an intact record further on: a damaged length field can
+//! make a record in the middle look as if it ran past the end of the file, like a torn
+//! one. So before cutting, the rest of the file is scanned for a later record that checks
+//! out (a length in range and a matching CRC-32 at some later offset); if there is one,
+//! the damage is in the middle. Only the last write since a sync can be torn, and every
+//! write of more than one record syncs between them (`Storage::apply`), so an intact
+//! record never follows a genuinely torn one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -19,6 +27,8 @@ pub enum RecordError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: a record of {len} bytes exceeds the {MAX_RECORD}-byte limit; not written")]
+    TooLarge { path: PathBuf, len: usize },
     #[error("{path}: corrupt record at byte {offset} with {after} bytes after it; refusing to start rather than drop data (restore the file or move it away)")]
     Corrupt {
         path: PathBuf,
@@ -66,7 +76,7 @@ impl RecordFile {
         }
         let dropped = (bytes.len() - at) as u64;
         if dropped > 0 {
-            if !is_torn_tail(&bytes[at..]) {
+            if !is_torn_tail(&bytes[at..]) || !no_record_after(&bytes, at) {
                 return Err(RecordError::Corrupt {
                     path: path.to_path_buf(),
                     offset: at as u64,
@@ -89,12 +99,15 @@ impl RecordFile {
         ))
     }
 
+    /// Appends one record; one over [`MAX_RECORD`] is refused (nothing is written), since
+    /// reading would take it for damage.
     pub fn append(&mut self, body: &[u8]) -> Result<(), RecordError> {
-        assert!(
-            body.len() <= MAX_RECORD as usize,
-            "record of {} bytes exceeds the maximum",
-            body.len()
-        );
+        if body.len() > MAX_RECORD as usize || body.is_empty() {
+            return Err(RecordError::TooLarge {
+                path: self.path.clone(),
+                len: body.len(),
+            });
+        }
         let mut buf = Vec::with_capacity(HEADER + body.len());
         buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
         buf.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
@@ -144,6 +157,29 @@ fn is_torn_tail(rest: &[u8]) -> bool {
     }
     let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
     len <= MAX_RECORD && rest.len() <= HEADER + len as usize
+}
+
+/// Whether no intact record starts anywhere after `at` (and the scan could tell: a file
+/// whose scan would cost too much is treated as having one, so it is refused, not cut).
+fn no_record_after(bytes: &[u8], at: usize) -> bool {
+    // CRC work allowed: a few passes over the file. Real torn tails have few plausible
+    // headers; only pathological contents could exhaust this.
+    let mut budget = bytes.len().saturating_mul(4).saturating_add(64 << 20);
+    for pos in at + 1..bytes.len().saturating_sub(HEADER) {
+        let rest = &bytes[pos..];
+        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+        if len == 0 || len > MAX_RECORD as usize || rest.len() < HEADER + len {
+            continue;
+        }
+        if budget < len {
+            return false;
+        }
+        budget -= len;
+        if parse(rest).is_some() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Makes the directory entries of files just created in `dir` durable.

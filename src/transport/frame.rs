@@ -5,13 +5,107 @@
 //! so a peer can neither make us allocate without bound nor crash us with garbage: a bad
 //! frame is an error the reader logs, counts, and answers by dropping the connection.
 
-use crate::protocol::{Index, Message, NodeId, Term};
+use crate::protocol::node::MAX_CATCHUP;
+use crate::protocol::{Index, Message, NodeId, Term, MAX_OP_BYTES};
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// The largest frame accepted or sent: a catch-up of `MAX_CATCHUP` entries with signed
 /// requests fits with room to spare.
 pub const MAX_FRAME: usize = 16 << 20;
+
+/// The largest frame a client or operator sends: one request (`MAX_OP_BYTES` of keys and
+/// values) or a Revolution carrying one, with signatures and encoding overhead to spare.
+pub const MAX_CLIENT_FRAME: usize = MAX_OP_BYTES + (16 << 10);
+
+/// Who sent a frame, as far as what it may contain goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    Node,
+    /// A client or an operator: requests, Revolutions and status queries only.
+    Client,
+    /// A node answering a client or operator: replies and status reports only.
+    Server,
+}
+
+impl Sender {
+    /// The longest frame body this sender may announce; longer ones are refused before
+    /// the body is read.
+    pub fn max_len(self) -> usize {
+        match self {
+            Sender::Node => MAX_FRAME,
+            Sender::Client | Sender::Server => MAX_CLIENT_FRAME,
+        }
+    }
+}
+
+// bincode tags (fixint, little endian): a u32 variant index per enum, in declaration
+// order. `tags_match_the_encoding` below pins them to the real types.
+const WIRE_PROTOCOL: u32 = 0;
+const WIRE_STATUS_QUERY: u32 = 1;
+const WIRE_STATUS: u32 = 2;
+const WIRE_HELLO: u32 = 3;
+const MSG_APPEND_ENTRIES: u32 = 2;
+const MSG_REQUEST: u32 = 6;
+const MSG_REVOLUTION: u32 = 7;
+const MSG_REPLY: u32 = 8;
+const MSG_CATCH_UP: u32 = 9;
+/// Where the entry count sits in a `Wire::Protocol(AppendEntries)` body: after the two
+/// tags, term, leader, prev_index, prev_term and prev_hash.
+const AE_ENTRIES_AT: usize = 8 + 8 + 4 + 8 + 8 + 32;
+/// The same in `Wire::Protocol(CatchUp)`: after the tags, from, prev_index and prev_hash.
+const CATCH_UP_ENTRIES_AT: usize = 8 + 4 + 8 + 32;
+
+fn u32_at(body: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(body: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Checks what a frame is before it is decoded: the kinds its sender may send, and the
+/// entry count of messages that carry entries. Decoding allocates per element (an entry
+/// of a few encoded bytes becomes a few hundred in memory), so an unchecked 16 MiB frame
+/// of tiny entries would decode to hundreds of MiB; with at most `MAX_CATCHUP` entries
+/// the decoded size stays within a small multiple of the frame.
+pub fn admit(from: Sender, body: &[u8]) -> Result<(), FrameError> {
+    let refuse = |why: String| Err(FrameError::Refused(why));
+    let Some(wire) = u32_at(body, 0) else {
+        return refuse("shorter than its tag".into());
+    };
+    if body.len() > from.max_len() {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    match (from, wire) {
+        (Sender::Server, WIRE_STATUS) => return Ok(()),
+        (Sender::Server, WIRE_PROTOCOL) => {}
+        (Sender::Server, t) => return refuse(format!("frame kind {t} from a node")),
+        (_, WIRE_STATUS_QUERY) => return Ok(()),
+        (Sender::Client, WIRE_HELLO) => return Ok(()),
+        (_, WIRE_PROTOCOL) => {}
+        (_, t) => return refuse(format!("frame kind {t} is never sent to a node")),
+    }
+    let Some(msg) = u32_at(body, 4) else {
+        return refuse("protocol frame without a message tag".into());
+    };
+    let entries_at = match (from, msg) {
+        (Sender::Client, MSG_REQUEST | MSG_REVOLUTION) => return Ok(()),
+        (Sender::Client, t) => return refuse(format!("a client sent message kind {t}")),
+        (Sender::Server, MSG_REPLY) => return Ok(()),
+        (Sender::Server, t) => return refuse(format!("a node answered with message kind {t}")),
+        (Sender::Node, MSG_APPEND_ENTRIES) => AE_ENTRIES_AT,
+        (Sender::Node, MSG_CATCH_UP) => CATCH_UP_ENTRIES_AT,
+        (Sender::Node, _) => return Ok(()),
+    };
+    match u64_at(body, entries_at) {
+        Some(n) if n <= MAX_CATCHUP as u64 => Ok(()),
+        Some(n) => refuse(format!(
+            "{n} entries in one message; the most is {MAX_CATCHUP}"
+        )),
+        None => refuse("cut short before its entries".into()),
+    }
+}
 
 /// Everything a stream carries: protocol messages, and the operator's status query.
 // Nearly every frame is a protocol message; boxing it would cost an allocation per frame.
@@ -21,6 +115,11 @@ pub enum Wire {
     Protocol(Message),
     StatusQuery,
     Status(Box<NodeReport>),
+    /// A client's first frame on a new stream: replies to its requests may come here.
+    /// (Nodes see a stream only once something is sent on it; without this, only the
+    /// node a request went to learned the stream, and the f+1 matching replies had to
+    /// wait for the client's timeout broadcast.)
+    Hello,
 }
 
 /// A node's account of itself, for `tangaroa status` and the cluster view. It is what the
@@ -62,6 +161,8 @@ pub enum FrameError {
     TooLarge(usize),
     #[error("undecodable frame: {0}")]
     Decode(String),
+    #[error("refused before decoding: {0}")]
+    Refused(String),
     #[error("frame body not complete within {0:?}")]
     Slow(std::time::Duration),
 }
@@ -90,10 +191,10 @@ pub fn encode(w: &Wire) -> Result<Vec<u8>, FrameError> {
     Ok(buf)
 }
 
-/// Checks a length prefix before the body is read.
-pub fn body_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+/// Checks a length prefix before the body is read, against what `from` may send.
+pub fn body_len(prefix: [u8; 4], from: Sender) -> Result<usize, FrameError> {
     let len = u32::from_le_bytes(prefix) as usize;
-    if len > MAX_FRAME {
+    if len > from.max_len() {
         return Err(FrameError::TooLarge(len));
     }
     Ok(len)
@@ -108,6 +209,10 @@ pub fn decode(body: &[u8]) -> Result<Wire, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{Digest, Signed};
+    use crate::protocol::{
+        AppendEntries, CatchUp, Entry, Op, Payload, Request, Revolution, SignedRequest,
+    };
 
     #[test]
     fn round_trips_and_refuses_garbage() {
@@ -118,11 +223,16 @@ mod tests {
             ..NodeReport::default()
         }));
         let frame = encode(&w).unwrap();
-        let len = body_len(frame[..4].try_into().unwrap()).unwrap();
+        let len = body_len(frame[..4].try_into().unwrap(), Sender::Node).unwrap();
         assert_eq!(len, frame.len() - 4);
         assert_eq!(decode(&frame[4..]).unwrap(), w);
         // Oversized prefix: refused before reading the body.
-        assert!(body_len(((MAX_FRAME + 1) as u32).to_le_bytes()).is_err());
+        assert!(body_len(((MAX_FRAME + 1) as u32).to_le_bytes(), Sender::Node).is_err());
+        assert!(body_len(
+            ((MAX_CLIENT_FRAME + 1) as u32).to_le_bytes(),
+            Sender::Client
+        )
+        .is_err());
         // Garbage, truncation and trailing bytes are errors, never panics.
         assert!(decode(&[0xff; 7]).is_err());
         assert!(decode(&frame[4..frame.len() - 1]).is_err());
@@ -133,5 +243,126 @@ mod tests {
         let mut huge = vec![0u8; 4];
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode(&huge).is_err());
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: 1,
+            index,
+            payload: Payload::Noop,
+        }
+    }
+
+    fn append_entries(entries: Vec<Entry>) -> Message {
+        Message::AppendEntries(Signed {
+            body: AppendEntries {
+                term: 7,
+                leader: 2,
+                prev_index: 3,
+                prev_term: 4,
+                prev_hash: Digest([9; 32]),
+                entries,
+                commit: 1,
+                proof: None,
+                lock: None,
+            },
+            sig: None,
+        })
+    }
+
+    fn catch_up(entries: Vec<Entry>) -> Message {
+        Message::CatchUp(CatchUp {
+            from: 1,
+            prev_index: 2,
+            prev_hash: Digest([8; 32]),
+            entries,
+        })
+    }
+
+    fn request() -> SignedRequest {
+        Signed {
+            body: Request {
+                client: 0,
+                seq: 1,
+                op: Op::Get { key: "k".into() },
+            },
+            sig: None,
+        }
+    }
+
+    fn body(m: Message) -> Vec<u8> {
+        encode(&Wire::Protocol(m)).unwrap()[4..].to_vec()
+    }
+
+    /// The tags and offsets `admit` reads are the real encoding's.
+    #[test]
+    fn tags_match_the_encoding() {
+        let tags = |b: &[u8]| (u32_at(b, 0).unwrap(), u32_at(b, 4).unwrap());
+        assert_eq!(
+            tags(&body(append_entries(vec![]))),
+            (WIRE_PROTOCOL, MSG_APPEND_ENTRIES)
+        );
+        assert_eq!(tags(&body(catch_up(vec![]))), (WIRE_PROTOCOL, MSG_CATCH_UP));
+        assert_eq!(
+            tags(&body(Message::Request(request()))),
+            (WIRE_PROTOCOL, MSG_REQUEST)
+        );
+        let rev = Message::Revolution(Signed {
+            body: Revolution {
+                client: 0,
+                term: 1,
+                leader: 0,
+                request: request(),
+            },
+            sig: None,
+        });
+        assert_eq!(tags(&body(rev)), (WIRE_PROTOCOL, MSG_REVOLUTION));
+        assert_eq!(
+            u32_at(&encode(&Wire::StatusQuery).unwrap()[4..], 0),
+            Some(WIRE_STATUS_QUERY)
+        );
+        assert_eq!(
+            u32_at(&encode(&Wire::Hello).unwrap()[4..], 0),
+            Some(WIRE_HELLO)
+        );
+        let three: Vec<Entry> = (1..=3).map(entry).collect();
+        assert_eq!(
+            u64_at(&body(append_entries(three.clone())), AE_ENTRIES_AT),
+            Some(3)
+        );
+        assert_eq!(u64_at(&body(catch_up(three)), CATCH_UP_ENTRIES_AT), Some(3));
+    }
+
+    /// Kinds a sender may not send, and messages with more entries than any honest node
+    /// sends, are refused before decoding; a 16 MiB frame of no-op entries is one of them.
+    #[test]
+    fn admit_checks_kinds_and_entry_counts_before_decoding() {
+        let most: Vec<Entry> = (1..=MAX_CATCHUP as u64).map(entry).collect();
+        assert!(admit(Sender::Node, &body(append_entries(most.clone()))).is_ok());
+        assert!(admit(Sender::Node, &body(catch_up(most.clone()))).is_ok());
+        let mut over = most;
+        over.push(entry(MAX_CATCHUP as u64 + 1));
+        for m in [append_entries(over.clone()), catch_up(over)] {
+            let e = admit(Sender::Node, &body(m)).unwrap_err();
+            assert!(matches!(e, FrameError::Refused(_)), "{e}");
+        }
+        // A frame that claims 800k no-op entries: refused from its first 76 bytes.
+        let mut flood = body(append_entries(vec![]));
+        flood[AE_ENTRIES_AT..AE_ENTRIES_AT + 8].copy_from_slice(&800_000u64.to_le_bytes());
+        flood.resize(MAX_FRAME, 0);
+        assert!(admit(Sender::Node, &flood).is_err());
+        // Clients: requests, Revolutions and status queries only, and small.
+        assert!(admit(Sender::Client, &body(Message::Request(request()))).is_ok());
+        assert!(admit(Sender::Client, &encode(&Wire::StatusQuery).unwrap()[4..]).is_ok());
+        let e = admit(Sender::Client, &body(append_entries(vec![]))).unwrap_err();
+        assert!(matches!(e, FrameError::Refused(_)), "{e}");
+        let status = encode(&Wire::Status(Box::default())).unwrap();
+        assert!(admit(Sender::Client, &status[4..]).is_err());
+        assert!(admit(Sender::Node, &status[4..]).is_err());
+        assert!(admit(Sender::Node, &[0, 0]).is_err());
+        // What a node sends back to a client: replies and status reports.
+        assert!(admit(Sender::Server, &status[4..]).is_ok());
+        assert!(admit(Sender::Server, &body(Message::Request(request()))).is_err());
+        assert!(admit(Sender::Node, &[0, 0, 0, 0]).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The accepting side: identify each connection by its pinned certificate, read its
 //! streams, authenticate every message, and hand what checks out to the protocol loop.
 
+use super::frame::Sender;
 use super::{peer, read_frame, Inbound, LiveCounters, ReadFailure, Wire, CLIENT_QUEUE};
 use crate::crypto::{Keyring, Principal, SigCache};
 use crate::protocol::{authenticate_cached, AuthError, Message};
@@ -11,30 +12,53 @@ use super::tls::Pins;
 
 /// Signatures remembered as verified, per stream.
 const SIG_CACHE: usize = 4096;
-/// Connections one principal may hold open at once (a node needs one, a client a few):
-/// with the per-connection stream limits, this bounds what one peer can make us hold.
+/// Connections one node may hold open at once (it needs one; a restart leaves its old one
+/// until it times out): with the per-connection stream limits, this bounds what one peer
+/// can make us hold.
 const MAX_CONNECTIONS_PER_PEER: usize = 8;
+/// The same for one client key: each of its sessions (a CLI call, a status query) holds
+/// one connection per node while it runs, and parallel calls with one key are allowed.
+/// Sessions close their connections when they end, so only live ones count.
+pub(crate) const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 
 /// Open connections per principal.
-type Census = Arc<std::sync::Mutex<std::collections::HashMap<Principal, usize>>>;
+type Census = Arc<std::sync::Mutex<std::collections::HashMap<Principal, (usize, Quota)>>>;
+
+/// Messages one principal may have waiting in the node's shared inbound queue, over all
+/// its connections and streams. A peer at its quota waits (its streams stop being read,
+/// QUIC flow control pushes back on it) while everyone else's messages still get in: one
+/// flooding peer cannot fill the shared queue and delay the others.
+pub(crate) const NODE_INBOUND_QUOTA: usize = 1024;
+pub(crate) const CLIENT_INBOUND_QUOTA: usize = 64;
+
+/// A principal's share of the inbound queue: a permit per queued message.
+pub(crate) type Quota = Arc<tokio::sync::Semaphore>;
 
 /// Counts a connection for as long as it lives.
 struct Counted {
     census: Census,
     who: Principal,
+    quota: Quota,
 }
 
 impl Counted {
     fn admit(census: &Census, who: Principal) -> Option<Counted> {
         let mut c = census.lock().unwrap_or_else(|p| p.into_inner());
-        let n = c.entry(who).or_default();
-        if *n >= MAX_CONNECTIONS_PER_PEER {
+        let (most, share) = match who {
+            Principal::Node(_) => (MAX_CONNECTIONS_PER_PEER, NODE_INBOUND_QUOTA),
+            Principal::Client(_) => (MAX_CONNECTIONS_PER_CLIENT, CLIENT_INBOUND_QUOTA),
+        };
+        let (n, quota) = c
+            .entry(who)
+            .or_insert_with(|| (0, Arc::new(tokio::sync::Semaphore::new(share))));
+        if *n >= most {
             return None;
         }
         *n += 1;
         Some(Counted {
             census: census.clone(),
             who,
+            quota: quota.clone(),
         })
     }
 }
@@ -42,8 +66,11 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         let mut c = self.census.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.who) {
+        if let Some((n, _)) = c.get_mut(&self.who) {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.who);
+            }
         }
     }
 }
@@ -85,11 +112,13 @@ fn principal_of(conn: &quinn::Connection, pins: &Pins) -> Option<Principal> {
 
 struct Stream {
     from: Principal,
+    sender: Sender,
     conn: quinn::Connection,
     ring: Arc<Keyring>,
     cache: SigCache,
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
+    quota: Quota,
 }
 
 async fn serve(
@@ -106,7 +135,7 @@ async fn serve(
         conn.close(2u32.into(), b"unknown peer");
         return;
     };
-    let Some(_counted) = Counted::admit(&census, from) else {
+    let Some(counted) = Counted::admit(&census, from) else {
         tracing::warn!(peer = ?from, "too many connections from one peer; refusing another");
         conn.close(3u32.into(), b"too many connections");
         return;
@@ -114,11 +143,16 @@ async fn serve(
     tracing::debug!("connection from {from:?}");
     let stream = |conn: &quinn::Connection| Stream {
         from,
+        sender: match from {
+            Principal::Node(_) => Sender::Node,
+            Principal::Client(_) => Sender::Client,
+        },
         conn: conn.clone(),
         ring: ring.clone(),
         cache: SigCache::new(SIG_CACHE),
         inbound: inbound.clone(),
         counters: counters.clone(),
+        quota: counted.quota.clone(),
     };
     loop {
         tokio::select! {
@@ -138,9 +172,9 @@ async fn serve(
 async fn read_uni(mut s: Stream, mut recv: quinn::RecvStream) {
     let mut buf = Vec::new();
     loop {
-        match read_frame(&mut recv, &mut buf).await {
+        match read_frame(&mut recv, &mut buf, s.sender).await {
             Ok(Some(Wire::Protocol(msg))) => {
-                if !s.deliver(msg).await {
+                if !s.deliver(msg, buf.len()).await {
                     return;
                 }
             }
@@ -167,7 +201,7 @@ async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvS
     let mut linked = false;
     let mut buf = Vec::new();
     loop {
-        let ok = match read_frame(&mut recv, &mut buf).await {
+        let ok = match read_frame(&mut recv, &mut buf, s.sender).await {
             Ok(Some(Wire::Protocol(msg))) => {
                 if let (Principal::Client(c), false) = (s.from, linked) {
                     linked = true;
@@ -179,13 +213,23 @@ async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvS
                         return;
                     }
                 }
-                s.deliver(msg).await
+                s.deliver(msg, buf.len()).await
             }
             Ok(Some(Wire::StatusQuery)) => s
                 .inbound
                 .send(Inbound::StatusQuery(tx.clone()))
                 .await
                 .is_ok(),
+            Ok(Some(Wire::Hello)) => match (s.from, linked) {
+                (Principal::Client(c), false) => {
+                    linked = true;
+                    s.inbound
+                        .send(Inbound::ClientLink(c, tx.clone()))
+                        .await
+                        .is_ok()
+                }
+                _ => true,
+            },
             Ok(Some(Wire::Status(_))) => {
                 s.bad("a status report sent to a node");
                 false
@@ -207,6 +251,7 @@ fn kind(w: &Wire) -> &'static str {
         Wire::Protocol(m) => m.kind(),
         Wire::StatusQuery => "status-query",
         Wire::Status(_) => "status",
+        Wire::Hello => "hello",
     }
 }
 
@@ -219,7 +264,7 @@ impl Stream {
     }
 
     /// Authenticates and forwards one message; false once the protocol loop is gone.
-    async fn deliver(&mut self, msg: Message) -> bool {
+    async fn deliver(&mut self, msg: Message, bytes: usize) -> bool {
         LiveCounters::add(&self.counters.msgs_received, 1);
         if matches!(self.from, Principal::Client(_))
             && !matches!(msg, Message::Request(_) | Message::Revolution(_))
@@ -229,10 +274,18 @@ impl Stream {
             return true;
         }
         let input = match authenticate_cached(&self.ring, &mut self.cache, self.from, &msg) {
-            Ok(()) => Inbound::Message {
-                from: self.from,
-                msg,
-            },
+            Ok(()) => {
+                // Our share of the queue first: at the quota, only this peer waits.
+                let Ok(permit) = self.quota.clone().acquire_owned().await else {
+                    return false;
+                };
+                Inbound::Message {
+                    from: self.from,
+                    msg,
+                    bytes,
+                    permit: Some(permit),
+                }
+            }
             Err(AuthError::SignedForgery(culprit, what)) => {
                 LiveCounters::add(&self.counters.rejected, 1);
                 tracing::warn!("{culprit:?} signed a {} with a forged {what}", msg.kind());
@@ -245,5 +298,38 @@ impl Stream {
             }
         };
         self.inbound.send(input).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All connections of one principal share one inbound quota; another principal has
+    /// its own, so a peer that used up its share does not stop anyone else.
+    #[test]
+    fn each_principal_has_its_own_share_of_the_inbound_queue() {
+        let census = Census::default();
+        let a1 = Counted::admit(&census, Principal::Node(1)).unwrap();
+        let a2 = Counted::admit(&census, Principal::Node(1)).unwrap();
+        let b = Counted::admit(&census, Principal::Node(2)).unwrap();
+        let c = Counted::admit(&census, Principal::Client(7)).unwrap();
+        let held: Vec<_> = (0..NODE_INBOUND_QUOTA)
+            .map(|_| a1.quota.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert!(
+            a2.quota.clone().try_acquire_owned().is_err(),
+            "a's share is spent"
+        );
+        assert!(
+            b.quota.clone().try_acquire_owned().is_ok(),
+            "b is not held up"
+        );
+        assert_eq!(c.quota.available_permits(), CLIENT_INBOUND_QUOTA);
+        drop(held);
+        assert!(a2.quota.clone().try_acquire_owned().is_ok());
+        // The census forgets a principal with no connections left.
+        drop((a1, a2));
+        assert!(!census.lock().unwrap().contains_key(&Principal::Node(1)));
     }
 }

@@ -50,6 +50,10 @@ pub enum Inbound {
     Message {
         from: Principal,
         msg: Message,
+        /// Its frame's length, for bounding the loop's batches by bytes.
+        bytes: usize,
+        /// The sender's share of the queue, given back when the loop takes the message.
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     /// `culprit` signed a message that carries forged signatures inside.
     Misbehaved(Principal),
@@ -57,6 +61,8 @@ pub enum Inbound {
     ClientLink(ClientId, mpsc::Sender<Bytes>),
     /// Someone asked for our status: answer on `link`.
     StatusQuery(mpsc::Sender<Bytes>),
+    /// Wakes the loop: the clock has ticks due (counted apart from the queue, so a full
+    /// queue delays ticks but never loses them).
     Tick,
     Shutdown,
 }
@@ -135,6 +141,8 @@ pub struct Net {
 
 pub struct NetSetup {
     pub me: NodeId,
+    /// Secret from which the QUIC stateless-reset key is derived (see [`reset_key`]).
+    pub reset_secret: [u8; 32],
     pub addresses: Vec<SocketAddr>,
     pub identity: Identity,
     pub pins: Arc<Pins>,
@@ -152,8 +160,15 @@ impl Net {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server.transport_config(transport_config());
         let addr = setup.addresses[setup.me as usize];
-        let endpoint = quinn::Endpoint::server(server, addr)
-            .map_err(|source| TransportError::Bind { addr, source })?;
+        let bind = |source| TransportError::Bind { addr, source };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config(&setup.reset_secret),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind)?;
         tokio::spawn(listen::accept_loop(
             endpoint.clone(),
             setup.pins.clone(),
@@ -215,6 +230,40 @@ impl Net {
     }
 }
 
+/// The endpoint's stateless-reset key and connection-id generator, the same in every
+/// process of one node.
+///
+/// quinn's defaults are random per process. A node killed and restarted then cannot reset
+/// the connections peers still hold to its previous process: the new process takes their
+/// packets' connection ids for garbage (its id generator's key differs) and, if it did
+/// not, could not produce the reset token the peer holds (its reset key differs). Peers
+/// keep writing into the dead connections until the idle timeout (5 s), and the node is
+/// deaf that long. With both derived from the node's secret, the new process answers the
+/// first packet of an old connection with a stateless reset the peer accepts; the peer
+/// drops that connection at once and dials again.
+pub fn endpoint_config(secret: &[u8; 32]) -> quinn::EndpointConfig {
+    use sha2::{Digest as _, Sha256};
+    let derive = |what: &[u8]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"tangaroa/quic/");
+        h.update(what);
+        h.update(secret);
+        h.finalize().into()
+    };
+    let reset = derive(b"stateless-reset");
+    let cid = derive(b"connection-id");
+    let cid_key = u64::from_le_bytes(cid[..8].try_into().expect("8 bytes"));
+    let mut cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset,
+    )));
+    // Ids the endpoint can tell from stray packets (only those get a reset), keyed alike.
+    cfg.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    cfg
+}
+
 /// Queues a frame on a client or operator stream; counted as dropped if it is full.
 pub fn send_to_link(link: &mpsc::Sender<Bytes>, frame: Bytes, counters: &LiveCounters) {
     if link.try_send(frame).is_err() {
@@ -230,10 +279,12 @@ pub enum ReadFailure {
     Closed,
 }
 
-/// Reads the next frame; `Ok(None)` when the stream ended cleanly between frames.
+/// Reads the next frame; `Ok(None)` when the stream ended cleanly between frames. What
+/// `from` may not send (by length, kind or entry count) is refused before decoding.
 pub async fn read_frame(
     stream: &mut quinn::RecvStream,
     buf: &mut Vec<u8>,
+    from: frame::Sender,
 ) -> Result<Option<Wire>, ReadFailure> {
     let mut prefix = [0u8; 4];
     match stream.read_exact(&mut prefix).await {
@@ -241,7 +292,7 @@ pub async fn read_frame(
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(_) => return Err(ReadFailure::Closed),
     }
-    let len = frame::body_len(prefix).map_err(ReadFailure::Bad)?;
+    let len = frame::body_len(prefix, from).map_err(ReadFailure::Bad)?;
     // Grow the buffer as bytes arrive rather than trusting the prefix: a peer that
     // announces 16 MiB and sends nothing costs us nothing.
     // A frame, once begun, must arrive within FRAME_DEADLINE: a peer that trickles a
@@ -262,6 +313,7 @@ pub async fn read_frame(
         Ok(r) => r?,
         Err(_) => return Err(ReadFailure::Bad(frame::FrameError::Slow(FRAME_DEADLINE))),
     }
+    frame::admit(from, buf).map_err(ReadFailure::Bad)?;
     frame::decode(buf).map(Some).map_err(ReadFailure::Bad)
 }
 
@@ -309,6 +361,7 @@ mod tests {
             let net = Net::start(
                 NetSetup {
                     me: 0,
+                    reset_secret: [7; 32],
                     addresses: vec![loaded.cfg.nodes[0].address],
                     identity: node_id,
                     pins: Arc::new(loaded.pins.clone()),
@@ -359,10 +412,10 @@ mod tests {
             })
             .await;
             assert_eq!(got, Ok(true), "a good frame still gets through");
-            // One principal may hold at most MAX_CONNECTIONS_PER_PEER connections: of
-            // eight more (nine open), at least one is refused.
+            // One client key may hold at most MAX_CONNECTIONS_PER_CLIENT connections: of
+            // that many more, at least one is refused.
             let mut extra = Vec::new();
-            for _ in 0..8 {
+            for _ in 0..listen::MAX_CONNECTIONS_PER_CLIENT {
                 // A refused connection may already be closed when the handshake ends.
                 let conn = endpoint
                     .connect_with(cfg.clone(), loaded.cfg.nodes[0].address, "node-0.tangaroa")

@@ -39,7 +39,7 @@ impl Identity {
     pub fn load(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
         Ok(Identity {
             cert: load_cert(cert)?,
-            key: PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+            key: PrivateKeyDer::from_pem_slice(&read_pem(key)?).map_err(|e| TlsError::Pem {
                 path: key.into(),
                 reason: e.to_string(),
             })?,
@@ -47,8 +47,17 @@ impl Identity {
     }
 }
 
+/// A PEM file, read only up to `MAX_KEY_FILE` (a path such as /dev/zero would
+/// otherwise be read until memory runs out).
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    crate::config::read_bounded(path, crate::config::MAX_KEY_FILE).map_err(|e| TlsError::Pem {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
 pub fn load_cert(path: &Path) -> Result<CertificateDer<'static>, TlsError> {
-    CertificateDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+    CertificateDer::from_pem_slice(&read_pem(path)?).map_err(|e| TlsError::Pem {
         path: path.into(),
         reason: e.to_string(),
     })
