@@ -71,7 +71,7 @@ impl Node {
 
     /// One election round: the longest election timeout.
     fn round_ticks(&self) -> u64 {
-        2 * self.cfg.timing.election_ticks as u64
+        2 * self.cfg.timing.election_ticks as u64 // u32 widened: no overflow
     }
 
     fn penalize(&mut self, node: NodeId) {

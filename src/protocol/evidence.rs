@@ -1,8 +1,10 @@
 //! Equivocation Evidence: detected, checked, kept, gossiped (PROTOCOL.md, "Evidence").
 
+use super::log::payload_bytes;
 use super::message::{AppendEntries, Evidence, Message, Vote};
 use super::node::{Node, Output, Persist, Suspicion};
 use super::types::Index;
+use crate::crypto::chain_hash;
 use crate::crypto::{Principal, Signed};
 
 /// Votes remembered per (term, voter) to catch double voting.
@@ -29,11 +31,35 @@ pub fn conflicts(e: &Evidence) -> bool {
             let (a, b) = (&a.body, &b.body);
             a.leader == b.leader
                 && a.term == b.term
-                && a.entries
+                && (a
+                    .entries
                     .iter()
                     .any(|x| b.entries.iter().any(|y| x.index == y.index && x != y))
+                    || prev_contradicts(a, b)
+                    || prev_contradicts(b, a))
         }
     }
+}
+
+/// Whether `b`'s `(prev_index, prev_hash)` contradicts the chain `a` carries: `a`'s
+/// entries, hashed on from `a.prev_hash`, give another hash at `b.prev_index`. An honest
+/// leader's log never changes below an entry it has sent in its term, so it never sends
+/// both. (A leader that forks a follower it already fed usually shows this, not two
+/// entries at one index: it sends the fork after the real entries' end.)
+fn prev_contradicts(a: &AppendEntries, b: &AppendEntries) -> bool {
+    let first = a.prev_index.saturating_add(1);
+    let covered = first <= b.prev_index && b.prev_index - first < a.entries.len() as Index;
+    if !covered {
+        return false;
+    }
+    let mut hash = a.prev_hash;
+    for e in &a.entries {
+        hash = chain_hash(&hash, e.term, e.index, &payload_bytes(&e.payload));
+        if e.index == b.prev_index {
+            return hash != b.prev_hash;
+        }
+    }
+    false
 }
 
 impl Node {
@@ -83,13 +109,19 @@ impl Node {
         }
     }
 
-    /// The leader sent, in one term, an entry at `index` that differs from one we Acked.
+    /// The leader sent, in one term, something at `index` (an entry, or the hash its
+    /// AppendEntries builds on) that differs from what we Acked there. Evidence if we still
+    /// hold the AppendEntries that gave us our entry there; otherwise (evicted, or lost in a
+    /// restart) we can only judge the leader faulty ourselves.
     pub(super) fn leader_equivocated(&mut self, ae: &Signed<AppendEntries>, index: Index) {
         let earlier = self
             .accepted_aes
             .iter()
             .find(|old| {
-                old.body.term == ae.body.term && old.body.entries.iter().any(|e| e.index == index)
+                let pair = Evidence::AppendEntries(Box::new((*old).clone()), Box::new(ae.clone()));
+                old.body.term == ae.body.term
+                    && old.body.entries.iter().any(|e| e.index == index)
+                    && conflicts(&pair)
             })
             .cloned();
         match earlier {

@@ -481,7 +481,9 @@ impl Node {
     // ---- small shared helpers -------------------------------------------------------
 
     pub(super) fn reset_election_timer(&mut self) {
-        let t = self.cfg.timing.election_ticks;
+        // Clamped so that 2t cannot wrap whatever the configuration says (it validates
+        // far smaller values; the core does not rely on that).
+        let t = self.cfg.timing.election_ticks.clamp(1, u32::MAX / 2);
         self.election_elapsed = 0;
         self.election_timeout = self.rng.gen_range(t..2 * t);
     }

@@ -14,7 +14,7 @@ const AES_KEPT: usize = 16;
 
 impl Node {
     pub(super) fn leader_tick(&mut self) {
-        let window = 2 * self.cfg.timing.election_ticks;
+        let window = self.cfg.timing.election_ticks.saturating_mul(2);
         let (due, check) = match &mut self.role {
             Role::Leader(ls) => {
                 ls.heartbeat_elapsed += 1;
@@ -313,8 +313,9 @@ impl Node {
         };
         if !prev_matches {
             if self.rules.append_only_in_term && prev <= self.acked_in(term) {
-                // It told us otherwise earlier in this very term.
-                return self.judge_leader_faulty(Suspicion::Misbehaviour);
+                // It told us otherwise earlier in this very term: Evidence if we still hold
+                // the AppendEntries that gave us our entry at `prev`.
+                return self.leader_equivocated(&ae, prev);
             }
             return self.send_nack(leader, term, prev.saturating_sub(1));
         }

@@ -294,3 +294,42 @@ fn refusals_cannot_drive_more_than_the_per_tick_budget_of_append_entries() {
         "{sent} AppendEntries in one tick"
     );
 }
+
+/// Evidence: a leader that, in one term, builds on another hash at an index whose entry it
+/// already sent us is convicted by its two AppendEntries (not only judged by us).
+#[test]
+fn a_leader_building_on_another_hash_where_it_fed_us_is_convicted_with_evidence() {
+    let h = Harness::new();
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    let out = n.step(h.append(&n, 1, 0, vec![h.entry(1, 1, 1), h.entry(1, 2, 2)]));
+    assert_eq!(positive_acks(&out).len(), 1);
+    // The fork's chain, as a leader feeding another follower would build it.
+    let mut fork = Node::new(
+        NodeConfig {
+            id: 2,
+            n: N,
+            cluster_id: "t".into(),
+            rules: Rules::for_variant(Variant::Bft),
+            timing: Timing::default(),
+        },
+        h.keys[2].clone(),
+        1,
+        Durable::default(),
+    );
+    fork.step(h.append(&fork, 1, 0, vec![h.entry(1, 1, 2), h.entry(1, 2, 1)]));
+    let ae = AppendEntries {
+        term: 1,
+        leader: 1,
+        prev_index: 2,
+        prev_term: 1,
+        prev_hash: fork.log().hash_at(2).unwrap(),
+        entries: vec![h.entry(1, 3, 3)],
+        commit: 0,
+        proof: None,
+        lock: None,
+    };
+    let out = n.step(deliver(1, Message::AppendEntries(h.sign(1, ae))));
+    assert!(positive_acks(&out).is_empty());
+    assert_eq!(n.evidence().len(), 1, "the two AppendEntries are Evidence");
+    assert!(super::evidence::conflicts(&n.evidence()[0]));
+}

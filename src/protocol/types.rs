@@ -176,7 +176,7 @@ impl Timing {
         if self.election_ticks < 4 {
             return Err("election_ticks must be at least 4".into());
         }
-        if self.heartbeat_ticks == 0 || self.heartbeat_ticks * 2 > self.election_ticks {
+        if self.heartbeat_ticks == 0 || self.heartbeat_ticks > self.election_ticks / 2 {
             return Err("heartbeat_ticks must be between 1 and election_ticks / 2".into());
         }
         if self.request_ticks < self.election_ticks {
