@@ -145,6 +145,37 @@ impl Behaviour {
     }
 }
 
+impl Behaviour {
+    /// What the honest nodes do about it: the rule that defeats the attack.
+    pub fn defence(self) -> &'static str {
+        match self {
+            Behaviour::Equivocate => "the fork never gathers q Acks; followers offered both orders in one term keep the two signed AppendEntries as Evidence and depose it; the victims catch up the committed entries from their peers",
+            Behaviour::ForgeProof => "proofs without q distinct valid votes are refused; a bad signature inside a signed message counts as misbehaviour",
+            Behaviour::Disrupt => "lazy voters ignore its RequestVotes while the leader is healthy; terms beyond the honest nodes' reach are refused",
+            Behaviour::Stall => "request timers, started by forwarded requests or a Revolution, depose it",
+            Behaviour::LieAck => "certificates need q matching Acks from distinct nodes; one liar cannot make one",
+            Behaviour::Tamper => "client signatures are checked; a leader that signs a forged request is judged faulty",
+            Behaviour::Replay => "terms, indexes and hashes make old messages stale; they change nothing",
+            Behaviour::Impersonate => "the claimed sender must match the TLS-authenticated link; refused",
+            Behaviour::Selective => "the starved followers catch up from their peers' committed entries",
+            Behaviour::Twins => "two copies that sign different things are convicted by their own signatures",
+            Behaviour::Crash => "the rest go on: n - f nodes are enough",
+            Behaviour::DoubleVote => "one vote cannot make a proof; its double votes are Evidence",
+            Behaviour::LieReply => "clients accept a result only on f+1 matching replies",
+            Behaviour::Lockless => "votes name the lock they were granted on, so an AppendEntries claiming another lock is refused and it is never followed",
+            Behaviour::Extreme => "every edge-of-range number is refused or saturates; nothing wraps",
+        }
+    }
+
+    /// Whether the attack needs the node to lead: the demo then gives it a head start.
+    pub fn attacks_as_leader(self) -> bool {
+        matches!(
+            self,
+            Behaviour::Equivocate | Behaviour::Stall | Behaviour::Selective | Behaviour::Lockless
+        )
+    }
+}
+
 impl fmt::Display for Behaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

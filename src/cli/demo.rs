@@ -19,7 +19,8 @@ const MALICIOUS: NodeId = 3;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Behaviour of the malicious node 3 (the demo's story is told for `stall`).
+    /// Behaviour of the malicious node 3. One that attacks as leader (stall, equivocate,
+    /// selective, lockless) gets a head start so that it leads first.
     #[arg(long, default_value = "stall", value_parser = super::node::parse_behaviour)]
     pub byzantine: Behaviour,
     /// Client requests to run after the leader change.
@@ -58,20 +59,33 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
         args.byzantine,
         args.byzantine.describe()
     ));
-    let mut cluster = LocalCluster::start(LocalSpec {
-        nodes: NODES,
-        clients: 1,
-        variant: Variant::Bft,
-        byzantine: BTreeMap::from([(MALICIOUS, args.byzantine)]),
-        dir: dir.clone(),
-        binary,
-        tick_ms: Some(10),
-    })
+    // An attack made as leader shows only if the malicious node leads: it starts first.
+    let head_start = args
+        .byzantine
+        .attacks_as_leader()
+        .then_some((MALICIOUS, Duration::from_millis(600)));
+    if head_start.is_some() {
+        say(&format!(
+            "node {MALICIOUS} attacks as leader, so it starts 0.6 s before the others and campaigns first"
+        ));
+    }
+    let mut cluster = LocalCluster::start_with_head_start(
+        LocalSpec {
+            nodes: NODES,
+            clients: 1,
+            variant: Variant::Bft,
+            byzantine: BTreeMap::from([(MALICIOUS, args.byzantine)]),
+            dir: dir.clone(),
+            binary,
+            tick_ms: Some(10),
+        },
+        head_start,
+    )
     .map_err(|e| BadInput(e.to_string()))?;
     let config = cluster.config.clone();
     let story = rt.block_on(async {
         tokio::select! {
-            r = tell(&config, args.requests) => r,
+            r = tell(&config, args.requests, args.byzantine) => r,
             s = signals.recv() => Err(format!("interrupted by {s}")),
         }
     });
@@ -119,7 +133,11 @@ async fn leader(session: &mut Session, within: Duration) -> Option<(Term, NodeId
     session.leader_named_by(&honest, within).await
 }
 
-async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
+async fn tell(
+    config: &std::path::Path,
+    requests: usize,
+    behaviour: Behaviour,
+) -> Result<(), String> {
     let mut session = Session::connect(config, None)
         .await
         .map_err(|e| e.to_string())?;
@@ -225,14 +243,26 @@ async fn tell(config: &std::path::Path, requests: usize) -> Result<(), String> {
     ));
     let reports = session.status(Duration::from_secs(1)).await;
     outln!("\n{}", super::status::table(&reports));
-    for r in reports.iter().flatten() {
-        if r.evidence > 0 || r.counters.rejected > 0 {
-            say(&format!(
-                "node {} holds {} piece(s) of signed evidence and rejected {} message(s)",
-                r.id, r.evidence, r.counters.rejected
-            ));
-        }
+    let (mut evidence, mut rejected) = (0, 0);
+    for r in reports.iter().flatten().filter(|r| r.id != MALICIOUS) {
+        evidence += r.evidence;
+        rejected += r.counters.rejected;
     }
+    // The attack and its defeat, as this run saw them.
+    let led = first == MALICIOUS;
+    say(&format!(
+        "node {MALICIOUS}'s attack ({behaviour}): {}{}",
+        behaviour.describe(),
+        if behaviour.attacks_as_leader() && !led {
+            " — it never led in this run, so it had nothing to attack"
+        } else {
+            ""
+        }
+    ));
+    say(&format!(
+        "its defeat: {}; the honest nodes hold {evidence} piece(s) of Evidence and rejected {rejected} message(s), and their logs are compared below",
+        behaviour.defence()
+    ));
     session.close_gracefully().await;
     Ok(())
 }

@@ -57,6 +57,17 @@ impl LocalCluster {
     /// Writes keys and configuration into `spec.dir` unless a configuration for the same
     /// size and variant is already there, then starts every node.
     pub fn start(spec: LocalSpec) -> Result<LocalCluster, LocalError> {
+        LocalCluster::start_with_head_start(spec, None)
+    }
+
+    /// Like [`LocalCluster::start`], but with `Some((first, delay))` node `first` starts
+    /// `delay` before the others, so that it campaigns first and (the others, knowing no
+    /// leader, vote at once) most likely leads the first term: the demo uses it to let a
+    /// malicious leader act.
+    pub fn start_with_head_start(
+        spec: LocalSpec,
+        head_start: Option<(NodeId, std::time::Duration)>,
+    ) -> Result<LocalCluster, LocalError> {
         let config = spec.dir.join("cluster.toml");
         if config.exists() {
             let cfg = ClusterConfig::load(&config).map_err(|e| LocalError::Setup(e.to_string()))?;
@@ -109,8 +120,14 @@ impl LocalCluster {
             spec,
             config,
         };
+        if let Some((first, delay)) = head_start {
+            cluster.start_node(first)?;
+            std::thread::sleep(delay);
+        }
         for id in 0..cluster.spec.nodes as NodeId {
-            cluster.start_node(id)?;
+            if head_start.is_none_or(|(first, _)| first != id) {
+                cluster.start_node(id)?;
+            }
         }
         Ok(cluster)
     }
