@@ -304,18 +304,23 @@ fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&log, &bytes).unwrap();
-    let (code, _, err) = tangaroa(&[
+    let (code, _, err) = node_0_on(&config, &data);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refusing"), "{err}");
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");
+}
+
+/// Runs `tangaroa node --id 0` of `config` on the data directory `data`.
+fn node_0_on(config: &str, data: &std::path::Path) -> (i32, String, String) {
+    tangaroa(&[
         "node",
         "--config",
-        &config,
+        config,
         "--id",
         "0",
         "--data",
         data.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("refusing"), "{err}");
-    assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");
+    ])
 }
 
 #[test]
@@ -333,15 +338,7 @@ fn a_node_refuses_to_start_on_an_intact_but_inconsistent_state() {
         };
         s.apply(&[&Persist::Hard(hard)]).unwrap();
     }
-    let (code, _, err) = tangaroa(&[
-        "node",
-        "--config",
-        &config,
-        "--id",
-        "0",
-        "--data",
-        data.to_str().unwrap(),
-    ]);
+    let (code, _, err) = node_0_on(&config, &data);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inconsistent"), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -330,21 +330,10 @@ fn a_node_refuses_a_data_directory_that_is_not_its_own() {
 /// peers' connections to the dead process are reset by the new one at their first packet.
 #[test]
 fn a_node_restarted_after_kill_9_commits_again_within_an_election_timeout() {
-    use tangaroa::protocol::{Op, OpResult, Variant};
+    use tangaroa::protocol::{Op, OpResult};
     use tangaroa::runtime::client::Session;
-    use tangaroa::runtime::local::{LocalCluster, LocalSpec};
     let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = LocalCluster::start(LocalSpec {
-        nodes: 4,
-        clients: 2,
-        variant: Variant::Bft,
-        byzantine: Default::default(),
-        dir: dir.path().to_path_buf(),
-        binary: BIN.into(),
-        tick_ms: Some(10),
-    })
-    .unwrap();
+    let (_dir, mut c) = honest_bft_cluster();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -418,21 +407,10 @@ fn a_node_restarted_after_kill_9_commits_again_within_an_election_timeout() {
 /// parallel calls with one key all succeed and are all applied.
 #[test]
 fn cli_calls_are_fast_sequential_and_parallel_with_one_key() {
-    use tangaroa::protocol::{Op, OpResult, Variant};
+    use tangaroa::protocol::{Op, OpResult};
     use tangaroa::runtime::client::Session;
-    use tangaroa::runtime::local::{LocalCluster, LocalSpec};
     let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = LocalCluster::start(LocalSpec {
-        nodes: 4,
-        clients: 2,
-        variant: Variant::Bft,
-        byzantine: Default::default(),
-        dir: dir.path().to_path_buf(),
-        binary: BIN.into(),
-        tick_ms: Some(10),
-    })
-    .unwrap();
+    let (_dir, mut c) = honest_bft_cluster();
     let config = c.config.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -535,4 +513,21 @@ fn the_cluster_command_refuses_taken_ports() {
     first.signal(libc::SIGTERM);
     let status = first.wait_for(Duration::from_secs(10));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+}
+
+/// A healthy 4-node bft cluster of real processes in a fresh folder.
+fn honest_bft_cluster() -> (tempfile::TempDir, tangaroa::runtime::local::LocalCluster) {
+    use tangaroa::runtime::local::{LocalCluster, LocalSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let c = LocalCluster::start(LocalSpec {
+        nodes: 4,
+        clients: 2,
+        variant: tangaroa::protocol::Variant::Bft,
+        byzantine: Default::default(),
+        dir: dir.path().to_path_buf(),
+        binary: BIN.into(),
+        tick_ms: Some(10),
+    })
+    .unwrap();
+    (dir, c)
 }

@@ -5,7 +5,6 @@ use crate::adversary::Behaviour;
 use crate::protocol::{NodeId, Variant};
 use crate::runtime::client::Session;
 use crate::runtime::local::{LocalCluster, LocalSpec};
-use crate::runtime::StopSignals;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -75,15 +74,7 @@ pub fn injections(
 pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
     let byzantine = injections(args.nodes, &args.byzantine)?;
     let binary = std::env::current_exe().map_err(|e| BadInput(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BadInput(e.to_string()))?;
-    // Installed before any node starts: SIGTERM as well as Ctrl-C stops the nodes first.
-    let mut signals = {
-        let _guard = rt.enter();
-        StopSignals::install().map_err(|e| BadInput(format!("cannot handle signals: {e}")))?
-    };
+    let (rt, mut signals) = super::runtime_with_signals()?;
     let mut cluster = LocalCluster::start(LocalSpec {
         nodes: args.nodes,
         clients: args.clients,

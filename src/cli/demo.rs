@@ -8,7 +8,6 @@ use crate::protocol::log::Log;
 use crate::protocol::{NodeId, Op, OpResult, Term, Variant};
 use crate::runtime::client::Session;
 use crate::runtime::local::{compare_committed, LocalCluster, LocalSpec};
-use crate::runtime::StopSignals;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,14 +45,7 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
     // declared before the cluster, so the nodes are stopped first.
     let _cleanup = RemoveOnDrop(temporary.then(|| dir.clone()));
     let binary = std::env::current_exe().map_err(|e| BadInput(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BadInput(e.to_string()))?;
-    let mut signals = {
-        let _guard = rt.enter();
-        StopSignals::install().map_err(|e| BadInput(format!("cannot handle signals: {e}")))?
-    };
+    let (rt, mut signals) = super::runtime_with_signals()?;
     say(&format!(
         "starting 4 bft nodes on 127.0.0.1 (n = 3f+1, f = 1); node {MALICIOUS} is malicious: {} ({})",
         args.byzantine,

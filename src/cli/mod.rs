@@ -95,6 +95,22 @@ impl std::fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 /// Writes to stdout; once it fails (a reader that went away), everything after is dropped.
+/// A single-threaded runtime and the stop signals, installed before any node starts, so
+/// that SIGTERM as well as Ctrl-C stops the nodes first (`cluster`, `demo`).
+fn runtime_with_signals() -> Result<(tokio::runtime::Runtime, crate::runtime::StopSignals), BadInput>
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BadInput(e.to_string()))?;
+    let signals = {
+        let _guard = rt.enter();
+        crate::runtime::StopSignals::install()
+            .map_err(|e| BadInput(format!("cannot handle signals: {e}")))?
+    };
+    Ok((rt, signals))
+}
+
 pub fn write_out(args: std::fmt::Arguments) {
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};

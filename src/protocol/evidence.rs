@@ -27,18 +27,21 @@ pub fn conflicts(e: &Evidence) -> bool {
                 && a.success
                 && b.success
         }
-        Evidence::AppendEntries(a, b) => {
-            let (a, b) = (&a.body, &b.body);
-            a.leader == b.leader
-                && a.term == b.term
-                && (a
-                    .entries
-                    .iter()
-                    .any(|x| b.entries.iter().any(|y| x.index == y.index && x != y))
-                    || prev_contradicts(a, b)
-                    || prev_contradicts(b, a))
-        }
+        Evidence::AppendEntries(a, b) => appends_conflict(&a.body, &b.body),
     }
+}
+
+/// Two AppendEntries no honest leader sends both: in one term, different entries at one
+/// index, or one building on a hash the other's entries contradict.
+fn appends_conflict(a: &AppendEntries, b: &AppendEntries) -> bool {
+    a.leader == b.leader
+        && a.term == b.term
+        && (a
+            .entries
+            .iter()
+            .any(|x| b.entries.iter().any(|y| x.index == y.index && x != y))
+            || prev_contradicts(a, b)
+            || prev_contradicts(b, a))
 }
 
 /// Whether `b`'s `(prev_index, prev_hash)` contradicts the chain `a` carries: `a`'s
@@ -118,10 +121,8 @@ impl Node {
             .accepted_aes
             .iter()
             .find(|old| {
-                let pair = Evidence::AppendEntries(Box::new((*old).clone()), Box::new(ae.clone()));
-                old.body.term == ae.body.term
-                    && old.body.entries.iter().any(|e| e.index == index)
-                    && conflicts(&pair)
+                old.body.entries.iter().any(|e| e.index == index)
+                    && appends_conflict(&old.body, &ae.body)
             })
             .cloned();
         match earlier {
