@@ -142,8 +142,10 @@ fn scenarios_refuse_events_after_their_end() {
 
 #[test]
 fn bad_input_exits_two_with_a_clear_message() {
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 8] = [
         &["sim", "--variant", "paxos"],
+        &["sim", "--switch-off", "no-such-rule"],
+        &["sim", "--variant", "raft", "--switch-off", "commit-round"],
         &["sim", "--behaviours", "sulk"],
         &["sim", "--nodes", "4", "--byzantine", "4"],
         &["sim", "--seeds", "0"],

@@ -5,9 +5,10 @@
 //! counterexample for the Commit round): random chaos rarely lines up the exact state a
 //! rule guards (one honest node committed, the others only locked), a script does.
 
+use tangaroa::adversary::Behaviour;
 use tangaroa::protocol::{Rules, Variant};
 use tangaroa::sim::scenario::Scenario;
-use tangaroa::sim::Kind;
+use tangaroa::sim::{Batch, Kind, RunReport, SimConfig};
 
 const SEEDS: u64 = 4;
 
@@ -78,15 +79,11 @@ fn without_votes_binding_the_lock_a_leader_claims_no_lock_and_forks_a_committed_
     });
 }
 
-/// The restart hole: an equivocating leader widens its fork to a follower that Acked the
-/// real order and then crashed. The campaign (the simulator bounces honest followers while a
-/// Byzantine node leads) searches seeds from 10,000,000 in chunks until it finds the fork
-/// with the Acked position volatile (about one seed in 150 today; at most 600 are tried),
-/// then runs the same chunk with the position durable and must find nothing.
-#[test]
-fn without_durable_acks_a_restarted_follower_acks_an_equivocators_fork() {
-    use tangaroa::adversary::Behaviour;
-    use tangaroa::sim::{Batch, RunReport, SimConfig};
+/// Random campaigns, not scripts: with one rule switched off, a campaign of a single
+/// behaviour must find the fork by itself. Seeds are searched from 10,000,000 in chunks
+/// until a chunk finds it (at most `LIMIT` seeds), then the same chunk is run with every
+/// rule on and must find nothing.
+fn campaign_finds(behaviour: Behaviour, rule: &str) {
     const CHUNK: u64 = 40;
     const LIMIT: u64 = 600;
     let campaign = |rules: Rules, first_seed: u64| {
@@ -95,7 +92,7 @@ fn without_durable_acks_a_restarted_follower_acks_an_equivocators_fork() {
         Batch {
             base,
             byzantine: 1,
-            behaviours: vec![Behaviour::Equivocate],
+            behaviours: vec![behaviour],
             first_seed,
             seeds: CHUNK,
         }
@@ -110,16 +107,36 @@ fn without_durable_acks_a_restarted_follower_acks_an_equivocators_fork() {
     };
     let bft = Rules::for_variant(Variant::Bft);
     let mut planted = bft;
-    planted.durable_acks = false;
+    planted.switch_off(rule).expect("a bft rule");
     let found = (0..LIMIT / CHUNK)
         .map(|k| 10_000_000 + k * CHUNK)
         .find(|&first| !unsafe_seeds(&campaign(planted, first)).is_empty());
     let Some(first) = found else {
-        panic!("with volatile Acks {LIMIT} seeds found no fork");
+        panic!(
+            "{rule} off: {LIMIT} seeds of {} found no fork",
+            behaviour.name()
+        );
     };
     assert_eq!(
         unsafe_seeds(&campaign(bft, first)),
         Vec::<u64>::new(),
-        "with durable Acks the same seeds must be safe"
+        "with {rule} on, seeds {first}.. of {} must be safe",
+        behaviour.name()
     );
+}
+
+/// The restart hole: an equivocating leader widens its fork to a follower that Acked the
+/// real order and then crashed; the simulator bounces honest followers while a Byzantine
+/// node leads (about one seed in 150 finds the fork with the Acked position volatile).
+#[test]
+fn without_durable_acks_a_campaign_finds_a_restarted_follower_acking_a_fork() {
+    campaign_finds(Behaviour::Equivocate, "durable-acks");
+}
+
+/// The lock hole: a leader elected on its lock claims none and replaces locked,
+/// uncommitted entries; as follower it sends each Commit to one peer, so one honest node
+/// commits what the others only locked (about one seed in 70 finds the fork).
+#[test]
+fn without_votes_binding_the_lock_a_campaign_finds_a_lockless_leaders_fork() {
+    campaign_finds(Behaviour::Lockless, "vote-binds-lock");
 }

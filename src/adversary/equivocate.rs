@@ -9,8 +9,9 @@
 //! Vukolić's counterexample. The leader also backs the fork with its own signed Acks and
 //! Commits of it, sent to the fork's side only.
 //!
-//! After `WIDEN_TICKS` as leader (less than the request timeout, after which an honest
-//! leader that cannot commit steps down) it widens the fork to every follower but the lowest, so
+//! After `WIDEN_TICKS` of forking (ticks as leader with a pair of its term's entries to
+//! swap; less than the request timeout, after which an honest leader that cannot commit
+//! steps down) it widens the fork to every follower but the lowest, so
 //! followers that Acked the real log are now offered the fork in the same term: that is
 //! what the append-only rule catches, as Evidence.
 
@@ -21,7 +22,9 @@ use crate::protocol::{
     Ack, AppendEntries, Commit, Entry, Input, Message, Node, NodeId, Output, Term,
 };
 
-/// Ticks of leadership before the fork widens.
+/// Ticks of forking before the fork widens. Counted from the first pair to swap, not from
+/// election: a leader elected long before any request arrives would otherwise widen an
+/// empty fork, and no follower would ever see both orders.
 const WIDEN_TICKS: u32 = 30;
 
 pub struct Equivocate {
@@ -33,7 +36,7 @@ pub struct Equivocate {
     shown_real: Vec<u64>,
     minority: Vec<NodeId>,
     widened: Vec<NodeId>,
-    ticks_leading: u32,
+    ticks_forking: u32,
     /// The leader term the fork belongs to, and the last index shared by both sides.
     fork_term: Term,
     base: u64,
@@ -55,7 +58,7 @@ impl Equivocate {
             minority,
             widened,
             shown_real: vec![0; n as usize],
-            ticks_leading: 0,
+            ticks_forking: 0,
             fork_term: 0,
             base: 0,
             fork: None,
@@ -161,7 +164,7 @@ impl Actor for Equivocate {
         let tick = matches!(input, Input::Tick);
         let out = self.inner.step(input);
         if !self.inner.is_leader() {
-            self.ticks_leading = 0;
+            self.ticks_forking = 0;
             return out;
         }
         let term = self.inner.hard_state().term;
@@ -176,11 +179,13 @@ impl Actor for Equivocate {
                 .take_while(|e| e.term < term)
                 .count() as u64;
             self.fork = None;
+            self.ticks_forking = 0;
         }
-        if tick {
-            self.ticks_leading += 1;
+        let pair_to_swap = self.inner.log().last_index() >= self.base + 2;
+        if tick && pair_to_swap {
+            self.ticks_forking += 1;
         }
-        let side = if self.ticks_leading >= WIDEN_TICKS {
+        let side = if self.ticks_forking >= WIDEN_TICKS {
             self.widened.clone()
         } else {
             self.minority.clone()

@@ -6,6 +6,9 @@
 //! and commit. PROTOCOL.md stops it by binding the lock into every Vote: a follower
 //! accepts an AppendEntries only if its lock is exactly the one the proof's votes name.
 //! Like `stall`, it campaigns early and often, so that it leads whenever anyone will vote.
+//! As a follower it sends each of its Commits to one peer only: that peer may commit on
+//! it while the others only lock, the state in which truncating locked entries forks a
+//! committed one.
 
 use super::{Context, Kit};
 use crate::actor::Actor;
@@ -96,6 +99,19 @@ impl Lockless {
     }
 }
 
+impl Lockless {
+    /// Narrows a broadcast Commit to one peer; passes anything else through.
+    fn commit_to_one(&mut self, o: Output) -> Output {
+        match o {
+            Output::Broadcast(msg @ Message::Commit(_)) => Output::Send {
+                to: self.kit.random_other(),
+                msg,
+            },
+            o => o,
+        }
+    }
+}
+
 impl Actor for Lockless {
     fn step(&mut self, input: Input) -> Vec<Output> {
         let tick = matches!(input, Input::Tick);
@@ -110,7 +126,7 @@ impl Actor for Lockless {
                     out.extend(self.inner.step(Input::Timeout));
                 }
             }
-            return out;
+            return out.into_iter().map(|o| self.commit_to_one(o)).collect();
         }
         let term = self.inner.hard_state().term;
         let me = self.kit.id;

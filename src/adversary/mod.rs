@@ -176,6 +176,17 @@ impl Behaviour {
     }
 }
 
+impl Behaviour {
+    /// Whether the attack works on the entries of its own term (reordering, withholding or
+    /// replacing them): the demo then has several clients write at once while it leads.
+    pub fn attacks_entries(self) -> bool {
+        matches!(
+            self,
+            Behaviour::Equivocate | Behaviour::Selective | Behaviour::Lockless
+        )
+    }
+}
+
 impl fmt::Display for Behaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

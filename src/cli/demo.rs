@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 const NODES: usize = 4;
 const MALICIOUS: NodeId = 3;
+/// Clients that write at once while the malicious node leads: an attack on the order of
+/// a term's entries (equivocate swaps pairs, selective withholds some) needs several.
+const BURST: usize = 6;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -64,7 +67,7 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
     let mut cluster = LocalCluster::start_with_head_start(
         LocalSpec {
             nodes: NODES,
-            clients: 1,
+            clients: 1 + BURST,
             variant: Variant::Bft,
             byzantine: BTreeMap::from([(MALICIOUS, args.byzantine)]),
             dir: dir.clone(),
@@ -119,10 +122,33 @@ fn say(s: &str) {
     outln!("• {s}");
 }
 
-/// The leader the honest nodes agree on.
+/// Honest nodes that must name a leader for the demo to call it the leader: q - f = 2 of
+/// the 3. Not all three: a malicious leader may starve one follower, which then names
+/// none, and the cluster is still live with the other two.
+const NAMED_BY: usize = 2;
+
+/// The leader at least `NAMED_BY` honest nodes name (two honest nodes never follow
+/// different leaders in one term; the highest term wins).
 async fn leader(session: &mut Session, within: Duration) -> Option<(Term, NodeId)> {
-    let honest: Vec<NodeId> = (0..NODES as NodeId).filter(|&i| i != MALICIOUS).collect();
-    session.leader_named_by(&honest, within).await
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let reports = session.status(Duration::from_millis(500)).await;
+        let mut named: BTreeMap<(Term, NodeId), usize> = BTreeMap::new();
+        for r in reports.iter().flatten().filter(|r| r.id != MALICIOUS) {
+            if let Some(l) = r.leader {
+                *named.entry(l).or_default() += 1;
+            }
+        }
+        let agreed = named
+            .into_iter()
+            .rev()
+            .find(|&(_, count)| count >= NAMED_BY);
+        if let Some((l, _)) = agreed {
+            return Some(l);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 async fn tell(
@@ -143,6 +169,12 @@ async fn tell(
     };
     say(&format!("node {first}{who} leads term {term}"));
     session.hint_leader(term, first);
+    let (term, first) = if first == MALICIOUS && behaviour.attacks_entries() {
+        burst(config, (term, first)).await?;
+        watch(&mut session, (term, first)).await?
+    } else {
+        (term, first)
+    };
 
     let op = Op::Put {
         key: "greeting".into(),
@@ -233,7 +265,7 @@ async fn tell(
         "{requests} puts and {requests} gets read back correctly, and a cas greeting: hello -> kia ora; median latency {:.1} ms",
         median.as_secs_f64() * 1e3
     ));
-    let reports = session.status(Duration::from_secs(1)).await;
+    let reports = settled_status(&mut session).await;
     outln!("\n{}", super::status::table(&reports));
     let (mut evidence, mut rejected) = (0, 0);
     for r in reports.iter().flatten().filter(|r| r.id != MALICIOUS) {
@@ -257,6 +289,98 @@ async fn tell(
     ));
     session.close_gracefully().await;
     Ok(())
+}
+
+/// Clients 1..=BURST each put one key at once, so that the malicious leader's term has
+/// several entries to attack; every put must still be accepted (f+1 matching replies),
+/// after the honest nodes depose the leader if they must.
+async fn burst(config: &std::path::Path, leader: (Term, NodeId)) -> Result<(), String> {
+    let loaded = crate::runtime::Loaded::load(config).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let mut puts = tokio::task::JoinSet::new();
+    for c in 1..=BURST as crate::protocol::ClientId {
+        let mut session = Session::connect_as(&loaded, c, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        session.hint_leader(leader.0, leader.1);
+        puts.spawn(async move {
+            let op = Op::Put {
+                key: format!("burst-{c}"),
+                value: format!("from client {c}"),
+            };
+            let r = session.execute(op, Duration::from_secs(20)).await;
+            session.close_gracefully().await;
+            (c, r)
+        });
+    }
+    say(&format!(
+        "clients 1..{BURST} each send a signed put at once, while node {} leads",
+        leader.1
+    ));
+    while let Some(joined) = puts.join_next().await {
+        let (c, r) = joined.map_err(|e| e.to_string())?;
+        match r {
+            Ok(OpResult::Ok) => {}
+            other => return Err(format!("client {c}'s burst put gave {other:?}")),
+        }
+    }
+    say(&format!(
+        "all {BURST} puts accepted (f+1 matching replies each) within {} ms",
+        t0.elapsed().as_millis()
+    ));
+    Ok(())
+}
+
+/// The nodes' status once every honest node has reached the highest honest commit index
+/// (a starved or forked follower catches up from its peers once per election timeout),
+/// or after two seconds, whichever is first.
+async fn settled_status(session: &mut Session) -> Vec<Option<crate::transport::NodeReport>> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let reports = session.status(Duration::from_secs(1)).await;
+        let commits: Vec<u64> = reports
+            .iter()
+            .flatten()
+            .filter(|r| r.id != MALICIOUS)
+            .map(|r| r.commit)
+            .collect();
+        let settled = commits.len() == NODES - 1 && commits.iter().min() == commits.iter().max();
+        if settled || Instant::now() >= deadline {
+            return reports;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long the demo lets an attack on a term's entries play out before going on.
+const ATTACK_WINDOW: Duration = Duration::from_secs(3);
+
+/// Waits, up to `ATTACK_WINDOW`, for the honest nodes to depose the malicious leader, and
+/// says what they did; returns the leader the story goes on with.
+async fn watch(session: &mut Session, led: (Term, NodeId)) -> Result<(Term, NodeId), String> {
+    let t0 = Instant::now();
+    while t0.elapsed() < ATTACK_WINDOW {
+        let now = leader(session, Duration::from_secs(2)).await;
+        if let Some(next) = now.filter(|&l| l != led) {
+            say(&format!(
+                "the honest nodes deposed node {} {} ms after the burst; node {} leads term {}",
+                led.1,
+                t0.elapsed().as_millis(),
+                next.1,
+                next.0
+            ));
+            session.hint_leader(next.0, next.1);
+            return Ok(next);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    say(&format!(
+        "node {} still leads term {} {} s after the burst",
+        led.1,
+        led.0,
+        ATTACK_WINDOW.as_secs()
+    ));
+    Ok(led)
 }
 
 /// Reads every honest node's log from disk (the nodes are stopped) and compares them.

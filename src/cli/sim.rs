@@ -38,6 +38,11 @@ pub struct SimArgs {
     /// Print exactly one JSON object on stdout instead of a human summary.
     #[arg(long)]
     pub json: bool,
+    /// Planted-bug experiment: switch one of the variant's rules off (repeatable), e.g.
+    /// `--switch-off vote-binds-lock`; the campaign should then find what it prevents.
+    /// Liveness is not judged with a rule off.
+    #[arg(long, value_name = "RULE")]
+    pub switch_off: Vec<String>,
 }
 
 pub fn parse_variant_arg(s: &str) -> Result<Variant, String> {
@@ -117,8 +122,12 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
             args.nodes
         );
     }
+    let mut base = SimConfig::new(variant, args.nodes, 0);
+    for rule in &args.switch_off {
+        base.rules.switch_off(rule).map_err(BadInput)?;
+    }
     let batch = Batch {
-        base: SimConfig::new(variant, args.nodes, 0),
+        base,
         byzantine: args.byzantine,
         behaviours: behaviours.clone(),
         first_seed: args.first_seed.unwrap_or(0),
@@ -135,10 +144,14 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
     let names: Vec<String> = behaviours.iter().map(|b| b.name().to_string()).collect();
     let replay = |seed: u64| {
         format!(
-            "tangaroa sim --variant {variant} --nodes {} --byzantine {} --behaviours {} --seeds 1 --first-seed {seed}",
+            "tangaroa sim --variant {variant} --nodes {} --byzantine {} --behaviours {} --seeds 1 --first-seed {seed}{}",
             args.nodes,
             args.byzantine,
-            names.join(",")
+            names.join(","),
+            args.switch_off
+                .iter()
+                .map(|r| format!(" --switch-off {r}"))
+                .collect::<String>()
         )
     };
     summarize(
@@ -158,10 +171,14 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
     let sc = Scenario::parse(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let variant = args.variant.unwrap_or(sc.variant);
     let first = args.first_seed.unwrap_or(sc.seed);
+    let mut rules = crate::protocol::Rules::for_variant(variant);
+    for rule in &args.switch_off {
+        rules.switch_off(rule).map_err(BadInput)?;
+    }
     let bar = progress(seeds, args.json || seeds == 1);
     let reports: Vec<RunReport> = (first..first + seeds)
         .map(|s| {
-            let r = sc.run(variant, s);
+            let r = sc.run_with(rules, s);
             bar.inc(1);
             r
         })
@@ -177,8 +194,12 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
         .collect();
     let replay = |seed: u64| {
         format!(
-            "tangaroa sim --scenario {} --variant {variant} --seeds 1 --first-seed {seed}",
-            path.display()
+            "tangaroa sim --scenario {} --variant {variant} --seeds 1 --first-seed {seed}{}",
+            path.display(),
+            args.switch_off
+                .iter()
+                .map(|r| format!(" --switch-off {r}"))
+                .collect::<String>()
         )
     };
     let found = summarize(
@@ -192,7 +213,12 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
     )?;
     // The file's expectation for this variant decides the exit code, when it states one:
     // a scenario that shows an attack succeeding against `tangaroa` passes when it does.
-    let Some(expect) = sc.expect.get(&variant) else {
+    // With a rule switched off the expectation no longer applies: violations decide.
+    let expect = sc
+        .expect
+        .get(&variant)
+        .filter(|_| args.switch_off.is_empty());
+    let Some(expect) = expect else {
         return Ok(found);
     };
     let unmet: Vec<u64> = reports

@@ -39,6 +39,13 @@ impl Node {
                 entries: self.log.slice(from + 1, to).to_vec(),
             };
             self.pushed[ju] = Some(self.now);
+            tracing::trace!(
+                node = self.cfg.id,
+                to = j,
+                from,
+                upto = to,
+                "pushing catch-up"
+            );
             self.send(j, Message::CatchUp(msg));
         }
     }
@@ -60,6 +67,12 @@ impl Node {
             return;
         }
         if self.log.hash_at(c.prev_index) != Some(c.prev_hash) {
+            tracing::debug!(
+                node = self.cfg.id,
+                from = c.from,
+                prev = c.prev_index,
+                "catch-up does not fit our log"
+            );
             return;
         }
         // Recompute the chain the pushed entries would give us.
@@ -75,6 +88,14 @@ impl Node {
             hashes.push(prev);
         }
         let commit = self.commit_point_on(c.prev_index, &hashes);
+        tracing::debug!(
+            node = self.cfg.id,
+            from = c.from,
+            prev = c.prev_index,
+            entries = c.entries.len(),
+            commit,
+            "catch-up"
+        );
         if commit <= self.hard.commit {
             return;
         }

@@ -374,7 +374,12 @@ impl Node {
             if self.log.entry(e.index) == Some(e) {
                 continue;
             }
-            // Conflict at e.index.
+            // Conflict at e.index. If this leader gave us another entry there in this
+            // term, that is provable (Evidence), committed or not: look for it first.
+            if self.rules.append_only_in_term && e.index <= self.acked_in(b.term) {
+                self.leader_equivocated(ae, e.index);
+                return false;
+            }
             if e.index <= self.hard.commit {
                 // Never truncate a committed entry; whoever asks is faulty.
                 tracing::debug!(
@@ -383,10 +388,6 @@ impl Node {
                     "leader asked to truncate a committed entry"
                 );
                 self.judge_leader_faulty(Suspicion::Misbehaviour);
-                return false;
-            }
-            if self.rules.append_only_in_term && e.index <= self.acked_in(b.term) {
-                self.leader_equivocated(ae, e.index);
                 return false;
             }
             self.retain_lock_chain(e.index);

@@ -333,3 +333,39 @@ fn a_leader_building_on_another_hash_where_it_fed_us_is_convicted_with_evidence(
     assert_eq!(n.evidence().len(), 1, "the two AppendEntries are Evidence");
     assert!(super::evidence::conflicts(&n.evidence()[0]));
 }
+
+/// Evidence first: a leader that offers, in one term, another entry at an index it already
+/// gave us is convicted by its two AppendEntries even when that index is committed (the
+/// committed-entry guard alone would only judge it faulty, convincing nobody else).
+#[test]
+fn a_leader_rewriting_a_committed_index_it_fed_us_is_convicted_with_evidence() {
+    use super::message::Commit;
+    let h = Harness::new();
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    n.step(h.append(&n, 1, 0, vec![h.entry(1, 1, 1), h.entry(1, 2, 2)]));
+    let hash = n.log().hash_at(2).unwrap();
+    for from in 1..N as NodeId {
+        let ack = Ack {
+            term: 1,
+            from,
+            index: 2,
+            hash,
+            success: true,
+        };
+        n.step(deliver(from, Message::Ack(h.sign(from, ack))));
+    }
+    for from in 1..N as NodeId {
+        let commit = Commit {
+            term: 1,
+            from,
+            index: 2,
+            hash,
+        };
+        n.step(deliver(from, Message::Commit(h.sign(from, commit))));
+    }
+    assert_eq!(n.commit_index(), 2, "the real order is committed");
+    let out = n.step(h.append(&n, 1, 0, vec![h.entry(1, 1, 2), h.entry(1, 2, 1)]));
+    assert!(positive_acks(&out).is_empty());
+    assert_eq!(n.evidence().len(), 1, "the two AppendEntries are Evidence");
+    assert!(super::evidence::conflicts(&n.evidence()[0]));
+}

@@ -148,6 +148,54 @@ impl Rules {
             revolution_needs_timeout: bft,
         }
     }
+
+    /// The rules a planted-bug experiment may switch off, by name.
+    pub const SWITCHABLE: [&'static str; 13] = [
+        "distinct-voters",
+        "lazy-voting",
+        "lock-vote-check",
+        "commit-round",
+        "append-only-in-term",
+        "durable-acks",
+        "follow-leader-lock",
+        "vote-binds-lock",
+        "request-timers",
+        "stuck-leader-steps-down",
+        "depose-penalty",
+        "evidence",
+        "revolution-needs-timeout",
+    ];
+
+    /// Switches one rule off, for planted-bug experiments (`tangaroa sim --switch-off`):
+    /// the simulator must then find what the rule prevents.
+    pub fn switch_off(&mut self, name: &str) -> Result<(), String> {
+        let flag = match name {
+            "distinct-voters" => &mut self.distinct_voters,
+            "lazy-voting" => &mut self.lazy_voting,
+            "lock-vote-check" => &mut self.lock_vote_check,
+            "commit-round" => &mut self.commit_round,
+            "append-only-in-term" => &mut self.append_only_in_term,
+            "durable-acks" => &mut self.durable_acks,
+            "follow-leader-lock" => &mut self.follow_leader_lock,
+            "vote-binds-lock" => &mut self.vote_binds_lock,
+            "request-timers" => &mut self.request_timers,
+            "stuck-leader-steps-down" => &mut self.stuck_leader_steps_down,
+            "depose-penalty" => &mut self.depose_penalty,
+            "evidence" => &mut self.evidence,
+            "revolution-needs-timeout" => &mut self.revolution_needs_timeout,
+            _ => {
+                return Err(format!(
+                    "unknown rule `{name}`; rules that can be switched off: {}",
+                    Self::SWITCHABLE.join(", ")
+                ))
+            }
+        };
+        if !*flag {
+            return Err(format!("rule `{name}` is already off in this variant"));
+        }
+        *flag = false;
+        Ok(())
+    }
 }
 
 /// Timing, in ticks. The runtime turns ticks into wall time (`tick_ms`); the core only counts.
