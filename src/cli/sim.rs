@@ -96,6 +96,9 @@ struct JsonSummary {
     committed_min: usize,
     committed_total: usize,
     behaviours: Vec<String>,
+    /// SHA-256 over every run's trace digest in seed order: equal for two builds exactly
+    /// when every run delivered the same messages in the same order (refactors check it).
+    trace_digest: String,
 }
 
 /// Runs the command; `Ok(true)` if violations were found.
@@ -251,6 +254,16 @@ fn progress(len: u64, hidden: bool) -> ProgressBar {
     bar
 }
 
+fn traces_digest(reports: &[RunReport]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    for r in reports {
+        h.update(r.seed.to_le_bytes());
+        h.update(r.trace.0);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn summarize(
     args: &SimArgs,
     variant: &str,
@@ -275,6 +288,7 @@ fn summarize(
     let committed_min = reports.iter().map(|r| r.committed).min().unwrap_or(0);
     let committed_total = reports.iter().map(|r| r.committed).sum();
     let found = !violations.is_empty();
+    let trace_digest = traces_digest(reports);
     if args.json {
         let summary = JsonSummary {
             variant: variant.to_string(),
@@ -285,6 +299,7 @@ fn summarize(
             committed_min,
             committed_total,
             behaviours: behaviours.to_vec(),
+            trace_digest,
         };
         outln!(
             "{}",
@@ -302,6 +317,7 @@ fn summarize(
         reports.len()
     );
     outln!("committed requests: fewest in one run {committed_min}, total {committed_total}");
+    outln!("trace digest of all runs: {}", &trace_digest[..16]);
     if !found {
         outln!("no violations");
         return Ok(false);

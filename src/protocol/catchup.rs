@@ -17,7 +17,7 @@ impl Node {
     /// Every heartbeat interval: push committed entries to peers that lag, at most once per
     /// election timeout each.
     pub(super) fn push_catch_up(&mut self) {
-        if !self.rules.commit_round || self.hard.commit == 0 {
+        if !self.rules.catch_up || self.hard.commit == 0 {
             return;
         }
         let window = self.cfg.timing.election_ticks as u64;
@@ -63,7 +63,7 @@ impl Node {
     }
 
     pub(super) fn on_catch_up(&mut self, c: CatchUp) {
-        if !self.rules.commit_round || c.from == self.cfg.id || !self.is_node(c.from) {
+        if !self.rules.catch_up || c.from == self.cfg.id || !self.is_node(c.from) {
             return;
         }
         if self.log.hash_at(c.prev_index) != Some(c.prev_hash) {

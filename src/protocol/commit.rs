@@ -2,7 +2,7 @@
 //! (PROTOCOL.md, "Replication and commit").
 
 use super::message::{lock_rank, Ack, Commit, Evidence, Message, PreparedCert};
-use super::node::{Node, Output, Role, ACKS_KEPT};
+use super::node::{Node, Output, ACKS_KEPT};
 use super::types::{Index, Term};
 use crate::crypto::Signed;
 use std::collections::BTreeMap;
@@ -112,7 +112,7 @@ impl Node {
         let slot = &self.commits[from as usize];
         let rank = |c: &Signed<Commit>| (c.body.term, c.body.index);
         match slot {
-            Some(old) if old.body == c.body => {
+            Some(old) if old.body == c.body && self.rules.commit_retransmit => {
                 // A retransmission: the sender is still waiting to commit. Help it, once
                 // per election timeout per peer, so that two helpers never ping-pong.
                 let Some(mine) = self.my_commit.clone() else {
@@ -149,7 +149,7 @@ impl Node {
     /// Commit with theirs. Without it one lost message could leave a node uncommitted in an
     /// idle cluster forever.
     pub(super) fn rebroadcast_commit_if_lagging(&mut self) {
-        if !self.rules.commit_round {
+        if !self.rules.commit_retransmit {
             return;
         }
         let Some(lock) = &self.hard.lock else { return };
@@ -174,17 +174,6 @@ impl Node {
         }
         let c = self.my_commit.clone().expect("set above");
         self.broadcast(Message::Commit(c));
-    }
-
-    /// Raft: the leader commits the highest index a majority holds, if it is of its term.
-    pub(super) fn raft_leader_commit(&mut self) {
-        let Role::Leader(ls) = &self.role else { return };
-        let mut m = ls.matched.clone();
-        m.sort_unstable_by(|a, b| b.cmp(a));
-        let n = m[self.quorum.q - 1];
-        if self.log.term_at(n) == Some(self.hard.term) {
-            self.commit_to(n);
-        }
     }
 
     pub(super) fn commit_to(&mut self, index: Index) {

@@ -1,19 +1,15 @@
 //! Elections: lazy voting, election proofs, locks on votes, penalties (PROTOCOL.md,
-//! "Election"). Plain Raft's eager voting is kept apart in the `raft_*` functions.
+//! "Election"). Plain Raft's eager voting lives in `raft.rs`.
 
 use super::message::{
     lock_id, lock_rank, ElectionProof, LockId, Message, Payload, PreparedCert, RequestVote, Vote,
 };
 use super::node::{Follow, LeaderState, Node, Role, Suspicion};
-use super::types::{NodeId, Term, Variant, MAX_TERM_GAP};
+use super::types::{NodeId, Term, MAX_TERM_GAP};
 use crate::crypto::Signed;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 impl Node {
-    pub(super) fn is_raft(&self) -> bool {
-        self.rules.variant == Variant::Raft
-    }
-
     fn voted_term(&self) -> Term {
         self.hard.voted.map_or(0, |(t, _)| t)
     }
@@ -60,7 +56,7 @@ impl Node {
         // One round only: an honest candidate may have failed because others refused it,
         // and a longer penalty would feed on itself (the simulator found that deadlock).
         if let Some((t, c)) = self.hard.voted {
-            if c != self.cfg.id && t > self.follow_term() && self.rules.depose_penalty {
+            if c != self.cfg.id && t > self.follow_term() && self.rules.candidate_sit_out {
                 let until = now + self.round_ticks();
                 let p = self.penalties.entry(c).or_insert(0);
                 *p = (*p).max(until);
@@ -234,7 +230,7 @@ impl Node {
         lock_ok && (!self.rules.log_vote_check || self.log_up_to_date(rv))
     }
 
-    fn log_up_to_date(&self, rv: &RequestVote) -> bool {
+    pub(super) fn log_up_to_date(&self, rv: &RequestVote) -> bool {
         (rv.last_term, rv.last_index) >= (self.log.last_term(), self.log.last_index())
     }
 
@@ -417,38 +413,6 @@ impl Node {
         }
         from.len() >= self.quorum.q
     }
-
-    // ---- plain Raft ---------------------------------------------------------------------
-
-    pub(super) fn raft_step_down(&mut self, term: Term) {
-        self.hard.term = term;
-        self.follow = None;
-        self.role = Role::Follower;
-        self.save_hard();
-    }
-
-    fn raft_on_request_vote(&mut self, rv: Signed<RequestVote>) {
-        let b = rv.body;
-        if b.term > self.hard.term {
-            self.raft_step_down(b.term);
-        }
-        let free = match self.hard.voted {
-            Some((t, c)) if t == b.term => c == b.candidate,
-            _ => true,
-        };
-        if b.term == self.hard.term && free && self.log_up_to_date(&b) {
-            self.hard.voted = Some((b.term, b.candidate));
-            self.save_hard();
-            self.reset_election_timer();
-            let vote = self.sign(Vote {
-                term: b.term,
-                voter: self.cfg.id,
-                candidate: b.candidate,
-                lock: None,
-            });
-            self.send(b.candidate, Message::Vote(vote));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -457,7 +421,7 @@ mod tests {
     use crate::crypto::{signing_key_from_seed, Digest, Domain};
     use crate::protocol::message::Ack;
     use crate::protocol::node::{Durable, NodeConfig};
-    use crate::protocol::types::{Rules, Timing};
+    use crate::protocol::types::{Rules, Timing, Variant};
     use ed25519_dalek::SigningKey;
 
     fn keys(n: u8) -> Vec<SigningKey> {

@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod log;
 pub mod message;
 pub mod node;
+mod raft;
 pub mod recovery;
 mod replication;
 #[cfg(test)]

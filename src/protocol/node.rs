@@ -266,16 +266,26 @@ pub struct Node {
     pub(super) out: Vec<Output>,
 }
 
+/// Preconditions on a node's configuration (the config loader refuses these first).
+fn check_config(cfg: &NodeConfig) {
+    assert!(
+        (cfg.id as usize) < cfg.n,
+        "node id {} outside cluster of {}",
+        cfg.id,
+        cfg.n
+    );
+    let r = cfg.rules;
+    assert!(
+        r.commit_round || !(r.catch_up || r.commit_retransmit),
+        "catch-up and Commit retransmission are built on the Commit round"
+    );
+}
+
 impl Node {
     /// A node starting from `durable` (empty for a fresh node). `seed` drives its election
     /// timeouts; two nodes should get different seeds.
     pub fn new(cfg: NodeConfig, key: SigningKey, seed: u64, durable: Durable) -> Node {
-        assert!(
-            (cfg.id as usize) < cfg.n,
-            "node id {} outside cluster of {}",
-            cfg.id,
-            cfg.n
-        );
+        check_config(&cfg);
         let rules = cfg.rules;
         let quorum = Quorum::new(rules.variant, cfg.n);
         let mut log = Log::new(&cfg.cluster_id, rules.signed);
@@ -284,12 +294,14 @@ impl Node {
         }
         let domain = Domain::new(rules.variant, &cfg.cluster_id);
         let n = cfg.n;
-        let mut convicted = BTreeSet::new();
-        for e in &durable.evidence {
-            if let Principal::Node(c) = e.culprit() {
-                convicted.insert(c);
-            }
-        }
+        let convicted = durable
+            .evidence
+            .iter()
+            .filter_map(|e| match e.culprit() {
+                Principal::Node(c) => Some(c),
+                Principal::Client(_) => None,
+            })
+            .collect();
         let mut hard = durable.hard;
         if !rules.durable_acks {
             hard.acked = None; // the planted bug: forget what we Acked

@@ -1,7 +1,9 @@
 //! Replication: the leader's AppendEntries, the follower's checks and log repair, Acks
 //! (PROTOCOL.md, "Replication and commit").
 
-use super::message::{lock_id, lock_rank, Ack, AppendEntries, Entry, Message, Payload};
+use super::message::{
+    lock_id, lock_rank, Ack, AppendEntries, Entry, Message, Payload, PreparedCert,
+};
 use super::node::{
     Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_APPENDS_PER_TICK,
     MAX_BATCH, MAX_BATCH_BYTES, MAX_CATCHUP, MAX_IN_FLIGHT,
@@ -206,25 +208,10 @@ impl Node {
 
     /// Is this AppendEntries from the leader we follow? Adopts a new leader on a valid proof.
     fn accept_leader(&mut self, ae: &Signed<AppendEntries>) -> bool {
-        let b = &ae.body;
         if self.is_raft() {
-            if b.term < self.hard.term {
-                return false;
-            }
-            let known = matches!(&self.follow, Some(f) if f.term == b.term);
-            if !known || !matches!(self.role, Role::Follower) {
-                self.hard.term = b.term;
-                self.hard.leader = Some((b.term, b.leader));
-                self.save_hard();
-                self.role = Role::Follower;
-                self.follow = Some(Follow {
-                    term: b.term,
-                    leader: b.leader,
-                    lock: None,
-                });
-            }
-            return self.follow.as_ref().is_some_and(|f| f.leader == b.leader);
+            return self.raft_accept_leader(&ae.body);
         }
+        let b = &ae.body;
         // Below our Ack floor (we voted for another node in a later term) we still take a
         // leader's entries and commit from others' Commits; `send_ack` and `set_lock` keep
         // us from Acking or Committing anything of that term. Refusing the entries too
@@ -259,28 +246,29 @@ impl Node {
             // would make us truncate locked entries. Faulty, whatever else it sends.
             return false;
         }
-        // A failed candidacy does not strand us: follow the highest proven leader.
-        self.hard.term = self.hard.term.max(b.term);
-        self.hard.leader = Some((b.term, b.leader));
-        self.highest_proven = self.highest_proven.max(b.term);
+        self.adopt_leader(b.term, b.leader, lock);
+        true
+    }
+
+    /// Follows the proven leader of `term`, elected on `lock`. A failed candidacy does not
+    /// strand us: we follow the highest proven leader.
+    fn adopt_leader(&mut self, term: Term, leader: NodeId, lock: Option<PreparedCert>) {
+        self.hard.term = self.hard.term.max(term);
+        self.hard.leader = Some((term, leader));
+        self.highest_proven = self.highest_proven.max(term);
         self.save_hard();
-        self.follow = Some(Follow {
-            term: b.term,
-            leader: b.leader,
-            lock,
-        });
+        self.follow = Some(Follow { term, leader, lock });
         self.role = Role::Follower;
         self.suspect = None;
-        self.pending_votes.retain(|_, rv| rv.body.term > b.term);
+        self.pending_votes.retain(|_, rv| rv.body.term > term);
         self.accepted_aes.clear();
         tracing::debug!(
             node = self.cfg.id,
-            term = b.term,
-            leader = b.leader,
+            term = term,
+            leader = leader,
             "following"
         );
         self.on_new_leader();
-        true
     }
 
     pub(super) fn on_append_entries(&mut self, ae: Signed<AppendEntries>) {

@@ -103,6 +103,12 @@ pub struct Rules {
     pub log_vote_check: bool,
     /// Commit needs a second round of q Commits (bft); otherwise tangaroa commits when prepared.
     pub commit_round: bool,
+    /// A node whose commit lags its lock resends its Commit, and peers answer a repeated
+    /// Commit with theirs (bft; needs `commit_round`).
+    pub commit_retransmit: bool,
+    /// Any node pushes committed entries, proven by its Commits table, to a peer that lags
+    /// (bft; needs `commit_round`, whose Commits are the proof).
+    pub catch_up: bool,
     /// A follower never truncates an entry it Acked in the same term (bft).
     pub append_only_in_term: bool,
     /// What a node Acked in its current term survives a restart (bft; PROTOCOL.md,
@@ -117,8 +123,10 @@ pub struct Rules {
     pub request_timers: bool,
     /// A leader whose entries stay uncommitted for the request timeout steps down (bft).
     pub stuck_leader_steps_down: bool,
-    /// A deposed leader gets no vote for n terms (bft).
+    /// A deposed leader gets no vote for n election rounds (bft).
     pub depose_penalty: bool,
+    /// A candidate we voted for that never led sits out the next round (bft).
+    pub candidate_sit_out: bool,
     /// Equivocation is kept and gossiped as Evidence (bft).
     pub evidence: bool,
     /// A Revolution deposes only if its request stays uncommitted (bft); else at once (T).
@@ -137,6 +145,8 @@ impl Rules {
             lock_vote_check: bft,
             log_vote_check: !bft,
             commit_round: bft,
+            commit_retransmit: bft,
+            catch_up: bft,
             append_only_in_term: bft,
             durable_acks: bft,
             follow_leader_lock: bft,
@@ -144,17 +154,20 @@ impl Rules {
             request_timers: bft,
             stuck_leader_steps_down: bft,
             depose_penalty: bft,
+            candidate_sit_out: bft,
             evidence: bft,
             revolution_needs_timeout: bft,
         }
     }
 
     /// The rules a planted-bug experiment may switch off, by name.
-    pub const SWITCHABLE: [&'static str; 13] = [
+    pub const SWITCHABLE: [&'static str; 16] = [
         "distinct-voters",
         "lazy-voting",
         "lock-vote-check",
         "commit-round",
+        "commit-retransmit",
+        "catch-up",
         "append-only-in-term",
         "durable-acks",
         "follow-leader-lock",
@@ -162,6 +175,7 @@ impl Rules {
         "request-timers",
         "stuck-leader-steps-down",
         "depose-penalty",
+        "candidate-sit-out",
         "evidence",
         "revolution-needs-timeout",
     ];
@@ -173,7 +187,14 @@ impl Rules {
             "distinct-voters" => &mut self.distinct_voters,
             "lazy-voting" => &mut self.lazy_voting,
             "lock-vote-check" => &mut self.lock_vote_check,
-            "commit-round" => &mut self.commit_round,
+            "commit-round" => {
+                // The rules built on the Commit round go with it.
+                self.commit_retransmit = false;
+                self.catch_up = false;
+                &mut self.commit_round
+            }
+            "commit-retransmit" => &mut self.commit_retransmit,
+            "catch-up" => &mut self.catch_up,
             "append-only-in-term" => &mut self.append_only_in_term,
             "durable-acks" => &mut self.durable_acks,
             "follow-leader-lock" => &mut self.follow_leader_lock,
@@ -181,6 +202,7 @@ impl Rules {
             "request-timers" => &mut self.request_timers,
             "stuck-leader-steps-down" => &mut self.stuck_leader_steps_down,
             "depose-penalty" => &mut self.depose_penalty,
+            "candidate-sit-out" => &mut self.candidate_sit_out,
             "evidence" => &mut self.evidence,
             "revolution-needs-timeout" => &mut self.revolution_needs_timeout,
             _ => {
@@ -269,5 +291,56 @@ mod tests {
             assert_eq!(Variant::parse(v.name()), Some(v));
         }
         assert_eq!(Variant::parse("paxos"), None);
+    }
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+
+    /// A planted experiment must remove exactly the rule it names (the Commit round takes
+    /// the two rules built on it along), and refuse names it does not know.
+    #[test]
+    fn switching_off_a_rule_changes_that_rule_only() {
+        let bft = Rules::for_variant(Variant::Bft);
+        let on = |r: &Rules| {
+            [
+                r.distinct_voters,
+                r.lazy_voting,
+                r.lock_vote_check,
+                r.commit_round,
+                r.commit_retransmit,
+                r.catch_up,
+                r.append_only_in_term,
+                r.durable_acks,
+                r.follow_leader_lock,
+                r.vote_binds_lock,
+                r.request_timers,
+                r.stuck_leader_steps_down,
+                r.depose_penalty,
+                r.candidate_sit_out,
+                r.evidence,
+                r.revolution_needs_timeout,
+            ]
+            .iter()
+            .filter(|&&b| b)
+            .count()
+        };
+        assert_eq!(
+            on(&bft),
+            Rules::SWITCHABLE.len(),
+            "every bft rule is switchable"
+        );
+        for name in Rules::SWITCHABLE {
+            let mut r = bft;
+            r.switch_off(name).unwrap();
+            let removed = if name == "commit-round" { 3 } else { 1 };
+            assert_eq!(on(&bft) - on(&r), removed, "{name}");
+            assert!(r.switch_off(name).is_err(), "{name} twice");
+        }
+        assert!(bft.clone().switch_off("no-such-rule").is_err());
+        assert!(Rules::for_variant(Variant::Raft)
+            .switch_off("commit-round")
+            .is_err());
     }
 }
