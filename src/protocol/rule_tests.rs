@@ -369,3 +369,21 @@ fn a_leader_rewriting_a_committed_index_it_fed_us_is_convicted_with_evidence() {
     assert_eq!(n.evidence().len(), 1, "the two AppendEntries are Evidence");
     assert!(super::evidence::conflicts(&n.evidence()[0]));
 }
+
+/// Numbers from the network never wrap (overflow checks are on in release): a Nack at the
+/// edge of u64 only makes the leader back off within its own log.
+#[test]
+fn a_nack_at_the_edge_of_u64_does_not_wrap_the_leader() {
+    let h = Harness::new();
+    let mut n = leader(&h, Rules::for_variant(Variant::Bft));
+    let nack = Ack {
+        term: 1,
+        from: 3,
+        index: u64::MAX,
+        hash: Digest::default(),
+        success: false,
+    };
+    n.step(deliver(3, Message::Ack(h.sign(3, nack))));
+    n.step(Input::Tick);
+    assert!(n.is_leader());
+}
