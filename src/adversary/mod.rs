@@ -160,7 +160,7 @@ impl Behaviour {
             Behaviour::Selective => "the starved followers catch up from their peers' committed entries",
             Behaviour::Twins => "two copies that sign different things are convicted by their own signatures",
             Behaviour::Crash => "the rest go on: n - f nodes are enough",
-            Behaviour::DoubleVote => "one vote cannot make a proof; its double votes are Evidence",
+            Behaviour::DoubleVote => "one vote cannot make a proof; two of its votes in one term for different candidates, once one node sees both (a candidate, or a follower checking election proofs), are Evidence",
             Behaviour::LieReply => "clients accept a result only on f+1 matching replies",
             Behaviour::Lockless => "votes name the lock they were granted on, so an AppendEntries claiming another lock is refused and it is never followed",
             Behaviour::Extreme => "every edge-of-range number is refused or saturates; nothing wraps",
