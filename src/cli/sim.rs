@@ -258,9 +258,9 @@ fn progress(len: u64, hidden: bool) -> ProgressBar {
 /// A node that panics in a run is caught and reported as a violation with its message
 /// and replay command; the default hook would also print a backtrace per panic, burying
 /// the summary (and breaking `--json`'s one object on stdout for readers of stderr).
-/// `RUST_BACKTRACE=1` keeps the default hook, for debugging a replayed seed.
+/// `TANGAROA_SIM_BACKTRACE=1` keeps the default hook, for debugging a replayed seed.
 fn quiet_panics() {
-    if std::env::var_os("RUST_BACKTRACE").is_none() {
+    if std::env::var_os("TANGAROA_SIM_BACKTRACE").is_none() {
         std::panic::set_hook(Box::new(|_| {}));
     }
 }
