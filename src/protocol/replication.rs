@@ -561,10 +561,16 @@ impl Node {
         let Some(first) = self.hard.lock_chain.first().map(|e| e.index) else {
             return;
         };
-        if first <= self.hard.commit || first > self.log.last_index() + 1 {
-            tracing::error!(node = self.cfg.id, first, "cannot restore lock chain");
-            return;
-        }
+        // Impossible for an honest leader: its lock outranks every voter's, and a quorum of
+        // them locked whatever committed, so its chain extends the committed log; and the
+        // chain was kept at a truncation point, so it starts within the log or just past it.
+        assert!(
+            first > self.hard.commit && first <= self.log.last_index() + 1,
+            "node {}: lock chain from {first} cannot be restored (commit {}, log end {})",
+            self.cfg.id,
+            self.hard.commit,
+            self.log.last_index()
+        );
         if first <= self.log.last_index() {
             self.log.truncate_from(first);
             self.out.push(Output::Persist(Persist::TruncateFrom(first)));

@@ -387,3 +387,120 @@ fn a_nack_at_the_edge_of_u64_does_not_wrap_the_leader() {
     n.step(Input::Tick);
     assert!(n.is_leader());
 }
+
+// ---- catch-up ---------------------------------------------------------------------
+
+/// The chain `entries` makes on an empty log of this cluster, and its hash at `index`.
+fn chain_hash(entries: &[Entry], index: u64) -> Digest {
+    let mut log = super::log::Log::new("t", true);
+    for e in entries {
+        log.append(e.clone());
+    }
+    log.hash_at(index).unwrap()
+}
+
+/// Commits of `(term, index, hash)` from nodes 1..=3, delivered to `n`.
+fn commits_from_peers(h: &Harness, n: &mut Node, term: Term, index: u64, hash: Digest) {
+    use super::message::Commit;
+    for from in 1..N as NodeId {
+        let c = Commit {
+            term,
+            from,
+            index,
+            hash,
+        };
+        n.step(deliver(from, Message::Commit(h.sign(from, c))));
+    }
+}
+
+fn catch_up(from: NodeId, entries: Vec<Entry>) -> Input {
+    let c = super::message::CatchUp {
+        from,
+        prev_index: 0,
+        prev_hash: super::log::Log::new("t", true).hash_at(0).unwrap(),
+        entries,
+    };
+    deliver(from, Message::CatchUp(c))
+}
+
+/// PROTOCOL.md, catch-up: a lagging node keeps pushed entries only as far as its own table
+/// of q Commits proves them committed on the chain it recomputes; the rest is dropped.
+#[test]
+fn catch_up_installs_only_what_q_commits_prove() {
+    let h = Harness::new();
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2), h.entry(1, 3, 3)];
+    let run = |rules: Rules| {
+        let mut n = h.node(0, rules, Durable::default());
+        commits_from_peers(&h, &mut n, 1, 2, chain_hash(&chain, 2));
+        n.step(catch_up(1, chain.clone()));
+        (n.commit_index(), n.log().last_index())
+    };
+    assert_eq!(run(Rules::for_variant(Variant::Bft)), (2, 2));
+    let mut off = Rules::for_variant(Variant::Bft);
+    off.switch_off("catch-up").unwrap();
+    assert_eq!(run(off), (0, 0), "with catch-up off nothing is installed");
+}
+
+/// A liar's chain (other entries than the ones the Commits name) installs nothing.
+#[test]
+fn catch_up_from_a_liar_installs_nothing() {
+    let h = Harness::new();
+    let real = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let forged = vec![h.entry(1, 1, 2), h.entry(1, 2, 1)];
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    commits_from_peers(&h, &mut n, 1, 2, chain_hash(&real, 2));
+    n.step(catch_up(3, forged));
+    assert_eq!((n.commit_index(), n.log().last_index()), (0, 0));
+    n.step(catch_up(1, real));
+    assert_eq!(n.commit_index(), 2, "the real chain is then installed");
+}
+
+// ---- clients ----------------------------------------------------------------------
+
+/// PROTOCOL.md, clients: a follower forwards a client's request to its leader and times
+/// it; if it stays uncommitted past the request timeout, the leader is judged faulty and
+/// the follower campaigns, even while the leader's heartbeats keep coming.
+fn campaigns_on_an_uncommitted_request(rules: Rules) -> bool {
+    let h = Harness::new();
+    let mut n = h.node(0, rules, Durable::default());
+    n.step(h.append(&n, 1, 0, vec![]));
+    let r = h.entry(1, 1, 1).payload.request().unwrap().clone();
+    let out = n.step(Input::Message {
+        from: Principal::Client(0),
+        msg: Message::Request(r),
+    });
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                to: 1,
+                msg: Message::Request(_)
+            }
+        )),
+        "the request is forwarded to the leader"
+    );
+    let ticks = Timing::default().request_ticks + 2;
+    for t in 0..ticks {
+        if t % 2 == 0 {
+            n.step(h.append(&n, 1, 0, vec![])); // a live, but stalling, leader
+        }
+        let out = n.step(Input::Tick);
+        if out
+            .iter()
+            .any(|o| matches!(o, Output::Broadcast(Message::RequestVote(_))))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn an_uncommitted_forwarded_request_makes_the_follower_campaign() {
+    assert!(campaigns_on_an_uncommitted_request(Rules::for_variant(
+        Variant::Bft
+    )));
+    let mut off = Rules::for_variant(Variant::Bft);
+    off.switch_off("request-timers").unwrap();
+    assert!(!campaigns_on_an_uncommitted_request(off));
+}
