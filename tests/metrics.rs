@@ -106,9 +106,8 @@ fn put(config: &Path, key: &str) {
     );
 }
 
-#[test]
-fn metrics_and_readiness_follow_elections_and_commits() {
-    let dir = tempfile::tempdir().unwrap();
+/// Keys for 4 nodes and a client in `dir`; the configuration's path.
+fn keygen(dir: &Path) -> std::path::PathBuf {
     let base = tangaroa::runtime::local::free_base_port(4)
         .unwrap()
         .to_string();
@@ -123,28 +122,74 @@ fn metrics_and_readiness_follow_elections_and_commits() {
             &base,
         ])
         .arg("--out")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
     assert!(out.status.success());
-    let config = dir.path().join("cluster.toml");
+    dir.join("cluster.toml")
+}
+
+/// Starts node `id` with metrics on `metrics` (and `byzantine`, if given).
+fn start_node(config: &Path, id: usize, metrics: &str, byzantine: Option<&str>) -> Child {
+    let dir = config.parent().unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("node-{id}.log")))
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--config", config.to_str().unwrap()])
+        .args(["--id", &id.to_string(), "--metrics", metrics])
+        .env("TANGAROA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(b) = byzantine {
+        cmd.args(["--byzantine", b]);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`.
+fn sum(m: &HashMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.split('{').next() == Some(name) && labels.iter().all(|l| k.contains(l)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Polls every address's /readyz until `done` says so; the addresses that answered 503
+/// at least once meanwhile.
+fn poll_readyz(addrs: &[String], secs: u64, mut done: impl FnMut() -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut unready = Vec::new();
+    loop {
+        for a in addrs {
+            if let Some((503, why)) = get(a, "/readyz") {
+                if !unready.contains(a) {
+                    println!("{a}: {}", why.trim());
+                    unready.push(a.clone());
+                }
+            }
+        }
+        if done() {
+            return unready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out polling /readyz:\n{}",
+            states(addrs)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn metrics_and_readiness_follow_elections_and_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keygen(dir.path());
     let addrs = free_tcp_addrs(4);
-    let start = |id: usize| {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join(format!("node-{id}.log")))
-            .unwrap();
-        Command::new(BIN)
-            .args(["node", "--config", config.to_str().unwrap()])
-            .args(["--id", &id.to_string(), "--metrics", &addrs[id]])
-            .env("TANGAROA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    };
+    let start = |id: usize| start_node(&config, id, &addrs[id], None);
     let mut nodes = Nodes((0..4).map(|id| Some(start(id))).collect());
     // Every node ready, all following one leader.
     let leader = until("a leader all four follow", 30, &addrs, || {
@@ -169,29 +214,109 @@ fn metrics_and_readiness_follow_elections_and_commits() {
     let term = before["tangaroa_term"];
     assert!(term >= 1.0);
 
-    // Commits show up in commit_index and applied on every node.
-    put(&config, "a");
-    put(&config, "b");
+    // Commits show up in commit_index and applied on every node, and the traffic, batch,
+    // fsync, commit latency and verification series move with them.
+    let idle: Vec<HashMap<String, f64>> = addrs.iter().map(|a| scrape(a).unwrap()).collect();
+    const PUTS: usize = 6;
+    for k in 0..PUTS {
+        put(&config, &format!("k{k}"));
+    }
     for a in &addrs {
         until("the commit index to move", 20, &addrs, || {
             let m = scrape(a)?;
             (m["tangaroa_commit_index"] > before["tangaroa_commit_index"]
-                && m["tangaroa_applied"] >= 2.0)
+                && m["tangaroa_applied"] >= PUTS as f64)
                 .then_some(())
         });
     }
-    let m = scrape(&addrs[leader]).unwrap();
+    let loaded: Vec<HashMap<String, f64>> = addrs.iter().map(|a| scrape(a).unwrap()).collect();
+    let grew = |id: usize, name: &str, labels: &[&str]| {
+        let (was, is) = (sum(&idle[id], name, labels), sum(&loaded[id], name, labels));
+        println!("node {id}: {name}{labels:?} {was} -> {is}");
+        is > was
+    };
+    let m = &loaded[leader];
     assert!(m["tangaroa_persist_seconds_count"] > 0.0, "{m:?}");
     assert!(m["tangaroa_transport_total{kind=\"sent\"}"] > 0.0, "{m:?}");
-
-    // The leader and one more die: the two left cannot elect (q = 3) and go unready; one
-    // comes back, and all three are ready under a new leader in a later term.
-    let second = (leader + 1) % 4;
-    for id in [leader, second] {
-        let mut dead = nodes.0[id].take().unwrap();
-        dead.kill().unwrap();
-        dead.wait().unwrap();
+    let ae = ["kind=\"append-entries\""];
+    assert!(grew(leader, "tangaroa_messages_sent_total", &ae));
+    assert!(grew(
+        leader,
+        "tangaroa_messages_sent_total",
+        &["kind=\"reply\""]
+    ));
+    assert!(grew(leader, "tangaroa_append_entries_entries_count", &[]));
+    assert!(grew(leader, "tangaroa_batch_inputs_count", &[]));
+    // Every request reached the leader (from the client or forwarded) and was applied
+    // there: the commit latency of each is measured.
+    assert!(
+        m["tangaroa_commit_seconds_count"] >= PUTS as f64,
+        "commit latency of {PUTS} puts: {m:?}"
+    );
+    for id in (0..4).filter(|&i| i != leader) {
+        assert!(grew(id, "tangaroa_messages_received_total", &ae));
+        assert!(grew(id, "tangaroa_verify_seconds_count", &ae));
+        assert!(grew(id, "tangaroa_messages_sent_total", &["kind=\"ack\""]));
+        assert!(grew(id, "tangaroa_persist_seconds_count", &[]));
     }
+    // Nothing honest is rejected.
+    for (id, m) in loaded.iter().enumerate() {
+        assert_eq!(
+            sum(m, "tangaroa_messages_rejected_total", &[]),
+            0.0,
+            "node {id}"
+        );
+    }
+
+    // The leader dies: the survivors' /readyz goes to 503 while they elect (a candidate
+    // knows no leader of its term; a voter has moved to a term whose leader it has not
+    // heard from), and back to 200 under a new leader in a later term.
+    let mut dead = nodes.0[leader].take().unwrap();
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let survivors: Vec<String> = (0..4)
+        .filter(|&i| i != leader)
+        .map(|i| addrs[i].clone())
+        .collect();
+    let mut elected = None;
+    let unready = poll_readyz(&survivors, 40, || {
+        let mut leaders = Vec::new();
+        for a in &survivors {
+            if get(a, "/readyz").map(|r| r.0) != Some(200) {
+                return false;
+            }
+            let Some(m) = scrape(a) else { return false };
+            if m["tangaroa_term"] <= term {
+                return false;
+            }
+            leaders.push(m["tangaroa_leader"]);
+        }
+        let agreed = leaders.windows(2).all(|w| w[0] == w[1]);
+        if agreed {
+            elected = Some((
+                leaders[0] as usize,
+                scrape(&survivors[0]).unwrap()["tangaroa_term"],
+            ));
+        }
+        agreed
+    });
+    let (leader2, term2) = elected.unwrap();
+    assert_ne!(leader2, leader);
+    assert!(
+        !unready.is_empty(),
+        "no survivor reported not ready during the election"
+    );
+    println!(
+        "{} of 3 survivors were seen unready; node {leader2} leads term {term2}",
+        unready.len()
+    );
+
+    // The new leader dies too: the two left cannot elect (q = 3) and go unready; one
+    // comes back, and all three are ready under a new leader in a later term.
+    let (leader, term, second) = (leader2, term2, leader);
+    let mut dead = nodes.0[leader].take().unwrap();
+    dead.kill().unwrap();
+    dead.wait().unwrap();
     let left: Vec<String> = (0..4)
         .filter(|&i| i != leader && i != second)
         .map(|i| addrs[i].clone())
@@ -228,6 +353,50 @@ fn metrics_and_readiness_follow_elections_and_commits() {
     assert_eq!(
         scrape(&addrs[new_leader]).unwrap()["tangaroa_role{role=\"leader\"}"],
         1.0
+    );
+}
+
+/// A node that sends messages in others' names (`impersonate`): the honest nodes count
+/// what they refuse by kind and by reason.
+#[test]
+fn rejections_are_counted_by_kind_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keygen(dir.path());
+    let addrs = free_tcp_addrs(4);
+    let byzantine = |id: usize| (id == 3).then_some("impersonate");
+    let _nodes = Nodes(
+        (0..4)
+            .map(|id| Some(start_node(&config, id, &addrs[id], byzantine(id))))
+            .collect(),
+    );
+    let honest = &addrs[..3];
+    let seen = until("rejections by reason", 30, honest, || {
+        let mut total = HashMap::new();
+        for a in honest {
+            for (k, v) in scrape(a)? {
+                if k.starts_with("tangaroa_messages_rejected_total{") {
+                    *total.entry(k).or_insert(0.0) += v;
+                }
+            }
+        }
+        let wrong_sender = sum(
+            &total,
+            "tangaroa_messages_rejected_total",
+            &["reason=\"wrong-sender\""],
+        );
+        (wrong_sender > 0.0 && total.len() >= 2).then_some(total)
+    });
+    println!("{seen:#?}");
+    // The old total counts them too.
+    let m = scrape(&addrs[0]).unwrap();
+    assert!(
+        m["tangaroa_transport_total{kind=\"rejected\"}"] > 0.0 || {
+            let others: f64 = honest[1..]
+                .iter()
+                .map(|a| scrape(a).unwrap()["tangaroa_transport_total{kind=\"rejected\"}"])
+                .sum();
+            others > 0.0
+        }
     );
 }
 

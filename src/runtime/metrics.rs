@@ -3,23 +3,36 @@
 //!
 //! The node's state is read the way `tangaroa status` reads it: a status query into the
 //! node loop, answered between batches, so the loop needs no shared state for it. The
-//! loop reports only what a status report does not hold: batch sizes and persist (fsync)
-//! latency, through [`Metrics::batch`] and [`Metrics::persisted`].
+//! loop reports only what a status report does not hold: batch sizes, persist (fsync)
+//! latency, entries per AppendEntries, commit latency and the commit index it has heard
+//! of ([`Metrics::batch`], [`Metrics::persisted`], [`Metrics::entries_sent`],
+//! [`Metrics::committed`], [`Tracker`]). Per-kind traffic, rejections by kind and reason
+//! and verification time are the transport's [`LiveCounters`], read at each scrape.
 //!
 //! - `/healthz`: 200 when the node loop answers a status query within a second, else 503.
 //! - `/readyz`: 200 when the node knows the leader of its current term (it leads, or it
-//!   follows a leader whose election proof it accepted), else 503 with the reason.
+//!   follows a leader whose election proof it accepted) and is caught up: its commit
+//!   index is at most [`CAUGHT_UP_LAG`] below the highest commit index it has heard of
+//!   that no f liars can have made up (see [`Tracker::heard`]); else 503 with the reason.
 
-use crate::transport::{frame, Counters, Inbound, NodeReport, Wire};
+use crate::protocol::{ClientId, Index, NodeId};
+use crate::transport::{
+    frame, Counters, Inbound, LiveCounters, NodeReport, Wire, FRAME_REASONS, KINDS, REJECT_REASONS,
+};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -29,6 +42,16 @@ type Labels = Vec<(String, String)>;
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// Most bytes of a request read before answering.
 const MAX_REQUEST: usize = 8 * 1024;
+/// Caught up: the node's commit index is at most this many entries below the highest
+/// commit index it has heard of. A few of the largest batches (under load a batch holds
+/// up to a few dozen requests), so a follower one commit round behind stays ready while
+/// one that is replaying a backlog (after a restart or a partition) is not.
+pub const CAUGHT_UP_LAG: Index = 256;
+/// Requests whose arrival time is kept for the commit latency, at most.
+const MAX_PENDING: usize = 65_536;
+/// A request not applied this long after it arrived is forgotten (never committed here,
+/// or committed before this process started).
+const PENDING_FOR: Duration = Duration::from_secs(60);
 
 pub struct Metrics {
     registry: Registry,
@@ -43,20 +66,19 @@ pub struct Metrics {
     traffic: Family<Labels, Counter>,
     batch_inputs: Histogram,
     persist_seconds: Histogram,
+    entries_sent: Histogram,
+    commit_seconds: Histogram,
+    /// The highest commit index heard of, as the node loop last computed it.
+    heard: AtomicU64,
     /// The traffic counters at the last scrape, to turn snapshots into increments.
     last: Mutex<Counters>,
 }
 
 const ROLES: [&str; 3] = ["Follower", "Candidate", "Leader"];
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The transport's counters are read at each scrape.
+    pub fn new(transport: Arc<LiveCounters>) -> Metrics {
         let mut r = Registry::with_prefix("tangaroa");
         let role = Family::<Labels, Gauge>::default();
         r.register("role", "1 for the node's current role", role.clone());
@@ -98,6 +120,19 @@ impl Metrics {
             "Time to make a batch durable (write and fsync)",
             persist_seconds.clone(),
         );
+        let entries_sent = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        r.register(
+            "append_entries_entries",
+            "Entries per AppendEntries sent with entries (the leader's replication batches)",
+            entries_sent.clone(),
+        );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        r.register(
+            "commit_seconds",
+            "Time from a request's arrival at this node to its application here",
+            commit_seconds.clone(),
+        );
+        r.register_collector(Box::new(Traffic(transport)));
         Metrics {
             registry: r,
             role,
@@ -111,6 +146,9 @@ impl Metrics {
             traffic,
             batch_inputs,
             persist_seconds,
+            entries_sent,
+            commit_seconds,
+            heard: AtomicU64::new(0),
             last: Mutex::new(Counters::default()),
         }
     }
@@ -123,6 +161,26 @@ impl Metrics {
     /// A batch's state took `took` to write and sync.
     pub fn persisted(&self, took: Duration) {
         self.persist_seconds.observe(took.as_secs_f64());
+    }
+
+    /// An AppendEntries carrying `entries` entries was sent.
+    pub fn entries_sent(&self, entries: usize) {
+        self.entries_sent.observe(entries as f64);
+    }
+
+    /// A request was applied `took` after it arrived here.
+    pub fn committed(&self, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The highest commit index heard of (from [`Tracker::heard`]), set by the node loop
+    /// before it answers a status query.
+    pub fn heard(&self, index: Index) {
+        self.heard.store(index, Ordering::Relaxed);
+    }
+
+    fn readiness(&self, r: &NodeReport) -> Result<(), String> {
+        readiness(r, self.heard.load(Ordering::Relaxed))
     }
 
     fn update(&self, r: &NodeReport) {
@@ -140,7 +198,7 @@ impl Metrics {
         self.commit.set(int(r.commit));
         self.applied.set(int(r.applied));
         self.evidence.set(int(r.evidence as u64));
-        self.ready.set(i64::from(readiness(r).is_ok()));
+        self.ready.set(i64::from(self.readiness(r).is_ok()));
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let now = &r.counters;
         for (kind, new, old) in [
@@ -167,15 +225,171 @@ impl Metrics {
     }
 }
 
-/// Ready: the node knows the leader of its current term (leads, or follows one).
-pub fn readiness(r: &NodeReport) -> Result<(), String> {
+/// Ready: the node knows the leader of its current term (leads, or follows one whose
+/// election proof it accepted), and its commit index is within [`CAUGHT_UP_LAG`] of
+/// `heard`, the highest commit index it has heard of (see [`Tracker::heard`]).
+pub fn readiness(r: &NodeReport, heard: Index) -> Result<(), String> {
     match r.leader {
-        Some((t, _)) if t == r.term => Ok(()),
-        Some((t, id)) => Err(format!(
-            "the leader known (node {id}, term {t}) is not of the current term {}",
-            r.term
-        )),
-        None => Err(format!("no leader known in term {} ({})", r.term, r.role)),
+        Some((t, _)) if t == r.term => {}
+        Some((t, id)) => {
+            return Err(format!(
+                "the leader known (node {id}, term {t}) is not of the current term {}",
+                r.term
+            ))
+        }
+        None => return Err(format!("no leader known in term {} ({})", r.term, r.role)),
+    }
+    let behind = heard.saturating_sub(r.commit);
+    if behind > CAUGHT_UP_LAG {
+        return Err(format!(
+            "catching up: commit index {} is {behind} behind the {heard} heard of (the bound is {CAUGHT_UP_LAG})",
+            r.commit
+        ));
+    }
+    Ok(())
+}
+
+/// What the node loop keeps for the metrics: when requests arrived (for the commit
+/// latency) and the commit indexes other nodes claim.
+///
+/// **The commit index heard of.** The runtime cannot know the cluster's commit index; it
+/// knows what nodes tell it. Each node's claim is the highest index it has shown this
+/// node: in a Commit it signed (`bft`: "my lock is at this index", so it is that far or
+/// one round short of committing it) or as leader in an AppendEntries' commit field. The
+/// node's own commit index is its own claim. [`Tracker::heard`] is the (f+1)-th highest
+/// claim over all nodes, which f liars cannot raise: at least one honest node claimed that
+/// much. `raft` and `tangaroa` have no Commit round, so their claims come from the leader
+/// alone, and the highest claim counts (`raft` assumes no liars; `tangaroa` is broken
+/// anyway). A lying leader there can hold a follower unready, never make it ready.
+pub struct Tracker {
+    me: NodeId,
+    /// The highest index each node has claimed.
+    claims: Vec<Index>,
+    /// Liars the heard-of index must resist.
+    liars: usize,
+    arrived: HashMap<(ClientId, u64), Instant>,
+    order: VecDeque<((ClientId, u64), Instant)>,
+}
+
+impl Tracker {
+    pub fn new(me: NodeId, n: usize, liars: usize) -> Tracker {
+        Tracker {
+            me,
+            claims: vec![0; n],
+            liars: liars.min(n.saturating_sub(1)),
+            arrived: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// `node` claims to have reached (committed or locked) `index`.
+    pub fn claim(&mut self, node: NodeId, index: Index) {
+        if let Some(c) = self.claims.get_mut(node as usize) {
+            *c = (*c).max(index);
+        }
+    }
+
+    /// The (liars+1)-th highest claim, this node's own commit index included.
+    pub fn heard(&mut self, own_commit: Index) -> Index {
+        self.claim(self.me, own_commit);
+        let mut sorted = self.claims.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        sorted.get(self.liars).copied().unwrap_or(0)
+    }
+
+    /// A request arrived (from its client, or forwarded); the first arrival counts.
+    pub fn arrived(&mut self, client: ClientId, seq: u64, now: Instant) {
+        while let Some(&(key, at)) = self.order.front() {
+            if now.duration_since(at) < PENDING_FOR && self.order.len() < MAX_PENDING {
+                break;
+            }
+            self.order.pop_front();
+            if self.arrived.get(&key) == Some(&at) {
+                self.arrived.remove(&key);
+            }
+        }
+        if let std::collections::hash_map::Entry::Vacant(v) = self.arrived.entry((client, seq)) {
+            v.insert(now);
+            self.order.push_back(((client, seq), now));
+        }
+    }
+
+    /// A request was applied: how long after it arrived, if it arrived here.
+    pub fn applied(&mut self, client: ClientId, seq: u64, now: Instant) -> Option<Duration> {
+        let at = self.arrived.remove(&(client, seq))?;
+        Some(now.duration_since(at))
+    }
+}
+
+/// The transport's counters, encoded at each scrape.
+struct Traffic(Arc<LiveCounters>);
+
+impl std::fmt::Debug for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Traffic")
+    }
+}
+
+impl Collector for Traffic {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        let get = LiveCounters::get;
+        for (name, help, by_kind) in [
+            (
+                "messages_received",
+                "Messages decoded from peers' and clients' streams, by kind",
+                &c.received_by_kind,
+            ),
+            (
+                "messages_sent",
+                "Messages handed to the transport to send, by kind (one per destination)",
+                &c.sent_by_kind,
+            ),
+        ] {
+            let counter = ConstCounter::new(0u64);
+            let mut m = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for (k, kind) in KINDS.iter().enumerate() {
+                let labels = [("kind", *kind)];
+                ConstCounter::new(get(&by_kind[k])).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let counter = ConstCounter::new(0u64);
+        let mut m = encoder.encode_descriptor(
+            "messages_rejected",
+            "Messages refused by authentication, by kind and reason (only those seen)",
+            None,
+            counter.metric_type(),
+        )?;
+        for (k, kind) in KINDS.iter().enumerate() {
+            for (r, reason) in REJECT_REASONS.iter().enumerate() {
+                let n = get(&c.rejected_by[k][r]);
+                if n > 0 {
+                    let labels = [("kind", *kind), ("reason", *reason)];
+                    ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "bad_frames",
+            "Frames refused (each cost its sender the connection), by reason",
+            None,
+            counter.metric_type(),
+        )?;
+        for (r, reason) in FRAME_REASONS.iter().enumerate() {
+            let labels = [("reason", *reason)];
+            ConstCounter::new(get(&c.bad_frames_by[r])).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "verify_seconds",
+            "Time to authenticate one message (bounds, sender, signatures) on the transport's threads, by kind",
+            None,
+            c.verify_seconds[0].metric_type(),
+        )?;
+        for (k, kind) in KINDS.iter().enumerate() {
+            let labels = [("kind", *kind)];
+            c.verify_seconds[k].encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -274,7 +488,7 @@ async fn serve(
                 Some(_) => (200, "text/plain", "ok\n".into()),
                 None => (503, "text/plain", "the node loop does not answer\n".into()),
             },
-            "/readyz" => match query(node).await.map(|r| readiness(&r)) {
+            "/readyz" => match query(node).await.map(|r| metrics.readiness(&r)) {
                 Some(Ok(())) => (200, "text/plain", "ready\n".into()),
                 Some(Err(why)) => (503, "text/plain", format!("not ready: {why}\n")),
                 None => (503, "text/plain", "the node loop does not answer\n".into()),
@@ -301,4 +515,99 @@ async fn serve(
         stream.write_all(body.as_bytes()).await?;
     }
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(term: u64, leader: Option<(u64, NodeId)>, commit: Index) -> NodeReport {
+        NodeReport {
+            role: "Follower".into(),
+            term,
+            leader,
+            commit,
+            ..NodeReport::default()
+        }
+    }
+
+    /// Ready needs both: the leader of the current term, and a commit index within the
+    /// bound of the one heard of.
+    #[test]
+    fn ready_means_following_the_current_leader_and_caught_up() {
+        assert!(readiness(&report(3, Some((3, 1)), 100), 100).is_ok());
+        assert!(readiness(&report(3, Some((3, 1)), 100), 100 + CAUGHT_UP_LAG).is_ok());
+        let behind = readiness(&report(3, Some((3, 1)), 100), 101 + CAUGHT_UP_LAG);
+        assert!(behind.unwrap_err().contains("catching up"));
+        let old = readiness(&report(4, Some((3, 1)), 100), 100).unwrap_err();
+        assert!(old.contains("not of the current term"), "{old}");
+        assert!(readiness(&report(4, None, 100), 0).is_err());
+    }
+
+    /// The heard-of commit index is the (f+1)-th highest claim: one liar claiming the
+    /// moon changes nothing; two honest nodes ahead make a lagging node not caught up.
+    #[test]
+    fn the_heard_commit_index_resists_f_liars() {
+        let mut t = Tracker::new(0, 4, 1);
+        t.claim(3, u64::MAX);
+        t.claim(1, 10);
+        assert_eq!(t.heard(10), 10);
+        t.claim(1, 500);
+        t.claim(2, 600);
+        assert_eq!(t.heard(10), 600);
+        // Claims never go back; the node's own commit counts as its claim.
+        t.claim(2, 5);
+        assert_eq!(t.heard(700), 700);
+        // Without liars to resist (raft), the highest claim counts.
+        let mut raft = Tracker::new(0, 4, 0);
+        raft.claim(2, 42);
+        assert_eq!(raft.heard(1), 42);
+        // Claims from ids outside the cluster are ignored.
+        raft.claim(9, 1000);
+        assert_eq!(raft.heard(1), 42);
+    }
+
+    /// Commit latency runs from a request's first arrival to its application; requests
+    /// never applied are forgotten, so the map stays bounded.
+    #[test]
+    fn commit_latency_from_first_arrival_bounded() {
+        let mut t = Tracker::new(0, 4, 1);
+        let t0 = Instant::now();
+        t.arrived(1, 7, t0);
+        t.arrived(1, 7, t0 + Duration::from_millis(5)); // a retry: the first counts
+        let took = t.applied(1, 7, t0 + Duration::from_millis(12));
+        assert_eq!(took, Some(Duration::from_millis(12)));
+        assert_eq!(t.applied(1, 7, t0), None, "counted once");
+        assert_eq!(t.applied(2, 1, t0), None, "never arrived here");
+        for seq in 0..(MAX_PENDING as u64 + 10) {
+            t.arrived(3, seq, t0);
+        }
+        assert!(t.arrived.len() <= MAX_PENDING && t.order.len() <= MAX_PENDING);
+        t.arrived(4, 0, t0 + PENDING_FOR + Duration::from_secs(1));
+        assert_eq!(t.arrived.len(), 1, "stale arrivals are dropped");
+    }
+
+    /// Every series of the scrape is there, labelled, before any traffic.
+    #[test]
+    fn the_page_names_every_kind_and_reason() {
+        let counters = Arc::new(LiveCounters::default());
+        LiveCounters::add(&counters.rejected_by[2][1], 3);
+        LiveCounters::add(&counters.bad_frames_by[0], 1);
+        counters.verify_seconds[3].observe(0.00002);
+        let m = Metrics::new(counters);
+        m.committed(Duration::from_millis(3));
+        m.entries_sent(16);
+        let page = m.text();
+        for want in [
+            "tangaroa_messages_received_total{kind=\"append-entries\"} 0",
+            "tangaroa_messages_sent_total{kind=\"reply\"} 0",
+            "tangaroa_messages_rejected_total{kind=\"append-entries\",reason=\"bad-signature\"} 3",
+            "tangaroa_bad_frames_total{reason=\"too-large\"} 1",
+            "tangaroa_verify_seconds_count{kind=\"ack\"} 1",
+            "tangaroa_commit_seconds_count 1",
+            "tangaroa_append_entries_entries_count 1",
+        ] {
+            assert!(page.contains(want), "{want} missing from:\n{page}");
+        }
+    }
 }
