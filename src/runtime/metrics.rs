@@ -10,12 +10,13 @@
 //! and verification time are the transport's [`LiveCounters`], read at each scrape.
 //!
 //! - `/healthz`: 200 when the node loop answers a status query within a second, else 503.
-//! - `/readyz`: 200 when the node knows the leader of its current term (it leads, or it
-//!   follows a leader whose election proof it accepted) and is caught up: its commit
-//!   index is at most [`CAUGHT_UP_LAG`] below the highest commit index it has heard of
-//!   that no f liars can have made up (see [`Tracker::heard`]); else 503 with the reason.
+//! - `/readyz`: 200 when the node leads, or follows a proven leader (one whose election
+//!   proof it accepted) that it has heard from within the longest election timeout, and
+//!   is caught up: its commit index is at most [`CAUGHT_UP_LAG`] below the highest commit
+//!   index it has heard of that no f liars can have made up (see [`Tracker::heard`]);
+//!   else 503 with the reason.
 
-use crate::protocol::{ClientId, Index, NodeId};
+use crate::protocol::{ClientId, Index, NodeId, Term};
 use crate::transport::{
     frame, Counters, Inbound, LiveCounters, NodeReport, Wire, FRAME_REASONS, KINDS, REJECT_REASONS,
 };
@@ -30,7 +31,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,8 +68,8 @@ pub struct Metrics {
     persist_seconds: Histogram,
     entries_sent: Histogram,
     commit_seconds: Histogram,
-    /// The highest commit index heard of, as the node loop last computed it.
-    heard: AtomicU64,
+    /// What the node loop last saw of the leader and the cluster's commit index.
+    seen: Mutex<Seen>,
     /// The traffic counters at the last scrape, to turn snapshots into increments.
     last: Mutex<Counters>,
 }
@@ -148,7 +148,7 @@ impl Metrics {
             persist_seconds,
             entries_sent,
             commit_seconds,
-            heard: AtomicU64::new(0),
+            seen: Mutex::new(Seen::default()),
             last: Mutex::new(Counters::default()),
         }
     }
@@ -173,14 +173,14 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
     }
 
-    /// The highest commit index heard of (from [`Tracker::heard`]), set by the node loop
-    /// before it answers a status query.
-    pub fn heard(&self, index: Index) {
-        self.heard.store(index, Ordering::Relaxed);
+    /// What the node loop sees (from [`Tracker::seen`]), set before it answers a status
+    /// query.
+    pub fn seen(&self, seen: Seen) {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
     }
 
     fn readiness(&self, r: &NodeReport) -> Result<(), String> {
-        readiness(r, self.heard.load(Ordering::Relaxed))
+        readiness(r, &self.seen.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn update(&self, r: &NodeReport) {
@@ -225,20 +225,56 @@ impl Metrics {
     }
 }
 
-/// Ready: the node knows the leader of its current term (leads, or follows one whose
-/// election proof it accepted), and its commit index is within [`CAUGHT_UP_LAG`] of
-/// `heard`, the highest commit index it has heard of (see [`Tracker::heard`]).
-pub fn readiness(r: &NodeReport, heard: Index) -> Result<(), String> {
-    match r.leader {
-        Some((t, _)) if t == r.term => {}
-        Some((t, id)) => {
-            return Err(format!(
-                "the leader known (node {id}, term {t}) is not of the current term {}",
-                r.term
-            ))
+/// What the node loop saw, for readiness.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// The highest commit index heard of ([`Tracker::heard`]).
+    pub heard: Index,
+    /// How long since the leader the node follows last sent it an AppendEntries of the
+    /// term it leads; `None` if it never did since this process started, or (when the
+    /// node's own term is later than the leader's) not since the node moved to its term.
+    pub leader_silent: Option<Duration>,
+    /// The longest a follower waits for its leader before it campaigns (2T).
+    pub window: Duration,
+}
+
+/// Ready: the node leads, or follows a proven leader it has heard from within the window,
+/// and its commit index is within [`CAUGHT_UP_LAG`] of the highest commit index it has
+/// heard of. A node that moved to a later term than its leader's (it voted or campaigned)
+/// is not ready until a leader proves itself in that term, or the old leader is heard
+/// from again after the move: `bft` lets a node that campaigned in vain go on taking a
+/// live leader's entries below its own term, and it then follows that leader.
+pub fn readiness(r: &NodeReport, seen: &Seen) -> Result<(), String> {
+    let leads = r.role == "Leader" && r.leader == Some((r.term, r.id));
+    if !leads {
+        let Some((t, id)) = r.leader else {
+            return Err(format!("no leader known in term {} ({})", r.term, r.role));
+        };
+        match seen.leader_silent {
+            Some(d) if d <= seen.window => {}
+            Some(d) => {
+                return Err(format!(
+                    "nothing from the leader (node {id}, term {t}) for {} ms (term {}, {})",
+                    d.as_millis(),
+                    r.term,
+                    r.role
+                ))
+            }
+            None if r.term > t => {
+                return Err(format!(
+                    "in term {} ({}), no leader of it proven, nothing since from the leader of term {t} (node {id})",
+                    r.term, r.role
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "nothing heard from the leader (node {id}, term {t}) since start (term {}, {})",
+                    r.term, r.role
+                ))
+            }
         }
-        None => return Err(format!("no leader known in term {} ({})", r.term, r.role)),
     }
+    let heard = seen.heard;
     let behind = heard.saturating_sub(r.commit);
     if behind > CAUGHT_UP_LAG {
         return Err(format!(
@@ -267,16 +303,26 @@ pub struct Tracker {
     claims: Vec<Index>,
     /// Liars the heard-of index must resist.
     liars: usize,
+    /// The last AppendEntries from each node: its term and when it came.
+    appends: Vec<Option<(Term, Instant)>>,
+    /// [`Seen::window`].
+    window: Duration,
+    /// The node's term and when the node loop first saw it.
+    term: (Term, Option<Instant>),
     arrived: HashMap<(ClientId, u64), Instant>,
     order: VecDeque<((ClientId, u64), Instant)>,
 }
 
 impl Tracker {
-    pub fn new(me: NodeId, n: usize, liars: usize) -> Tracker {
+    /// `window`: the longest election timeout (2T in wall-clock time).
+    pub fn new(me: NodeId, n: usize, liars: usize, window: Duration) -> Tracker {
         Tracker {
             me,
             claims: vec![0; n],
             liars: liars.min(n.saturating_sub(1)),
+            appends: vec![None; n],
+            window,
+            term: (0, None),
             arrived: HashMap::new(),
             order: VecDeque::new(),
         }
@@ -286,6 +332,44 @@ impl Tracker {
     pub fn claim(&mut self, node: NodeId, index: Index) {
         if let Some(c) = self.claims.get_mut(node as usize) {
             *c = (*c).max(index);
+        }
+    }
+
+    /// `leader` sent an AppendEntries of `term` (authenticated: from its own link).
+    pub fn append_from(&mut self, leader: NodeId, term: Term, now: Instant) {
+        if let Some(a) = self.appends.get_mut(leader as usize) {
+            *a = Some((term, now));
+        }
+    }
+
+    /// The node's term after a batch.
+    pub fn term(&mut self, term: Term, now: Instant) {
+        if term != self.term.0 {
+            self.term = (term, Some(now));
+        }
+    }
+
+    /// What readiness needs, for a node in `term` following `leader` with `own_commit`.
+    pub fn seen(
+        &mut self,
+        term: Term,
+        leader: Option<(Term, NodeId)>,
+        own_commit: Index,
+        now: Instant,
+    ) -> Seen {
+        self.term(term, now);
+        let moved_at = self.term.1;
+        let leader_silent = leader.and_then(|(t, id)| match self.appends.get(id as usize)? {
+            // Below its own term, only what the leader sent after the move counts.
+            Some((lt, at)) if *lt == t && (t >= term || moved_at.is_none_or(|m| *at >= m)) => {
+                Some(now.duration_since(*at))
+            }
+            _ => None,
+        });
+        Seen {
+            heard: self.heard(own_commit),
+            leader_silent,
+            window: self.window,
         }
     }
 
@@ -531,24 +615,73 @@ mod tests {
         }
     }
 
-    /// Ready needs both: the leader of the current term, and a commit index within the
-    /// bound of the one heard of.
+    fn seen(heard: Index, silent_ms: Option<u64>) -> Seen {
+        Seen {
+            heard,
+            leader_silent: silent_ms.map(Duration::from_millis),
+            window: Duration::from_millis(400),
+        }
+    }
+
+    /// Ready needs both: a leader (itself, or one it heard from within the window), and a
+    /// commit index within the bound of the one heard of.
     #[test]
-    fn ready_means_following_the_current_leader_and_caught_up() {
-        assert!(readiness(&report(3, Some((3, 1)), 100), 100).is_ok());
-        assert!(readiness(&report(3, Some((3, 1)), 100), 100 + CAUGHT_UP_LAG).is_ok());
-        let behind = readiness(&report(3, Some((3, 1)), 100), 101 + CAUGHT_UP_LAG);
+    fn ready_means_following_a_live_leader_and_caught_up() {
+        let follower = report(3, Some((3, 1)), 100);
+        assert!(readiness(&follower, &seen(100, Some(10))).is_ok());
+        assert!(readiness(&follower, &seen(100 + CAUGHT_UP_LAG, Some(10))).is_ok());
+        let behind = readiness(&follower, &seen(101 + CAUGHT_UP_LAG, Some(10)));
         assert!(behind.unwrap_err().contains("catching up"));
-        let old = readiness(&report(4, Some((3, 1)), 100), 100).unwrap_err();
-        assert!(old.contains("not of the current term"), "{old}");
-        assert!(readiness(&report(4, None, 100), 0).is_err());
+        let silent = readiness(&follower, &seen(100, Some(401))).unwrap_err();
+        assert!(silent.contains("nothing from the leader"), "{silent}");
+        assert!(readiness(&follower, &seen(100, None)).is_err());
+        // A node in a later term (it campaigned in vain) that a live leader still feeds.
+        let passive = report(5, Some((3, 1)), 100);
+        assert!(readiness(&passive, &seen(100, Some(10))).is_ok());
+        assert!(readiness(&report(4, None, 100), &seen(0, None)).is_err());
+        // The leader needs no one to hear from, only to be caught up.
+        let mut leader = report(3, Some((3, 0)), 100);
+        leader.role = "Leader".into();
+        assert!(readiness(&leader, &seen(100, None)).is_ok());
+        assert!(readiness(&leader, &seen(1000, None)).is_err());
+    }
+
+    /// Silence is measured from the leader's last AppendEntries of the term it leads.
+    #[test]
+    fn leader_silence_counts_only_its_term() {
+        let w = Duration::from_millis(400);
+        let mut t = Tracker::new(0, 4, 1, w);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        t.term(3, t0);
+        assert_eq!(t.seen(3, Some((3, 1)), 0, t0).leader_silent, None);
+        t.append_from(1, 3, ms(10));
+        let s = t.seen(3, Some((3, 1)), 0, ms(60));
+        assert_eq!(s.leader_silent, Some(Duration::from_millis(50)));
+        assert_eq!(
+            t.seen(3, Some((4, 1)), 0, ms(60)).leader_silent,
+            None,
+            "another term"
+        );
+        assert_eq!(
+            t.seen(3, Some((3, 2)), 0, ms(60)).leader_silent,
+            None,
+            "another node"
+        );
+        // The node moves to term 4 (it voted or campaigned): the leader of term 3 counts
+        // again only once it is heard from after the move.
+        t.term(4, ms(70));
+        assert_eq!(t.seen(4, Some((3, 1)), 0, ms(80)).leader_silent, None);
+        t.append_from(1, 3, ms(90));
+        let s = t.seen(4, Some((3, 1)), 0, ms(100));
+        assert_eq!(s.leader_silent, Some(Duration::from_millis(10)));
     }
 
     /// The heard-of commit index is the (f+1)-th highest claim: one liar claiming the
     /// moon changes nothing; two honest nodes ahead make a lagging node not caught up.
     #[test]
     fn the_heard_commit_index_resists_f_liars() {
-        let mut t = Tracker::new(0, 4, 1);
+        let mut t = Tracker::new(0, 4, 1, Duration::from_millis(400));
         t.claim(3, u64::MAX);
         t.claim(1, 10);
         assert_eq!(t.heard(10), 10);
@@ -559,7 +692,7 @@ mod tests {
         t.claim(2, 5);
         assert_eq!(t.heard(700), 700);
         // Without liars to resist (raft), the highest claim counts.
-        let mut raft = Tracker::new(0, 4, 0);
+        let mut raft = Tracker::new(0, 4, 0, Duration::from_millis(400));
         raft.claim(2, 42);
         assert_eq!(raft.heard(1), 42);
         // Claims from ids outside the cluster are ignored.
@@ -571,7 +704,7 @@ mod tests {
     /// never applied are forgotten, so the map stays bounded.
     #[test]
     fn commit_latency_from_first_arrival_bounded() {
-        let mut t = Tracker::new(0, 4, 1);
+        let mut t = Tracker::new(0, 4, 1, Duration::from_millis(400));
         let t0 = Instant::now();
         t.arrived(1, 7, t0);
         t.arrived(1, 7, t0 + Duration::from_millis(5)); // a retry: the first counts

@@ -199,9 +199,14 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         Variant::Bft => (cfg.nodes.len() - 1) / 3,
         Variant::Raft | Variant::Tangaroa => 0,
     };
-    let tracker = metrics
-        .as_ref()
-        .map(|_| super::metrics::Tracker::new(me, cfg.nodes.len(), liars));
+    let tracker = metrics.as_ref().map(|_| {
+        // The longest a follower waits for its leader: 2T.
+        let window = Duration::from_millis(
+            cfg.tick_ms
+                .saturating_mul(2 * u64::from(cfg.timing.election_ticks)),
+        );
+        super::metrics::Tracker::new(me, cfg.nodes.len(), liars, window)
+    });
     let mut process = Process {
         actor,
         tracker,
@@ -334,6 +339,10 @@ impl Process {
                     m.batch(inputs.len());
                 }
                 outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
+                if let Some(t) = &mut self.tracker {
+                    let term = self.actor.node().hard_state().term;
+                    t.term(term, std::time::Instant::now());
+                }
             }
             self.release(&mut outputs)?;
             if stop || self.stopping.load(Ordering::SeqCst) {
@@ -357,7 +366,9 @@ impl Process {
                             t.claim(c.body.from, c.body.index)
                         }
                         (Message::AppendEntries(a), Principal::Node(_)) => {
-                            t.claim(a.body.leader, a.body.commit)
+                            t.claim(a.body.leader, a.body.commit);
+                            let now = std::time::Instant::now();
+                            t.append_from(a.body.leader, a.body.term, now);
                         }
                         _ => {}
                     }
@@ -384,10 +395,12 @@ impl Process {
                 return;
             }
             Inbound::StatusQuery(link) => {
+                let report = self.report();
                 if let (Some(t), Some(m)) = (&mut self.tracker, &self.metrics) {
-                    m.heard(t.heard(self.actor.node().commit_index()));
+                    let now = std::time::Instant::now();
+                    m.seen(t.seen(report.term, report.leader, report.commit, now));
                 }
-                let report = Wire::Status(Box::new(self.report()));
+                let report = Wire::Status(Box::new(report));
                 if let Some(frame) = transport::encode(&report) {
                     transport::send_to_link(&link, frame, &self.net.counters);
                 }
