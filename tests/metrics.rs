@@ -106,8 +106,8 @@ fn put(config: &Path, key: &str) {
     );
 }
 
-/// Keys for 4 nodes and a client in `dir`; the configuration's path.
-fn keygen(dir: &Path) -> std::path::PathBuf {
+/// Keys for 4 nodes and `clients` clients in `dir`; the configuration's path.
+fn keygen(dir: &Path, clients: usize) -> std::path::PathBuf {
     let base = tangaroa::runtime::local::free_base_port(4)
         .unwrap()
         .to_string();
@@ -117,7 +117,7 @@ fn keygen(dir: &Path) -> std::path::PathBuf {
             "--nodes",
             "4",
             "--clients",
-            "1",
+            &clients.to_string(),
             "--base-port",
             &base,
         ])
@@ -187,7 +187,7 @@ fn poll_readyz(addrs: &[String], secs: u64, mut done: impl FnMut() -> bool) -> V
 #[test]
 fn metrics_and_readiness_follow_elections_and_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let config = keygen(dir.path());
+    let config = keygen(dir.path(), 1);
     let addrs = free_tcp_addrs(4);
     let start = |id: usize| start_node(&config, id, &addrs[id], None);
     let mut nodes = Nodes((0..4).map(|id| Some(start(id))).collect());
@@ -361,7 +361,7 @@ fn metrics_and_readiness_follow_elections_and_commits() {
 #[test]
 fn rejections_are_counted_by_kind_and_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let config = keygen(dir.path());
+    let config = keygen(dir.path(), 1);
     let addrs = free_tcp_addrs(4);
     let byzantine = |id: usize| (id == 3).then_some("impersonate");
     let _nodes = Nodes(
@@ -398,6 +398,146 @@ fn rejections_are_counted_by_kind_and_reason() {
             others > 0.0
         }
     );
+}
+
+/// A node that joins far behind (fresh, while the others committed more than
+/// `CAUGHT_UP_LAG` entries) is never ready while it is more than that behind, and is
+/// ready once it has caught up.
+///
+/// KNOWN GAP, so ignored: it fails. Three runs: node 3 ready at commit 0 while node 0 was
+/// at 412 (it had heard of 48), at 0 against 402 (48), at 152 against 417 (164). The
+/// claims a node catching up receives (traced: from nodes 0, 1, 2: 73, 190, 209 against a
+/// head of 356) follow the entries it is fetching, not the cluster's head, so the
+/// (f+1)-th highest claim underestimates the head. `cargo test --release --test metrics
+/// -- --ignored` runs it.
+#[test]
+#[ignore = "known gap: a node catching up hears claims about what it fetches, not the head"]
+fn a_node_far_behind_is_not_ready_until_it_caught_up() {
+    use tangaroa::protocol::Op;
+    use tangaroa::runtime::client::Session;
+    use tangaroa::runtime::metrics::CAUGHT_UP_LAG;
+    const CLIENTS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let config = keygen(dir.path(), CLIENTS);
+    let addrs = free_tcp_addrs(4);
+    let mut nodes = Nodes(
+        (0..3)
+            .map(|id| Some(start_node(&config, id, &addrs[id], None)))
+            .collect(),
+    );
+    let three = &addrs[..3];
+    until("three nodes ready", 30, three, || {
+        three
+            .iter()
+            .all(|a| matches!(get(a, "/readyz"), Some((200, _))))
+            .then_some(())
+    });
+    // More than the bound committed without node 3, from a few clients at once.
+    let target = CAUGHT_UP_LAG as usize + 100;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let (config, key) = (config.clone(), dir.path().join(format!("client-{c}.key")));
+            tasks.push(tokio::spawn(async move {
+                let mut s = Session::connect(&config, Some(&key)).await.unwrap();
+                for i in 0..target.div_ceil(CLIENTS) {
+                    let op = Op::Put {
+                        key: format!("c{c}-{i}"),
+                        value: "v".into(),
+                    };
+                    s.execute(op, Duration::from_secs(20)).await.unwrap();
+                }
+                s.close_gracefully().await;
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let cluster = until("the three to agree on a commit index", 20, three, || {
+        let c: Vec<f64> = three
+            .iter()
+            .map(|a| scrape(a).map(|m| m["tangaroa_commit_index"]))
+            .collect::<Option<_>>()?;
+        (c.windows(2).all(|w| w[0] == w[1]) && c[0] >= target as f64).then(|| c[0])
+    });
+    println!("the cluster committed {cluster} entries without node 3");
+
+    // Node 3 joins with an empty log, while a client keeps putting (what a node catching
+    // up in a quiet cluster hears is about the entries it is fetching, not the head: see
+    // `metrics::Tracker`). Every scrape that says ready must find it within the bound of
+    // the commit index node 0 had just before.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, config) = (stop.clone(), config.clone());
+        let key = dir.path().join("client-0.key");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let mut s = Session::connect(&config, Some(&key)).await.unwrap();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let op = Op::Put {
+                        key: format!("late-{i}"),
+                        value: "v".into(),
+                    };
+                    let _ = s.execute(op, Duration::from_secs(5)).await;
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                s.close_gracefully().await;
+            });
+        })
+    };
+    nodes.0.push(Some(start_node(&config, 3, &addrs[3], None)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut unready, mut reasons) = (0, Vec::new());
+    loop {
+        let Some(head) = scrape(&addrs[0]).map(|m| m["tangaroa_commit_index"]) else {
+            continue;
+        };
+        if let Some((code, body)) = get(&addrs[3], "/readyz") {
+            if code == 503 {
+                unready += 1;
+                let why = body
+                    .trim()
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                if !reasons
+                    .iter()
+                    .any(|r: &String| r.get(..12) == why.get(..12))
+                {
+                    reasons.push(why);
+                }
+            }
+        }
+        if let Some(m) = scrape(&addrs[3]) {
+            let (ready, commit) = (m["tangaroa_ready"], m["tangaroa_commit_index"]);
+            if ready == 1.0 {
+                assert!(
+                    commit + CAUGHT_UP_LAG as f64 >= head,
+                    "node 3 ready at commit {commit}, node 0 at {head}; it heard of {}",
+                    m["tangaroa_heard_commit_index"]
+                );
+                if commit >= cluster {
+                    break;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never caught up: {}",
+            states(&addrs)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    println!("node 3 caught up; unready {unready} times before, for: {reasons:#?}");
 }
 
 #[test]

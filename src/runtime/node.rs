@@ -193,8 +193,8 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         Duration::from_millis(cfg.tick_ms),
     ));
     tracing::info!(node = me, variant = %cfg.variant.name(), advertised = %cfg.nodes[me as usize].host, "listening on {bind}");
-    // Commit claims come from every node's Commits in bft; elsewhere from the leader
-    // alone (see `metrics::Tracker`).
+    // Claims of how far each node has got come from every node in bft, where f of them
+    // may lie; elsewhere liars are not tolerated (see `metrics::Tracker`).
     let liars = match cfg.variant {
         Variant::Bft => (cfg.nodes.len() - 1) / 3,
         Variant::Raft | Variant::Tangaroa => 0,
@@ -364,6 +364,9 @@ impl Process {
                         }
                         (Message::Commit(c), Principal::Node(_)) => {
                             t.claim(c.body.from, c.body.index)
+                        }
+                        (Message::Ack(a), Principal::Node(_)) if a.body.success => {
+                            t.claim(a.body.from, a.body.index)
                         }
                         (Message::AppendEntries(a), Principal::Node(_)) => {
                             t.claim(a.body.leader, a.body.commit);
