@@ -405,13 +405,13 @@ fn rejections_are_counted_by_kind_and_reason() {
 /// ready once it has caught up.
 ///
 /// KNOWN GAP, so ignored: it fails. Three runs: node 3 ready at commit 0 while node 0 was
-/// at 412 (it had heard of 48), at 0 against 402 (48), at 152 against 417 (164). The
-/// claims a node catching up receives (traced: from nodes 0, 1, 2: 73, 190, 209 against a
-/// head of 356) follow the entries it is fetching, not the cluster's head, so the
-/// (f+1)-th highest claim underestimates the head. `cargo test --release --test metrics
-/// -- --ignored` runs it.
+/// at 412 (it had heard of 48), at 0 against 402 (48), at 152 against 417 (164). Node 3
+/// first receives the frames its peers queued for it while it was down (traced: the
+/// leader's AppendEntries carried commit 12, 20, 32, ... 94 with the leader at 405), so
+/// the claims it hears lag the head (see `metrics::Tracker`). `cargo test --release
+/// --test metrics -- --ignored` runs it.
 #[test]
-#[ignore = "known gap: a node catching up hears claims about what it fetches, not the head"]
+#[ignore = "known gap: a node back from down hears its peers' stale queued frames first"]
 fn a_node_far_behind_is_not_ready_until_it_caught_up() {
     use tangaroa::protocol::Op;
     use tangaroa::runtime::client::Session;
