@@ -106,9 +106,8 @@ fn put(config: &Path, key: &str) {
     );
 }
 
-#[test]
-fn metrics_and_readiness_follow_elections_and_commits() {
-    let dir = tempfile::tempdir().unwrap();
+/// Keys for 4 nodes and `clients` clients in `dir`; the configuration's path.
+fn keygen(dir: &Path, clients: usize) -> std::path::PathBuf {
     let base = tangaroa::runtime::local::free_base_port(4)
         .unwrap()
         .to_string();
@@ -118,33 +117,79 @@ fn metrics_and_readiness_follow_elections_and_commits() {
             "--nodes",
             "4",
             "--clients",
-            "1",
+            &clients.to_string(),
             "--base-port",
             &base,
         ])
         .arg("--out")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
     assert!(out.status.success());
-    let config = dir.path().join("cluster.toml");
+    dir.join("cluster.toml")
+}
+
+/// Starts node `id` with metrics on `metrics` (and `byzantine`, if given).
+fn start_node(config: &Path, id: usize, metrics: &str, byzantine: Option<&str>) -> Child {
+    let dir = config.parent().unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("node-{id}.log")))
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--config", config.to_str().unwrap()])
+        .args(["--id", &id.to_string(), "--metrics", metrics])
+        .env("TANGAROA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(b) = byzantine {
+        cmd.args(["--byzantine", b]);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`.
+fn sum(m: &HashMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.split('{').next() == Some(name) && labels.iter().all(|l| k.contains(l)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Polls every address's /readyz until `done` says so; the addresses that answered 503
+/// at least once meanwhile.
+fn poll_readyz(addrs: &[String], secs: u64, mut done: impl FnMut() -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut unready = Vec::new();
+    loop {
+        for a in addrs {
+            if let Some((503, why)) = get(a, "/readyz") {
+                if !unready.contains(a) {
+                    println!("{a}: {}", why.trim());
+                    unready.push(a.clone());
+                }
+            }
+        }
+        if done() {
+            return unready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out polling /readyz:\n{}",
+            states(addrs)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn metrics_and_readiness_follow_elections_and_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keygen(dir.path(), 1);
     let addrs = free_tcp_addrs(4);
-    let start = |id: usize| {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join(format!("node-{id}.log")))
-            .unwrap();
-        Command::new(BIN)
-            .args(["node", "--config", config.to_str().unwrap()])
-            .args(["--id", &id.to_string(), "--metrics", &addrs[id]])
-            .env("TANGAROA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    };
+    let start = |id: usize| start_node(&config, id, &addrs[id], None);
     let mut nodes = Nodes((0..4).map(|id| Some(start(id))).collect());
     // Every node ready, all following one leader.
     let leader = until("a leader all four follow", 30, &addrs, || {
@@ -169,29 +214,109 @@ fn metrics_and_readiness_follow_elections_and_commits() {
     let term = before["tangaroa_term"];
     assert!(term >= 1.0);
 
-    // Commits show up in commit_index and applied on every node.
-    put(&config, "a");
-    put(&config, "b");
+    // Commits show up in commit_index and applied on every node, and the traffic, batch,
+    // fsync, commit latency and verification series move with them.
+    let idle: Vec<HashMap<String, f64>> = addrs.iter().map(|a| scrape(a).unwrap()).collect();
+    const PUTS: usize = 6;
+    for k in 0..PUTS {
+        put(&config, &format!("k{k}"));
+    }
     for a in &addrs {
         until("the commit index to move", 20, &addrs, || {
             let m = scrape(a)?;
             (m["tangaroa_commit_index"] > before["tangaroa_commit_index"]
-                && m["tangaroa_applied"] >= 2.0)
+                && m["tangaroa_applied"] >= PUTS as f64)
                 .then_some(())
         });
     }
-    let m = scrape(&addrs[leader]).unwrap();
+    let loaded: Vec<HashMap<String, f64>> = addrs.iter().map(|a| scrape(a).unwrap()).collect();
+    let grew = |id: usize, name: &str, labels: &[&str]| {
+        let (was, is) = (sum(&idle[id], name, labels), sum(&loaded[id], name, labels));
+        println!("node {id}: {name}{labels:?} {was} -> {is}");
+        is > was
+    };
+    let m = &loaded[leader];
     assert!(m["tangaroa_persist_seconds_count"] > 0.0, "{m:?}");
     assert!(m["tangaroa_transport_total{kind=\"sent\"}"] > 0.0, "{m:?}");
-
-    // The leader and one more die: the two left cannot elect (q = 3) and go unready; one
-    // comes back, and all three are ready under a new leader in a later term.
-    let second = (leader + 1) % 4;
-    for id in [leader, second] {
-        let mut dead = nodes.0[id].take().unwrap();
-        dead.kill().unwrap();
-        dead.wait().unwrap();
+    let ae = ["kind=\"append-entries\""];
+    assert!(grew(leader, "tangaroa_messages_sent_total", &ae));
+    assert!(grew(
+        leader,
+        "tangaroa_messages_sent_total",
+        &["kind=\"reply\""]
+    ));
+    assert!(grew(leader, "tangaroa_append_entries_entries_count", &[]));
+    assert!(grew(leader, "tangaroa_batch_inputs_count", &[]));
+    // Every request reached the leader (from the client or forwarded) and was applied
+    // there: the commit latency of each is measured.
+    assert!(
+        m["tangaroa_commit_seconds_count"] >= PUTS as f64,
+        "commit latency of {PUTS} puts: {m:?}"
+    );
+    for id in (0..4).filter(|&i| i != leader) {
+        assert!(grew(id, "tangaroa_messages_received_total", &ae));
+        assert!(grew(id, "tangaroa_verify_seconds_count", &ae));
+        assert!(grew(id, "tangaroa_messages_sent_total", &["kind=\"ack\""]));
+        assert!(grew(id, "tangaroa_persist_seconds_count", &[]));
     }
+    // Nothing honest is rejected.
+    for (id, m) in loaded.iter().enumerate() {
+        assert_eq!(
+            sum(m, "tangaroa_messages_rejected_total", &[]),
+            0.0,
+            "node {id}"
+        );
+    }
+
+    // The leader dies: the survivors' /readyz goes to 503 while they elect (a candidate
+    // knows no leader of its term; a voter has moved to a term whose leader it has not
+    // heard from), and back to 200 under a new leader in a later term.
+    let mut dead = nodes.0[leader].take().unwrap();
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let survivors: Vec<String> = (0..4)
+        .filter(|&i| i != leader)
+        .map(|i| addrs[i].clone())
+        .collect();
+    let mut elected = None;
+    let unready = poll_readyz(&survivors, 40, || {
+        let mut leaders = Vec::new();
+        for a in &survivors {
+            if get(a, "/readyz").map(|r| r.0) != Some(200) {
+                return false;
+            }
+            let Some(m) = scrape(a) else { return false };
+            if m["tangaroa_term"] <= term {
+                return false;
+            }
+            leaders.push(m["tangaroa_leader"]);
+        }
+        let agreed = leaders.windows(2).all(|w| w[0] == w[1]);
+        if agreed {
+            elected = Some((
+                leaders[0] as usize,
+                scrape(&survivors[0]).unwrap()["tangaroa_term"],
+            ));
+        }
+        agreed
+    });
+    let (leader2, term2) = elected.unwrap();
+    assert_ne!(leader2, leader);
+    assert!(
+        !unready.is_empty(),
+        "no survivor reported not ready during the election"
+    );
+    println!(
+        "{} of 3 survivors were seen unready; node {leader2} leads term {term2}",
+        unready.len()
+    );
+
+    // The new leader dies too: the two left cannot elect (q = 3) and go unready; one
+    // comes back, and all three are ready under a new leader in a later term.
+    let (leader, term, second) = (leader2, term2, leader);
+    let mut dead = nodes.0[leader].take().unwrap();
+    dead.kill().unwrap();
+    dead.wait().unwrap();
     let left: Vec<String> = (0..4)
         .filter(|&i| i != leader && i != second)
         .map(|i| addrs[i].clone())
@@ -229,6 +354,190 @@ fn metrics_and_readiness_follow_elections_and_commits() {
         scrape(&addrs[new_leader]).unwrap()["tangaroa_role{role=\"leader\"}"],
         1.0
     );
+}
+
+/// A node that sends messages in others' names (`impersonate`): the honest nodes count
+/// what they refuse by kind and by reason.
+#[test]
+fn rejections_are_counted_by_kind_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keygen(dir.path(), 1);
+    let addrs = free_tcp_addrs(4);
+    let byzantine = |id: usize| (id == 3).then_some("impersonate");
+    let _nodes = Nodes(
+        (0..4)
+            .map(|id| Some(start_node(&config, id, &addrs[id], byzantine(id))))
+            .collect(),
+    );
+    let honest = &addrs[..3];
+    let seen = until("rejections by reason", 30, honest, || {
+        let mut total = HashMap::new();
+        for a in honest {
+            for (k, v) in scrape(a)? {
+                if k.starts_with("tangaroa_messages_rejected_total{") {
+                    *total.entry(k).or_insert(0.0) += v;
+                }
+            }
+        }
+        let wrong_sender = sum(
+            &total,
+            "tangaroa_messages_rejected_total",
+            &["reason=\"wrong-sender\""],
+        );
+        (wrong_sender > 0.0 && total.len() >= 2).then_some(total)
+    });
+    println!("{seen:#?}");
+    // The old total counts them too.
+    let m = scrape(&addrs[0]).unwrap();
+    assert!(
+        m["tangaroa_transport_total{kind=\"rejected\"}"] > 0.0 || {
+            let others: f64 = honest[1..]
+                .iter()
+                .map(|a| scrape(a).unwrap()["tangaroa_transport_total{kind=\"rejected\"}"])
+                .sum();
+            others > 0.0
+        }
+    );
+}
+
+/// A node that joins far behind (fresh, while the others committed more than
+/// `CAUGHT_UP_LAG` entries) is never ready while it is more than that behind, and is
+/// ready once it has caught up.
+///
+/// KNOWN GAP, so ignored: it fails. Three runs: node 3 ready at commit 0 while node 0 was
+/// at 412 (it had heard of 48), at 0 against 402 (48), at 152 against 417 (164). Node 3
+/// first receives the frames its peers queued for it while it was down (traced: the
+/// leader's AppendEntries carried commit 12, 20, 32, ... 94 with the leader at 405), so
+/// the claims it hears lag the head (see `metrics::Tracker`). `cargo test --release
+/// --test metrics -- --ignored` runs it.
+#[test]
+#[ignore = "known gap: a node back from down hears its peers' stale queued frames first"]
+fn a_node_far_behind_is_not_ready_until_it_caught_up() {
+    use tangaroa::protocol::Op;
+    use tangaroa::runtime::client::Session;
+    use tangaroa::runtime::metrics::CAUGHT_UP_LAG;
+    const CLIENTS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let config = keygen(dir.path(), CLIENTS);
+    let addrs = free_tcp_addrs(4);
+    let mut nodes = Nodes(
+        (0..3)
+            .map(|id| Some(start_node(&config, id, &addrs[id], None)))
+            .collect(),
+    );
+    let three = &addrs[..3];
+    until("three nodes ready", 30, three, || {
+        three
+            .iter()
+            .all(|a| matches!(get(a, "/readyz"), Some((200, _))))
+            .then_some(())
+    });
+    // More than the bound committed without node 3, from a few clients at once.
+    let target = CAUGHT_UP_LAG as usize + 100;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let (config, key) = (config.clone(), dir.path().join(format!("client-{c}.key")));
+            tasks.push(tokio::spawn(async move {
+                let mut s = Session::connect(&config, Some(&key)).await.unwrap();
+                for i in 0..target.div_ceil(CLIENTS) {
+                    let op = Op::Put {
+                        key: format!("c{c}-{i}"),
+                        value: "v".into(),
+                    };
+                    s.execute(op, Duration::from_secs(20)).await.unwrap();
+                }
+                s.close_gracefully().await;
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let cluster = until("the three to agree on a commit index", 20, three, || {
+        let c: Vec<f64> = three
+            .iter()
+            .map(|a| scrape(a).map(|m| m["tangaroa_commit_index"]))
+            .collect::<Option<_>>()?;
+        (c.windows(2).all(|w| w[0] == w[1]) && c[0] >= target as f64).then(|| c[0])
+    });
+    println!("the cluster committed {cluster} entries without node 3");
+
+    // Node 3 joins with an empty log, while a client keeps putting (what a node catching
+    // up in a quiet cluster hears is about the entries it is fetching, not the head: see
+    // `metrics::Tracker`). Every scrape that says ready must find it within the bound of
+    // the commit index node 0 had just before.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, config) = (stop.clone(), config.clone());
+        let key = dir.path().join("client-0.key");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let mut s = Session::connect(&config, Some(&key)).await.unwrap();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let op = Op::Put {
+                        key: format!("late-{i}"),
+                        value: "v".into(),
+                    };
+                    let _ = s.execute(op, Duration::from_secs(5)).await;
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                s.close_gracefully().await;
+            });
+        })
+    };
+    nodes.0.push(Some(start_node(&config, 3, &addrs[3], None)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut unready, mut reasons) = (0, Vec::new());
+    loop {
+        let Some(head) = scrape(&addrs[0]).map(|m| m["tangaroa_commit_index"]) else {
+            continue;
+        };
+        if let Some((code, body)) = get(&addrs[3], "/readyz") {
+            if code == 503 {
+                unready += 1;
+                let why = body
+                    .trim()
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                if !reasons
+                    .iter()
+                    .any(|r: &String| r.get(..12) == why.get(..12))
+                {
+                    reasons.push(why);
+                }
+            }
+        }
+        if let Some(m) = scrape(&addrs[3]) {
+            let (ready, commit) = (m["tangaroa_ready"], m["tangaroa_commit_index"]);
+            if ready == 1.0 {
+                assert!(
+                    commit + CAUGHT_UP_LAG as f64 >= head,
+                    "node 3 ready at commit {commit}, node 0 at {head}; it heard of {}",
+                    m["tangaroa_heard_commit_index"]
+                );
+                if commit >= cluster {
+                    break;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never caught up: {}",
+            states(&addrs)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    println!("node 3 caught up; unready {unready} times before, for: {reasons:#?}");
 }
 
 #[test]

@@ -321,7 +321,7 @@ fn terminate(child: &Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Payload;
+    use crate::protocol::{HardState, Payload, Persist};
 
     fn entry(term: u64, index: u64) -> Entry {
         Entry {
@@ -343,5 +343,70 @@ mod tests {
         let err = compare_committed(&[(0, a.clone(), 3), (1, b, 3)]).unwrap_err();
         assert!(err.contains("index 3"), "{err}");
         assert!(compare_committed(&[(0, a, 4)]).is_err());
+    }
+
+    /// Writes `entries` and `commit` to a fresh data directory through the node's storage,
+    /// the way the runtime does: truncations first if asked, then one batch.
+    fn write_log(dir: &Path, batches: &[(Option<u64>, Vec<Entry>, u64)]) {
+        let (mut storage, _) = Storage::open(dir).unwrap();
+        for (truncate, entries, commit) in batches {
+            let mut ops = Vec::new();
+            if let Some(i) = truncate {
+                ops.push(Persist::TruncateFrom(*i));
+            }
+            ops.push(Persist::Append(entries.clone()));
+            ops.push(Persist::Hard(HardState {
+                term: entries.last().map_or(0, |e| e.term),
+                commit: *commit,
+                ..HardState::default()
+            }));
+            storage.apply(&ops.iter().collect::<Vec<_>>()).unwrap();
+        }
+    }
+
+    /// The check of the check tests/netns.rs relies on, through the same path it uses:
+    /// logs written to disk by the node's storage, read back with `read_log`, compared
+    /// with `compare_committed`. A fork planted on disk inside the common committed prefix
+    /// is reported (also one made by truncating and re-appending, as a lying leader
+    /// would make a follower do), and the same logs without the fork, or with it only
+    /// beyond one node's commit index, pass.
+    #[test]
+    fn a_fork_planted_on_disk_is_reported_by_the_netns_comparison() {
+        let root = tempfile::tempdir().unwrap();
+        let log: Vec<Entry> = (1..=5).map(|i| entry(1 + i / 3, i)).collect();
+        let mut forked = log.clone();
+        forked[3] = entry(7, 4); // index 4, another term
+        let compare = |dirs: &[&str]| {
+            let logs: Vec<(NodeId, Vec<Entry>, u64)> = dirs
+                .iter()
+                .enumerate()
+                .map(|(id, d)| {
+                    let (entries, commit) = read_log(&root.path().join(d)).unwrap();
+                    (id as NodeId, entries, commit)
+                })
+                .collect();
+            compare_committed(&logs)
+        };
+        write_log(&root.path().join("honest-a"), &[(None, log.clone(), 5)]);
+        write_log(
+            &root.path().join("honest-b"),
+            &[(None, log[..2].to_vec(), 2), (None, log[2..].to_vec(), 5)],
+        );
+        write_log(&root.path().join("forked"), &[(None, forked.clone(), 5)]);
+        // The fork made by a truncation: index 4 and 5 rewritten after the fact.
+        write_log(
+            &root.path().join("rewritten"),
+            &[(None, log.clone(), 3), (Some(4), forked[3..].to_vec(), 5)],
+        );
+        write_log(&root.path().join("short"), &[(None, forked.clone(), 3)]);
+
+        let ok = compare(&["honest-a", "honest-b"]).unwrap();
+        assert_eq!(ok.common, 5);
+        for bad in ["forked", "rewritten"] {
+            let err = compare(&["honest-a", "honest-b", bad]).unwrap_err();
+            assert!(err.contains("different entries at index 4"), "{bad}: {err}");
+        }
+        // The same fork only past one node's commit index is no violation.
+        assert_eq!(compare(&["honest-a", "short"]).unwrap().common, 3);
     }
 }

@@ -180,7 +180,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let metrics = match opts.metrics {
         Some(addr) => {
             let _guard = rt.enter();
-            let m = Arc::new(super::metrics::Metrics::new());
+            let m = Arc::new(super::metrics::Metrics::new(net.counters.clone()));
             super::metrics::start(addr, m.clone(), tx.clone()).map_err(SetupError::Invalid)?;
             Some(m)
         }
@@ -193,8 +193,23 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         Duration::from_millis(cfg.tick_ms),
     ));
     tracing::info!(node = me, variant = %cfg.variant.name(), advertised = %cfg.nodes[me as usize].host, "listening on {bind}");
+    // Claims of how far each node has got come from every node in bft, where f of them
+    // may lie; elsewhere liars are not tolerated (see `metrics::Tracker`).
+    let liars = match cfg.variant {
+        Variant::Bft => (cfg.nodes.len() - 1) / 3,
+        Variant::Raft | Variant::Tangaroa => 0,
+    };
+    let tracker = metrics.as_ref().map(|_| {
+        // The longest a follower waits for its leader: 2T.
+        let window = Duration::from_millis(
+            cfg.tick_ms
+                .saturating_mul(2 * u64::from(cfg.timing.election_ticks)),
+        );
+        super::metrics::Tracker::new(me, cfg.nodes.len(), liars, window)
+    });
     let mut process = Process {
         actor,
+        tracker,
         storage,
         kv: Kv::new(),
         net,
@@ -295,6 +310,8 @@ struct Process {
     clients: HashMap<ClientId, Vec<mpsc::Sender<Bytes>>>,
     applied: u64,
     metrics: Option<Arc<super::metrics::Metrics>>,
+    /// Request arrival times and commit claims, kept only when metrics are served.
+    tracker: Option<super::metrics::Tracker>,
     /// Set by the signal handler; checked after every batch.
     stopping: Arc<AtomicBool>,
     /// Ticks counted by the clock and not yet stepped.
@@ -322,6 +339,10 @@ impl Process {
                     m.batch(inputs.len());
                 }
                 outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
+                if let Some(t) = &mut self.tracker {
+                    let term = self.actor.node().hard_state().term;
+                    t.term(term, std::time::Instant::now());
+                }
             }
             self.release(&mut outputs)?;
             if stop || self.stopping.load(Ordering::SeqCst) {
@@ -336,6 +357,25 @@ impl Process {
         let step = match input {
             Inbound::Tick => return, // a wake-up: the ticks are counted in `ticks_due`
             Inbound::Message { from, msg, .. } => {
+                if let Some(t) = &mut self.tracker {
+                    match (&msg, from) {
+                        (Message::Request(r), _) => {
+                            t.arrived(r.body.client, r.body.seq, std::time::Instant::now())
+                        }
+                        (Message::Commit(c), Principal::Node(_)) => {
+                            t.claim(c.body.from, c.body.index)
+                        }
+                        (Message::Ack(a), Principal::Node(_)) if a.body.success => {
+                            t.claim(a.body.from, a.body.index)
+                        }
+                        (Message::AppendEntries(a), Principal::Node(_)) => {
+                            t.claim(a.body.leader, a.body.commit);
+                            let now = std::time::Instant::now();
+                            t.append_from(a.body.leader, a.body.term, now);
+                        }
+                        _ => {}
+                    }
+                }
                 if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
                     // Retries of applied requests are answered from the state machine.
                     if let Some(result) = self.kv.cached(r.body.client, r.body.seq) {
@@ -358,7 +398,12 @@ impl Process {
                 return;
             }
             Inbound::StatusQuery(link) => {
-                let report = Wire::Status(Box::new(self.report()));
+                let report = self.report();
+                if let (Some(t), Some(m)) = (&mut self.tracker, &self.metrics) {
+                    let now = std::time::Instant::now();
+                    m.seen(t.seen(report.term, report.leader, report.commit, now));
+                }
+                let report = Wire::Status(Box::new(report));
                 if let Some(frame) = transport::encode(&report) {
                     transport::send_to_link(&link, frame, &self.net.counters);
                 }
@@ -390,11 +435,13 @@ impl Process {
             match o {
                 Output::Persist(_) => {}
                 Output::Send { to, msg } => {
+                    self.count_sent(&msg, 1);
                     if let Some(frame) = transport::encode(&Wire::Protocol(msg)) {
                         self.net.send(to, frame);
                     }
                 }
                 Output::Broadcast(msg) => {
+                    self.count_sent(&msg, self.net.peer_count());
                     if let Some(frame) = transport::encode(&Wire::Protocol(msg)) {
                         self.net.broadcast(frame);
                     }
@@ -405,6 +452,12 @@ impl Process {
                     };
                     let applied = self.kv.apply(&r.body);
                     self.applied += 1;
+                    if let (Some(t), Some(m)) = (&mut self.tracker, &self.metrics) {
+                        let now = std::time::Instant::now();
+                        if let Some(took) = t.applied(r.body.client, r.body.seq, now) {
+                            m.committed(took);
+                        }
+                    }
                     self.reply(r.body.client, r.body.seq, applied.result());
                 }
             }
@@ -425,8 +478,29 @@ impl Process {
             return;
         };
         if let Some(frame) = transport::encode(&Wire::Protocol(Message::Reply(reply))) {
+            transport::LiveCounters::add(
+                &self.net.counters.sent_by_kind[transport::REPLY_KIND],
+                links.len() as u64,
+            );
             for link in links.iter() {
                 transport::send_to_link(link, frame.clone(), &self.net.counters);
+            }
+        }
+    }
+
+    /// Counts a message handed to the transport for `copies` destinations, and the
+    /// entries of an AppendEntries.
+    fn count_sent(&self, msg: &Message, copies: usize) {
+        let counters = &self.net.counters;
+        transport::LiveCounters::add(
+            &counters.sent_by_kind[transport::kind_index(msg)],
+            copies as u64,
+        );
+        if let (Message::AppendEntries(ae), Some(m)) = (msg, &self.metrics) {
+            if !ae.body.entries.is_empty() {
+                for _ in 0..copies {
+                    m.entries_sent(ae.body.entries.len());
+                }
             }
         }
     }

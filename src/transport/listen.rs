@@ -2,13 +2,22 @@
 //! streams, authenticate every message, and hand what checks out to the protocol loop.
 
 use super::frame::Sender;
-use super::{peer, read_frame, Inbound, LiveCounters, ReadFailure, Wire, CLIENT_QUEUE};
+use super::{
+    frame_reason_index, kind_index, peer, read_frame, reject_index, Inbound, LiveCounters,
+    ReadFailure, Wire, CLIENT_QUEUE,
+};
 use crate::crypto::{Keyring, Principal, SigCache};
 use crate::protocol::{authenticate_cached, AuthError, Message};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::tls::Pins;
+
+/// Indexes into [`super::FRAME_REASONS`] and [`super::REJECT_REASONS`] of the failures
+/// that are not a `FrameError` or an `AuthError`.
+const UNEXPECTED_KIND: usize = 4;
+const STATUS_TO_NODE: usize = 5;
+const NOT_FOR_A_CLIENT: usize = 5;
 
 /// Signatures remembered as verified, per stream.
 const SIG_CACHE: usize = 4096;
@@ -179,12 +188,15 @@ async fn read_uni(mut s: Stream, mut recv: quinn::RecvStream) {
                 }
             }
             Ok(Some(other)) => {
-                s.bad(&format!("unexpected {:?} on a node stream", kind(&other)));
+                s.bad(
+                    UNEXPECTED_KIND,
+                    &format!("unexpected {:?} on a node stream", kind(&other)),
+                );
                 return;
             }
             Ok(None) | Err(ReadFailure::Closed) => return,
             Err(ReadFailure::Bad(e)) => {
-                s.bad(&e.to_string());
+                s.bad(frame_reason_index(&e), &e.to_string());
                 return;
             }
         }
@@ -231,12 +243,12 @@ async fn serve_bi(mut s: Stream, send: quinn::SendStream, mut recv: quinn::RecvS
                 _ => true,
             },
             Ok(Some(Wire::Status(_))) => {
-                s.bad("a status report sent to a node");
+                s.bad(STATUS_TO_NODE, "a status report sent to a node");
                 false
             }
             Ok(None) | Err(ReadFailure::Closed) => false,
             Err(ReadFailure::Bad(e)) => {
-                s.bad(&e.to_string());
+                s.bad(frame_reason_index(&e), &e.to_string());
                 false
             }
         };
@@ -256,9 +268,11 @@ fn kind(w: &Wire) -> &'static str {
 }
 
 impl Stream {
-    /// A frame no honest peer sends: log, count, and drop the connection.
-    fn bad(&self, why: &str) {
+    /// A frame no honest peer sends: log, count (`reason` indexes
+    /// [`super::FRAME_REASONS`]), and drop the connection.
+    fn bad(&self, reason: usize, why: &str) {
         LiveCounters::add(&self.counters.bad_frames, 1);
+        LiveCounters::add(&self.counters.bad_frames_by[reason], 1);
         tracing::warn!(peer = ?self.from, "bad frame, dropping the connection: {why}");
         self.conn.close(1u32.into(), b"bad frame");
     }
@@ -266,14 +280,23 @@ impl Stream {
     /// Authenticates and forwards one message; false once the protocol loop is gone.
     async fn deliver(&mut self, msg: Message, bytes: usize) -> bool {
         LiveCounters::add(&self.counters.msgs_received, 1);
+        let k = kind_index(&msg);
+        LiveCounters::add(&self.counters.received_by_kind[k], 1);
         if matches!(self.from, Principal::Client(_))
             && !matches!(msg, Message::Request(_) | Message::Revolution(_))
         {
             LiveCounters::add(&self.counters.rejected, 1);
+            LiveCounters::add(&self.counters.rejected_by[k][NOT_FOR_A_CLIENT], 1);
             tracing::debug!(peer = ?self.from, "a client sent a {}", msg.kind());
             return true;
         }
-        let input = match authenticate_cached(&self.ring, &mut self.cache, self.from, &msg) {
+        let started = std::time::Instant::now();
+        let checked = authenticate_cached(&self.ring, &mut self.cache, self.from, &msg);
+        self.counters.verify_seconds[k].observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &checked {
+            LiveCounters::add(&self.counters.rejected_by[k][reject_index(e)], 1);
+        }
+        let input = match checked {
             Ok(()) => {
                 // Our share of the queue first: at the quota, only this peer waits.
                 let Ok(permit) = self.quota.clone().acquire_owned().await else {
@@ -304,6 +327,19 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The indexes used for failures that have no error type name what they count, and
+    /// every message kind has its own counter.
+    #[test]
+    fn counter_indexes_name_their_failures() {
+        use super::super::{FRAME_REASONS, KINDS, REJECT_REASONS, REPLY_KIND};
+        assert_eq!(FRAME_REASONS[UNEXPECTED_KIND], "unexpected-kind");
+        assert_eq!(FRAME_REASONS[STATUS_TO_NODE], "status-to-node");
+        assert_eq!(REJECT_REASONS[NOT_FOR_A_CLIENT], "not-for-a-client");
+        assert_eq!(KINDS[REPLY_KIND], "reply");
+        let e = AuthError::Oversized("x");
+        assert_eq!(REJECT_REASONS[reject_index(&e)], "oversized");
+    }
 
     /// All connections of one principal share one inbound quota; another principal has
     /// its own, so a peer that used up its share does not stop anyone else.
