@@ -16,6 +16,7 @@ pub mod adversary;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod keygen;

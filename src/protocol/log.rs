@@ -18,7 +18,7 @@ pub struct Log {
 
 /// The bytes an entry contributes to the chain: `encode(request)`.
 pub fn payload_bytes(p: &Payload) -> Vec<u8> {
-    bincode::serialize(p).expect("in-memory bincode encoding cannot fail")
+    crate::codec::encode(p)
 }
 
 impl Log {

@@ -455,7 +455,7 @@ impl World {
     }
 
     fn deliver(&mut self, to: Endpoint, from: Endpoint, msg: Message) {
-        let bytes = bincode::serialize(&msg).expect("in-memory encoding");
+        let bytes = crate::codec::encode(&msg);
         let digest = sha256(&bytes);
         self.trace.update(self.now.to_le_bytes());
         self.trace.update(format!("{to:?}{from:?}").as_bytes());
