@@ -79,7 +79,7 @@ impl Cluster {
                 seq: index,
                 op: Op::Put {
                     key: format!("key-{index:06}"),
-                    value: format!("value-{index:010}"),
+                    value: format!("value-{index:010}").into(),
                 },
             };
             let signed = self

@@ -195,7 +195,7 @@ impl Cluster {
         } else {
             let op = Op::Put {
                 key: format!("k{}", rng.gen_range(0..4)),
-                value: "v".repeat(rng.gen_range(0..64)),
+                value: "v".repeat(rng.gen_range(0..64)).into(),
             };
             let seq = self.num(rng);
             Payload::Request(

@@ -44,7 +44,7 @@ pub fn measure(payload: usize, budget: Duration) -> CryptoCost {
         seq,
         op: Op::Put {
             key: format!("k{seq}"),
-            value: "x".repeat(payload),
+            value: "x".repeat(payload).into(),
         },
     };
     let mut signed = Vec::new();

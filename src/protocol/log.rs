@@ -174,7 +174,7 @@ mod tests {
                     seq,
                     op: Op::Put {
                         key: "k".into(),
-                        value: "v".repeat(1000),
+                        value: "v".repeat(1000).into(),
                     },
                 },
                 sig: None,

@@ -385,14 +385,14 @@ impl World {
         match self.rng.gen_range(0..10) {
             0..=4 => Op::Put {
                 key,
-                value: format!("v{}", self.rng.gen_range(0..100)),
+                value: format!("v{}", self.rng.gen_range(0..100)).into(),
             },
             5..=6 => Op::Get { key },
             7 => Op::Delete { key },
             _ => Op::Cas {
                 key,
-                expected: Some(format!("v{}", self.rng.gen_range(0..100))),
-                new: format!("v{}", self.rng.gen_range(0..100)),
+                expected: Some(format!("v{}", self.rng.gen_range(0..100)).into()),
+                new: format!("v{}", self.rng.gen_range(0..100)).into(),
             },
         }
     }

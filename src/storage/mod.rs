@@ -514,7 +514,7 @@ mod tests {
     fn entry(index: u64) -> Entry {
         let op = Op::Put {
             key: "k".into(),
-            value: index.to_string(),
+            value: index.to_string().into(),
         };
         Entry {
             term: 1,
@@ -682,7 +682,7 @@ mod tests {
         if let Payload::Request(r) = &mut e.payload {
             r.body.op = Op::Put {
                 key: "k".into(),
-                value: "v".repeat(crate::protocol::MAX_OP_BYTES - 1),
+                value: "v".repeat(crate::protocol::MAX_OP_BYTES - 1).into(),
             };
         }
         e
