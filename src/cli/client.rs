@@ -13,7 +13,9 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// No agreed result before --timeout: the outcome is unknown.
     pub const NO_RESULT: u8 = 1;
-    /// Bad arguments, configuration, keys or value file; nothing was sent.
+    /// Bad arguments, configuration, keys or value file; nothing was sent. (Returned
+    /// through `BadInput`, as for every command.)
+    #[allow(dead_code)]
     pub const BAD_INPUT: u8 = 2;
     /// cas: the current value was not the expected one (it is printed; absent: nothing
     /// on stdout, "absent" on stderr).

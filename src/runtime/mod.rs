@@ -3,8 +3,8 @@
 
 pub mod client;
 pub mod local;
-pub mod metrics;
-pub mod node;
+pub(crate) mod metrics;
+pub(crate) mod node;
 
 use crate::config::ClusterConfig;
 use crate::crypto::Principal;

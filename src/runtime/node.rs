@@ -67,14 +67,6 @@ pub enum NodeError {
     },
 }
 
-impl NodeError {
-    /// Errors the operator must fix (configuration, keys, addresses, a damaged log), as
-    /// opposed to failures while running.
-    pub fn is_setup(&self) -> bool {
-        !matches!(self, NodeError::Runtime(_))
-    }
-}
-
 /// Runs a node until it is told to stop (SIGINT/SIGTERM). Blocks the calling thread.
 pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let loaded = Loaded::load(&opts.config)?;
