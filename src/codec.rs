@@ -56,6 +56,46 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
     Ok(v)
 }
 
+/// The most signatures one certificate or proof can carry: one per node, and a
+/// configuration has at most 1024 nodes (`config`).
+pub const MAX_SIGNERS: usize = 1024;
+
+/// Deserializes the votes of an election proof or the Acks of a prepared certificate:
+/// at most [`MAX_SIGNERS`] elements, refused as soon as the claimed length or the
+/// elements decoded pass it. postcard encodes an unsigned vote or Ack in about five
+/// bytes, so an unbounded list of them in a 16 MiB frame would decode to hundreds of MiB
+/// (each element is a few hundred bytes in memory); `frame::admit` bounds entries the
+/// same way, by count.
+pub fn at_most_signers<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {MAX_SIGNERS} signed elements")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            use serde::de::Error;
+            let hint = seq.size_hint().unwrap_or(0);
+            if hint > MAX_SIGNERS {
+                return Err(A::Error::invalid_length(hint, &self));
+            }
+            let mut out = Vec::with_capacity(hint);
+            while let Some(x) = seq.next_element()? {
+                if out.len() == MAX_SIGNERS {
+                    return Err(A::Error::invalid_length(MAX_SIGNERS + 1, &self));
+                }
+                out.push(x);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded(std::marker::PhantomData))
+}
+
 /// Reads the varint-encoded integers and fixed-size fields at the front of an encoding,
 /// without decoding it (frame admission looks at tags and counts before decoding).
 pub(crate) struct Peek<'a> {
@@ -122,6 +162,34 @@ mod tests {
         }
         assert_eq!(Peek::new(&[0xff; 11]).varint(), None);
         assert!(Peek::new(&[1, 2]).skip(3).is_none());
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Signers {
+        #[serde(deserialize_with = "at_most_signers")]
+        acks: Vec<(u8, Option<u8>)>,
+    }
+
+    /// A list of signed elements longer than any cluster's is refused whether its length
+    /// claims too much or its elements run on; up to the bound it decodes.
+    #[test]
+    fn signer_lists_are_bounded() {
+        let ok = Signers {
+            acks: vec![(1, None); MAX_SIGNERS],
+        };
+        assert_eq!(
+            decode::<Signers>(&encode(&ok)).unwrap().acks.len(),
+            MAX_SIGNERS
+        );
+        let over = Signers {
+            acks: vec![(1, None); MAX_SIGNERS + 1],
+        };
+        let e = decode::<Signers>(&encode(&over)).unwrap_err().to_string();
+        assert!(!e.is_empty());
+        // 3 million elements claimed in a 16 MiB body: refused from the length alone.
+        let mut flood = vec![0xc0, 0x8d, 0xb7, 0x01]; // varint 3_000_000
+        flood.resize(16 << 20, 1);
+        assert!(decode::<Signers>(&flood).is_err());
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl Signable for Vote {
 pub struct ElectionProof {
     pub term: Term,
     pub leader: NodeId,
+    #[serde(deserialize_with = "crate::codec::at_most_signers")]
     pub votes: Vec<Signed<Vote>>,
 }
 
@@ -171,6 +172,7 @@ pub struct PreparedCert {
     pub term: Term,
     pub index: Index,
     pub hash: Digest,
+    #[serde(deserialize_with = "crate::codec::at_most_signers")]
     pub acks: Vec<Signed<Ack>>,
 }
 
