@@ -386,11 +386,19 @@ async fn link(mut l: Link) {
         let node = l.node;
         let reader = tokio::spawn(async move {
             let mut buf = Vec::new();
-            while let Ok(Some(w)) =
-                read_frame(&mut recv, &mut buf, transport::frame::Sender::Server).await
-            {
-                if inbox.send((node, w)).await.is_err() {
-                    return;
+            loop {
+                match read_frame(&mut recv, &mut buf, transport::frame::Sender::Server).await {
+                    Ok(Some(w)) => {
+                        if inbox.send((node, w)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A node of another wire version, or a broken one: say why.
+                    Err(transport::ReadFailure::Bad(e)) => {
+                        tracing::warn!(node, "refusing what the node sent: {e}");
+                        return;
+                    }
+                    Ok(None) | Err(transport::ReadFailure::Closed) => return,
                 }
             }
         });
