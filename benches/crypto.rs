@@ -162,7 +162,7 @@ fn hash_chain(c: &mut Criterion) {
         chain_hash(&prev, 1, 1, &small)
     );
 
-    // What the log really hashes per entry: bincode(payload) of a signed request.
+    // What the log really hashes per entry: postcard(payload) of a signed request.
     let fx = fixture();
     let payload = Payload::Request(fx.ring.domain.sign(&fx.client, request()));
     let typical = chain_hash(&prev, 1, 1, &payload_bytes(&payload));

@@ -1,4 +1,4 @@
-//! Per-message costs of the consensus traffic: bincode encoding and decoding of a signed
+//! Per-message costs of the consensus traffic: postcard encoding and decoding (`tangaroa::codec`) of a signed
 //! `Message::AppendEntries` (1 and 64 entries, each a signed client put), plain and as the
 //! transport frames it (`tangaroa::transport::frame`), full authentication of such a batch,
 //! and verification of the two transferable proofs the bft variant ships: an
@@ -20,6 +20,7 @@ use criterion::{
 use ed25519_dalek::SigningKey;
 use std::collections::HashMap;
 use std::hint::black_box;
+use tangaroa::codec;
 use tangaroa::crypto::{genesis_hash, signing_key_from_seed, Domain, Keyring, Principal, SigCache};
 use tangaroa::protocol::log::Log;
 use tangaroa::protocol::{
@@ -78,7 +79,7 @@ impl Cluster {
                 seq: index,
                 op: Op::Put {
                     key: format!("key-{index:06}"),
-                    value: format!("value-{index:010}"),
+                    value: format!("value-{index:010}").into(),
                 },
             };
             let signed = self
@@ -182,17 +183,17 @@ fn append_entries(c: &mut Criterion) {
     for len in [1u64, 64] {
         let log = cluster.log(1, len);
         let msg = cluster.append_entries(&log, 1, None, None);
-        let bytes = bincode::serialize(&msg).expect("in-memory encoding");
-        let decoded: Message = bincode::deserialize(&bytes).expect("decodes");
+        let bytes = codec::encode(&msg);
+        let decoded: Message = codec::decode(&bytes).expect("decodes");
         assert_eq!(decoded, msg);
         assert_eq!(authenticate(&cluster.ring, LEADER_LINK, &msg), Ok(()));
 
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         g.bench_with_input(BenchmarkId::new("encode", len), &msg, |b, msg| {
-            b.iter(|| bincode::serialize(black_box(msg)).expect("in-memory encoding"))
+            b.iter(|| codec::encode(black_box(msg)))
         });
         g.bench_with_input(BenchmarkId::new("decode", len), &bytes, |b, bytes| {
-            b.iter(|| bincode::deserialize::<Message>(black_box(bytes)).expect("decodes"))
+            b.iter(|| codec::decode::<Message>(black_box(bytes)).expect("decodes"))
         });
 
         // The transport's framing of the same message: a size pass, the length prefix,

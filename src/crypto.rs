@@ -1,7 +1,7 @@
 //! Ed25519 signing with domain separation, strict verification, and the SHA-256 hash chain.
 //!
-//! A signature covers `domain tag || SHA-256(bincode(body))`, where the domain tag is
-//! `tangaroa/v1/<variant>/<cluster_id>/<kind>`. Signing the digest rather than the body keeps
+//! A signature covers `domain tag || SHA-256(encode(body))` (`codec`: postcard), where the
+//! domain tag is `tangaroa/v<wire version>/<variant>/<cluster_id>/<kind>`. Signing the digest rather than the body keeps
 //! large AppendEntries cheap to sign (Ed25519 would otherwise hash the body twice) while the
 //! tag still binds protocol version, variant, cluster and message kind.
 //!
@@ -97,7 +97,13 @@ pub struct Domain {
 
 impl Domain {
     pub fn new(variant: Variant, cluster_id: &str) -> Domain {
-        let prefix = format!("tangaroa/v1/{}/{}/", variant.name(), cluster_id).into_bytes();
+        let prefix = format!(
+            "tangaroa/v{}/{}/{}/",
+            crate::codec::WIRE_VERSION,
+            variant.name(),
+            cluster_id
+        )
+        .into_bytes();
         Domain {
             prefix,
             signed: variant != Variant::Raft,
@@ -105,7 +111,7 @@ impl Domain {
     }
 
     fn signing_bytes<T: Signable>(&self, body: &T) -> Vec<u8> {
-        let encoded = bincode::serialize(body).expect("in-memory bincode encoding cannot fail");
+        let encoded = crate::codec::encode(body);
         let mut out = Vec::with_capacity(self.prefix.len() + T::KIND.len() + 32);
         out.extend_from_slice(&self.prefix);
         out.extend_from_slice(T::KIND.as_bytes());

@@ -26,7 +26,7 @@ impl Applied {
 
 #[derive(Clone, Debug, Default)]
 pub struct Kv {
-    data: BTreeMap<String, String>,
+    data: BTreeMap<String, Vec<u8>>,
     /// Per client: the latest applied sequence number and its result.
     sessions: HashMap<ClientId, (u64, OpResult)>,
 }
@@ -56,8 +56,8 @@ impl Kv {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.data.get(key)
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
     }
 
     pub fn len(&self) -> usize {
@@ -93,17 +93,20 @@ impl Kv {
 }
 
 /// Parses the CLI/scenario form of an operation: `put K V`, `get K`, `delete K`,
-/// `cas K OLD NEW` (OLD `-` meaning absent).
+/// `cas K OLD NEW` (OLD `-` meaning absent; scenarios never expect the value `-`).
 pub fn parse_op(words: &[&str]) -> Result<Op, String> {
     let s = |w: &&str| w.to_string();
     match words {
-        ["put", k, v] => Ok(Op::Put { key: s(k), value: s(v) }),
+        ["put", k, v] => Ok(Op::Put {
+            key: s(k),
+            value: v.as_bytes().to_vec(),
+        }),
         ["get", k] => Ok(Op::Get { key: s(k) }),
         ["delete", k] => Ok(Op::Delete { key: s(k) }),
         ["cas", k, old, new] => Ok(Op::Cas {
             key: s(k),
-            expected: if *old == "-" { None } else { Some(old.to_string()) },
-            new: s(new),
+            expected: (*old != "-").then(|| old.as_bytes().to_vec()),
+            new: new.as_bytes().to_vec(),
         }),
         _ => Err(format!(
             "cannot parse operation {:?}: expected `put K V`, `get K`, `delete K` or `cas K OLD NEW`",
@@ -141,10 +144,10 @@ mod tests {
             OpResult::CasFailed(Some("1".into()))
         );
         assert_eq!(kv.apply(&req(1, 4, "cas a 1 3")).result(), OpResult::Ok);
-        assert_eq!(kv.get("a"), Some(&"3".to_string()));
+        assert_eq!(kv.get("a"), Some(&b"3"[..]));
         assert_eq!(kv.apply(&req(1, 5, "delete a")).result(), OpResult::Ok);
         assert_eq!(kv.apply(&req(1, 6, "cas a - 7")).result(), OpResult::Ok);
-        assert_eq!(kv.get("a"), Some(&"7".to_string()));
+        assert_eq!(kv.get("a"), Some(&b"7"[..]));
     }
 
     #[test]
@@ -160,10 +163,10 @@ mod tests {
             kv.apply(&req(1, 5, "put a x")),
             Applied::Duplicate(OpResult::Ok)
         );
-        assert_eq!(kv.get("a"), Some(&"y".to_string()));
+        assert_eq!(kv.get("a"), Some(&b"y"[..]));
         // Older sequence numbers never execute.
         assert_eq!(kv.apply(&req(1, 4, "put a z")), Applied::Stale);
-        assert_eq!(kv.get("a"), Some(&"y".to_string()));
+        assert_eq!(kv.get("a"), Some(&b"y"[..]));
         assert_eq!(kv.cached(1, 5), Some(OpResult::Ok));
         assert_eq!(kv.cached(1, 6), None);
     }

@@ -269,11 +269,68 @@ fn runtime_commands_explain_bad_input_with_exit_2() {
         (vec!["cluster", "--nodes", "7", "--dir", out], "4-node"),
     ];
     let huge = "v".repeat(70_000);
+    let huge_file = dir.path().join("huge.bin");
+    std::fs::write(&huge_file, vec![7u8; 70_000]).unwrap();
+    let huge_file = huge_file.to_str().unwrap();
+    // A data directory written in another format version.
+    let old_data = dir.path().join("old-data");
+    std::fs::create_dir(&old_data).unwrap();
+    std::fs::write(old_data.join("format"), "tangaroa data format 1\n").unwrap();
+    let old_data = old_data.to_str().unwrap();
     let mut cases = cases;
-    cases.push((
-        vec!["client", "--config", config, "put", "k", &huge],
-        "the most is",
-    ));
+    cases.extend([
+        (
+            vec!["client", "--config", config, "put", "k", &huge],
+            "the most is",
+        ),
+        (
+            vec![
+                "client",
+                "--config",
+                config,
+                "put",
+                "k",
+                "--value-file",
+                huge_file,
+            ],
+            "the most is",
+        ),
+        (
+            vec![
+                "client",
+                "--config",
+                config,
+                "put",
+                "k",
+                "--value-file",
+                "/no/such",
+            ],
+            "cannot read /no/such",
+        ),
+        // cas must say what it expects, and only one thing.
+        (
+            vec!["client", "--config", config, "cas", "k", "x"],
+            "--expect",
+        ),
+        (
+            vec![
+                "client",
+                "--config",
+                config,
+                "cas",
+                "k",
+                "--expect",
+                "a",
+                "--expect-absent",
+                "x",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["node", "--config", config, "--id", "0", "--data", old_data],
+            "data format version 1, but this build reads version 2",
+        ),
+    ]);
     for (args, needle) in cases {
         let (code, _, err) = tangaroa(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

@@ -44,6 +44,26 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs the binary with `stdin` as its input; returns its exit code, stdout bytes, stderr.
+fn tangaroa_with_input(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tangaroa"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 fn tangaroa(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tangaroa"))
         .args(args)
@@ -70,7 +90,7 @@ async fn put_and_read_back(s: &mut Session, prefix: &str, count: usize) {
         assert_eq!(s.execute(put(&k, &v), LIMIT).await.unwrap(), OpResult::Ok);
         assert_eq!(
             s.execute(Op::Get { key: k.clone() }, LIMIT).await.unwrap(),
-            OpResult::Value(Some(v)),
+            OpResult::Value(Some(v.into())),
             "{k}"
         );
     }
@@ -140,8 +160,45 @@ fn a_four_node_cluster_commits_and_the_cli_reads_it_back() {
     assert_eq!((code, out.trim()), (0, "v3"));
     let (code, _, err) = tangaroa(&["client", "--config", &config, "get", "absent"]);
     assert_eq!(code, 4, "{err}");
-    let (code, out, _) = tangaroa(&["client", "--config", &config, "cas", "k-1", "v9", "x"]);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["client", "--config", &config];
+        all.extend_from_slice(args);
+        tangaroa(&all)
+    };
+    let (code, out, _) = cli(&["cas", "k-1", "--expect", "v9", "x"]);
     assert_eq!((code, out.trim()), (3, "v1"));
+    // Absence and the empty value are different things to cas.
+    let (code, out, err) = cli(&["cas", "fresh", "--expect", "", "x"]);
+    assert_eq!((code, out.as_str()), (3, ""), "{err}");
+    assert!(err.contains("absent"), "{err}");
+    let (code, out, err) = cli(&["cas", "fresh", "--expect-absent", ""]);
+    assert_eq!((code, out.trim()), (0, "OK"), "{err}");
+    let (code, out, err) = cli(&["cas", "fresh", "--expect-absent", "y"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (3, "\n"),
+        "the empty value, printed: {err}"
+    );
+    // Binary values, from stdin and from a file, printed safely or exactly.
+    let binary: &[u8] = &[0, 0xff, b'\n', 0x80, b'-'];
+    let (code, out, err) =
+        tangaroa_with_input(&["client", "--config", &config, "put", "bin", "-"], binary);
+    assert_eq!((code, out.as_slice()), (0, &b"OK\n"[..]), "{err}");
+    let (code, out, err) = cli(&["get", "bin"]);
+    assert_eq!((code, out.as_str()), (0, "00ff0a802d\n"));
+    assert!(err.contains("not UTF-8"), "{err}");
+    let (code, out, _) = tangaroa_with_input(
+        &[
+            "client", "--config", &config, "--output", "raw", "get", "bin",
+        ],
+        b"",
+    );
+    assert_eq!((code, out.as_slice()), (0, binary));
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, binary).unwrap();
+    let file = file.to_str().unwrap();
+    let (code, out, err) = cli(&["cas", "bin", "--expect-file", file, "--value-file", file]);
+    assert_eq!((code, out.trim()), (0, "OK"), "{err}");
     let client1 = dir.path().join("client-1.key");
     let (code, out, _) = tangaroa(&[
         "client",
@@ -151,6 +208,7 @@ fn a_four_node_cluster_commits_and_the_cli_reads_it_back() {
         client1.to_str().unwrap(),
         "cas",
         "k-1",
+        "--expect",
         "v1",
         "x",
     ]);
@@ -158,8 +216,9 @@ fn a_four_node_cluster_commits_and_the_cli_reads_it_back() {
     let (code, out, _) = tangaroa(&["status", "--config", &config]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Leader"), "{out}");
-    // 10 puts, 10 gets, 1 get, 2 cas (the failed one is applied too).
-    assert!(stop_and_compare(c) >= 23);
+    // 10 puts, 10 gets, 1 get, 2 cas (the failed one is applied too), then 4 cas, 1 put
+    // and 2 gets of the value checks.
+    assert!(stop_and_compare(c) >= 30);
 }
 
 #[test]
@@ -199,7 +258,7 @@ fn kill_9_of_the_leader_then_restart_loses_nothing_committed() {
                 )
                 .await
                 .unwrap();
-            assert_eq!(got, OpResult::Value(Some(format!("v{i}"))));
+            assert_eq!(got, OpResult::Value(Some(format!("v{i}").into())));
         }
         // The restarted node catches up with the others.
         let deadline = Instant::now() + LIMIT;

@@ -195,7 +195,7 @@ impl Cluster {
         } else {
             let op = Op::Put {
                 key: format!("k{}", rng.gen_range(0..4)),
-                value: "v".repeat(rng.gen_range(0..64)),
+                value: "v".repeat(rng.gen_range(0..64)).into(),
             };
             let seq = self.num(rng);
             Payload::Request(
@@ -565,6 +565,60 @@ fn config_and_scenario_parsing_never_panic() {
 /// Inputs that broke something before (issue 9), kept so they stay fixed.
 #[test]
 fn regressions() {
+    // A 15 MB heartbeat whose election proof holds 3 million unsigned votes of 5 bytes
+    // each (postcard): without the bound on signer lists it decoded into one Vec of
+    // hundreds of MiB.
+    {
+        let proof = ElectionProof {
+            term: 1,
+            leader: 1,
+            votes: vec![],
+        };
+        let ae = AppendEntries {
+            term: 1,
+            leader: 1,
+            prev_index: 0,
+            prev_term: 0,
+            prev_hash: Digest::default(),
+            entries: vec![],
+            commit: 0,
+            proof: Some(proof),
+            lock: None,
+        };
+        let unsigned = tangaroa::crypto::Signed {
+            body: ae,
+            sig: None,
+        };
+        let mut body =
+            frame::encode(&Wire::Protocol(Message::AppendEntries(unsigned))).unwrap()[4..].to_vec();
+        // It ends with the empty vote list, no lock, no signature.
+        assert_eq!(body[body.len() - 3..], [0, 0, 0]);
+        body.truncate(body.len() - 3);
+        body.extend_from_slice(&[0xc0, 0x8d, 0xb7, 0x01]); // 3_000_000 votes
+        let vote = Vote {
+            term: 1,
+            voter: 1,
+            candidate: 1,
+            lock: None,
+        };
+        let one = tangaroa::codec::encode(&tangaroa::crypto::Signed {
+            body: vote,
+            sig: None,
+        });
+        assert_eq!(one.len(), 5);
+        for _ in 0..3_000_000 {
+            body.extend_from_slice(&one);
+        }
+        body.extend_from_slice(&[0, 0]);
+        assert!(body.len() <= frame::MAX_FRAME);
+        assert!(frame::admit(Sender::Node, &body).is_ok());
+        assert!(frame::decode(&body).is_err());
+        let largest = LARGEST.load(Ordering::Relaxed);
+        assert!(
+            largest <= MAX_ALLOCATION,
+            "an allocation of {largest} bytes"
+        );
+    }
     // A 16 MiB frame of no-op entries: refused by its entry count before decoding.
     let c = cluster();
     let noops: Vec<Entry> = (1..=5000)

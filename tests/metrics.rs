@@ -415,7 +415,7 @@ fn rejections_are_counted_by_kind_and_reason() {
 fn a_node_far_behind_is_not_ready_until_it_caught_up() {
     use tangaroa::protocol::Op;
     use tangaroa::runtime::client::Session;
-    use tangaroa::runtime::metrics::CAUGHT_UP_LAG;
+    use tangaroa::runtime::CAUGHT_UP_LAG;
     const CLIENTS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
     let config = keygen(dir.path(), CLIENTS);

@@ -10,7 +10,7 @@ use tangaroa::protocol::{Entry, Op, Payload, Request};
 fn entry(term: u64, index: u64, client: u32, seq: u64, value: u8) -> Entry {
     let op = Op::Put {
         key: format!("k{}", value % 3),
-        value: value.to_string(),
+        value: value.to_string().into(),
     };
     Entry {
         term,
@@ -86,10 +86,10 @@ proptest! {
         let mut kv = Kv::new();
         // A model: per client, the latest executed seq; the store is what those executions wrote.
         let mut latest: HashMap<u32, u64> = HashMap::new();
-        let mut model: BTreeMap<String, String> = BTreeMap::new();
+        let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut executed: HashMap<(u32, u64), u32> = HashMap::new();
         for (client, seq, v) in reqs {
-            let op = Op::Put { key: format!("k{}", v % 3), value: v.to_string() };
+            let op = Op::Put { key: format!("k{}", v % 3), value: v.to_string().into() };
             let req = Request { client, seq, op: op.clone() };
             let fresh = latest.get(&client).is_none_or(|&l| seq > l);
             match kv.apply(&req) {
@@ -106,7 +106,7 @@ proptest! {
         }
         prop_assert!(executed.values().all(|&n| n == 1));
         for (k, v) in &model {
-            prop_assert_eq!(kv.get(k), Some(v));
+            prop_assert_eq!(kv.get(k), Some(v.as_slice()));
         }
         prop_assert_eq!(kv.len(), model.len());
     }

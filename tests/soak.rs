@@ -48,7 +48,7 @@ fn kill_9_and_restart_under_load_loses_nothing_acknowledged() {
         .unwrap();
     let honest: Vec<NodeId> = c.honest();
     let op_limit = Duration::from_secs(30);
-    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let mut acked: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut unknown = 0usize;
     let mut kills = 0usize;
     let mut seed: u64 = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
@@ -67,7 +67,7 @@ fn kill_9_and_restart_under_load_loses_nothing_acknowledged() {
         let burst = Instant::now() + Duration::from_millis(500 + rand(2500));
         while Instant::now() < burst {
             i += 1;
-            let (k, v) = (format!("soak-{i}"), format!("v{i}"));
+            let (k, v) = (format!("soak-{i}"), format!("v{i}").into_bytes());
             let op = Op::Put {
                 key: k.clone(),
                 value: v.clone(),
@@ -140,7 +140,7 @@ fn kill_9_and_restart_under_load_loses_nothing_acknowledged() {
     );
     // Every acknowledged put is a committed entry of the honest logs.
     let (_, entries, commit) = &logs[0];
-    let mut committed: std::collections::HashMap<&str, &str> = Default::default();
+    let mut committed: std::collections::HashMap<&str, &[u8]> = Default::default();
     for e in entries.iter().take(*commit as usize) {
         if let Some(r) = e.payload.request() {
             if let Op::Put { key, value } = &r.body.op {
@@ -151,7 +151,7 @@ fn kill_9_and_restart_under_load_loses_nothing_acknowledged() {
     for (k, v) in &acked {
         assert_eq!(
             committed.get(k.as_str()),
-            Some(&v.as_str()),
+            Some(&v.as_slice()),
             "acknowledged {k} lost"
         );
     }

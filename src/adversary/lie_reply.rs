@@ -33,7 +33,7 @@ impl Actor for LieReply {
 
     fn reply(&mut self, r: Reply) -> Option<Reply> {
         Some(Reply {
-            result: OpResult::Value(Some(LIE.to_string())),
+            result: OpResult::Value(Some(LIE.into())),
             ..r
         })
     }

@@ -45,7 +45,7 @@ impl Tamper {
                 r.body.op = match &r.body.op {
                     Op::Put { key, value } => Op::Put {
                         key: key.clone(),
-                        value: format!("{value}~"),
+                        value: [value.as_slice(), b"~"].concat(),
                     },
                     Op::Get { key } | Op::Delete { key } => Op::Put {
                         key: key.clone(),
@@ -54,7 +54,7 @@ impl Tamper {
                     Op::Cas { key, expected, new } => Op::Cas {
                         key: key.clone(),
                         expected: expected.clone(),
-                        new: format!("{new}~"),
+                        new: [new.as_slice(), b"~"].concat(),
                     },
                 }
             }

@@ -50,7 +50,7 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())?;
         let (budget, issued) = (budget.clone(), issued.clone());
-        let value = "v".repeat(payload);
+        let value: Vec<u8> = "v".repeat(payload).into();
         tasks.push(tokio::spawn(async move {
             let mut s = Samples::default();
             let mut i = 0u64;

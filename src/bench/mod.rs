@@ -293,21 +293,25 @@ async fn snapshot(s: &mut Session, pids: &[u32]) -> Snapshot {
     }
 }
 
-/// User + system CPU seconds of a process so far (Linux; 0 elsewhere).
+/// User + system CPU seconds of a process so far (Linux, from `/proc/PID/stat` by the
+/// `procfs` crate; 0 elsewhere or if the process is gone).
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks / hz
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(stat) = i32::try_from(pid)
+            .map_err(|_| ())
+            .and_then(|p| procfs::process::Process::new(p).map_err(|_| ()))
+            .and_then(|p| p.stat().map_err(|_| ()))
+        else {
+            return 0.0;
+        };
+        (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        0.0
+    }
 }
 
 fn timeline(done: &[(Duration, Duration)], end: Duration) -> Vec<u64> {

@@ -219,7 +219,7 @@ async fn tell(
 
     let mut latencies = Vec::with_capacity(requests * 2);
     for i in 0..requests {
-        let (key, value) = (format!("key-{i}"), format!("value-{i}"));
+        let (key, value) = (format!("key-{i}"), format!("value-{i}").into_bytes());
         let t = Instant::now();
         let put = session
             .execute(
@@ -306,7 +306,7 @@ async fn burst(config: &std::path::Path, leader: (Term, NodeId)) -> Result<(), S
         puts.spawn(async move {
             let op = Op::Put {
                 key: format!("burst-{c}"),
-                value: format!("from client {c}"),
+                value: format!("from client {c}").into(),
             };
             let r = session.execute(op, Duration::from_secs(20)).await;
             session.close_gracefully().await;

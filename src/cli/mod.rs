@@ -31,6 +31,8 @@ pub mod sim;
 pub mod status;
 
 use clap::{Parser, Subcommand};
+use logging::LogFormat;
+use std::process::ExitCode;
 
 /// tangaroa: a Byzantine-fault-tolerant Raft (Tangaroa, done properly).
 ///
@@ -121,5 +123,42 @@ pub fn write_out(args: std::fmt::Arguments) {
     let mut out = std::io::stdout().lock();
     if out.write_fmt(args).and_then(|()| out.flush()).is_err() {
         CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The `tangaroa` binary: parses the command line, runs the command, and maps its outcome
+/// to the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::cli::logging::init(cli.log_format);
+    // Node processes this one starts (cluster, demo, bench) log in the same format.
+    std::env::set_var("TANGAROA_LOG_FORMAT", cli.log_format.name());
+    let failed = |violations: bool| u8::from(violations);
+    let format = cli.log_format;
+    let outcome = match cli.command {
+        Command::Sim(args) => crate::cli::sim::run(args).map(failed),
+        Command::Keygen(args) => crate::cli::keygen::run(args).map(|()| 0),
+        Command::Node(args) => crate::cli::node::run(args).map(failed),
+        Command::Client(args) => crate::cli::client::run(args),
+        Command::Status(args) => crate::cli::status::run(args),
+        Command::Cluster(args) => crate::cli::cluster::run(args),
+        Command::Demo(args) => crate::cli::demo::run(args),
+        Command::Bench(args) => crate::cli::bench::run(args),
+        Command::Completions(args) => crate::cli::completions::run(args),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            match format {
+                // Scripts reading JSON logs get the reason as one more JSON line.
+                LogFormat::Json => tracing::error!("{e}"),
+                // Not eprintln!: a closed stderr must not turn an error into a panic.
+                LogFormat::Text => {
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stderr(), "error: {e}");
+                }
+            }
+            ExitCode::from(2)
+        }
     }
 }

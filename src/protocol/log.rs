@@ -18,7 +18,7 @@ pub struct Log {
 
 /// The bytes an entry contributes to the chain: `encode(request)`.
 pub fn payload_bytes(p: &Payload) -> Vec<u8> {
-    bincode::serialize(p).expect("in-memory bincode encoding cannot fail")
+    crate::codec::encode(p)
 }
 
 impl Log {
@@ -174,7 +174,7 @@ mod tests {
                     seq,
                     op: Op::Put {
                         key: "k".into(),
-                        value: "v".repeat(1000),
+                        value: "v".repeat(1000).into(),
                     },
                 },
                 sig: None,

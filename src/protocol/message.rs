@@ -6,12 +6,12 @@ use super::types::{ClientId, Index, NodeId, Term};
 use crate::crypto::{Digest, Principal, Signable, Signed};
 use serde::{Deserialize, Serialize};
 
-/// A key-value operation.
+/// A key-value operation. Keys are text; values are bytes (any bytes, not only UTF-8).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
     Put {
         key: String,
-        value: String,
+        value: Vec<u8>,
     },
     Get {
         key: String,
@@ -23,8 +23,8 @@ pub enum Op {
     /// (`None` meaning absent).
     Cas {
         key: String,
-        expected: Option<String>,
-        new: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
     },
 }
 
@@ -39,7 +39,7 @@ impl Op {
             Op::Put { key, value } => key.len() + value.len(),
             Op::Get { key } | Op::Delete { key } => key.len(),
             Op::Cas { key, expected, new } => {
-                key.len() + expected.as_ref().map_or(0, String::len) + new.len()
+                key.len() + expected.as_ref().map_or(0, Vec::len) + new.len()
             }
         }
     }
@@ -99,9 +99,9 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OpResult {
     Ok,
-    Value(Option<String>),
+    Value(Option<Vec<u8>>),
     /// A compare-and-swap whose expected value did not match; carries the current value.
-    CasFailed(Option<String>),
+    CasFailed(Option<Vec<u8>>),
     /// The client already had a newer request applied; this one was not executed.
     Stale,
 }
@@ -161,6 +161,7 @@ impl Signable for Vote {
 pub struct ElectionProof {
     pub term: Term,
     pub leader: NodeId,
+    #[serde(deserialize_with = "crate::codec::at_most_signers")]
     pub votes: Vec<Signed<Vote>>,
 }
 
@@ -171,6 +172,7 @@ pub struct PreparedCert {
     pub term: Term,
     pub index: Index,
     pub hash: Digest,
+    #[serde(deserialize_with = "crate::codec::at_most_signers")]
     pub acks: Vec<Signed<Ack>>,
 }
 

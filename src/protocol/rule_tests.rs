@@ -74,7 +74,7 @@ impl Harness {
     fn entry(&self, term: Term, index: u64, seq: u64) -> Entry {
         let op = super::message::Op::Put {
             key: "k".into(),
-            value: format!("v{seq}"),
+            value: format!("v{seq}").into(),
         };
         let r = self
             .domain

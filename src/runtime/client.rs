@@ -1,7 +1,33 @@
 //! A client session over QUIC: one authenticated stream to every node, driven by the
 //! sans-IO [`ClientCore`] (sign, address the leader, broadcast on timeout, escalate to a
 //! Revolution, accept on enough matching replies). Used by `tangaroa client`, the demo and
-//! the benchmark.
+//! the benchmark, and the library's client API.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tangaroa::protocol::{Op, OpResult};
+//! use tangaroa::runtime::client::Session;
+//!
+//! # async fn demo() -> Result<(), tangaroa::runtime::client::ClientError> {
+//! // The configuration `tangaroa keygen` wrote; the key defaults to client-0.key beside it.
+//! let mut s = Session::connect("keys/cluster.toml".as_ref(), None).await?;
+//! let put = Op::Put { key: "k".into(), value: b"\x00 any bytes".to_vec() };
+//! assert_eq!(s.execute(put, Duration::from_secs(10)).await?, OpResult::Ok);
+//! let swap = Op::Cas { key: "k2".into(), expected: None, new: b"first".to_vec() };
+//! match s.execute(swap, Duration::from_secs(10)).await? {
+//!     OpResult::Ok => println!("k2 was absent; now set"),
+//!     OpResult::CasFailed(current) => println!("k2 is already {current:?}"),
+//!     other => println!("{other:?}"),
+//! }
+//! s.close_gracefully().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A session is one client identity with one sequence of requests: use it from one task
+//! at a time (its methods take `&mut self`), and give concurrent workers their own client
+//! keys (sessions of one key in two processes at once make the older one's requests
+//! stale: [`OpResult::Stale`]).
 
 use super::{Loaded, SetupError};
 use crate::client::{ClientCore, ClientOutput};
@@ -19,19 +45,30 @@ use tokio::sync::mpsc;
 /// Ticks (of the cluster's `tick_ms`) before a pending request is re-sent to everyone.
 const CLIENT_TIMEOUT_TICKS: u32 = 50;
 
+/// Why a session could not start or an operation got no agreed result.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The configuration, the key files or the certificates could not be loaded.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// No result enough nodes agree on within the limit. The request may still commit:
+    /// retrying it is safe only for idempotent operations (a retry is a new request).
     #[error("no result within {0:?}: the outcome is unknown (the request may still commit)")]
     Timeout(Duration),
+    /// More than [`MAX_OP_BYTES`] of keys and values: nodes would ignore it. Not sent.
     #[error("the operation carries {0} bytes of keys and values; the most is {MAX_OP_BYTES}")]
     TooLarge(usize),
+    /// The local UDP socket could not be opened.
     #[error("cannot open a client endpoint: {0}")]
     Endpoint(std::io::Error),
 }
 
+/// A signed client's connection to a whole cluster: a QUIC stream to every node (mutual
+/// TLS against the certificates pinned in the configuration), kept up and redialled in
+/// the background. [`execute`](Session::execute) returns a result only when enough nodes
+/// reply the same (f+1 in `bft`), so up to f lying nodes cannot fool it.
 pub struct Session {
+    /// This client's id in the configuration.
     pub id: ClientId,
     core: ClientCore,
     links: Vec<mpsc::Sender<Bytes>>,
@@ -51,6 +88,8 @@ impl Session {
         Session::connect_as(&loaded, id, secret).await
     }
 
+    /// Connects as client `id` of an already loaded configuration; its secret key is at
+    /// `secret`, or `client-ID.key` beside the configuration.
     pub async fn connect_as(
         loaded: &Loaded,
         id: ClientId,
@@ -113,14 +152,18 @@ impl Session {
         })
     }
 
+    /// How many nodes the cluster has.
     pub fn nodes(&self) -> usize {
         self.links.len()
     }
 
+    /// The (term, leader) the latest replies named: where the next request goes first. A
+    /// hint only; results never depend on it.
     pub fn leader_hint(&self) -> Option<(Term, NodeId)> {
         self.core.leader_hint()
     }
 
+    /// Sends the next requests to `leader` first (e.g. one learned from [`status`](Session::status)).
     pub fn hint_leader(&mut self, term: Term, leader: NodeId) {
         self.core.hint_leader(term, leader);
     }
@@ -149,7 +192,15 @@ impl Session {
         accepted
     }
 
-    /// Submits `op` and waits for a result enough nodes agree on, up to `limit`.
+    /// Signs and submits `op`, and waits up to `limit` for a result enough nodes agree on.
+    ///
+    /// The request goes to the leader hinted; after the cluster's client timeout to every
+    /// node, and after a second one with a signed Revolution against the leader. Results:
+    /// [`OpResult::Ok`] (put, delete, a cas that swapped), [`OpResult::Value`] (get;
+    /// `None`: no such key), [`OpResult::CasFailed`] with the current value (`None`:
+    /// absent), or [`OpResult::Stale`] when a later request of this client was applied
+    /// first. Errors: [`ClientError::TooLarge`] (not sent) and [`ClientError::Timeout`]
+    /// (outcome unknown).
     pub async fn execute(&mut self, op: Op, limit: Duration) -> Result<OpResult, ClientError> {
         check_size(&op)?;
         let outs = self.core.submit(op);
@@ -265,6 +316,7 @@ impl Session {
         None
     }
 
+    /// Closes every connection at once, without waiting for the nodes to hear of it.
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"done");
     }
@@ -334,11 +386,19 @@ async fn link(mut l: Link) {
         let node = l.node;
         let reader = tokio::spawn(async move {
             let mut buf = Vec::new();
-            while let Ok(Some(w)) =
-                read_frame(&mut recv, &mut buf, transport::frame::Sender::Server).await
-            {
-                if inbox.send((node, w)).await.is_err() {
-                    return;
+            loop {
+                match read_frame(&mut recv, &mut buf, transport::frame::Sender::Server).await {
+                    Ok(Some(w)) => {
+                        if inbox.send((node, w)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A node of another wire version, or a broken one: say why.
+                    Err(transport::ReadFailure::Bad(e)) => {
+                        tracing::warn!(node, "refusing what the node sent: {e}");
+                        return;
+                    }
+                    Ok(None) | Err(transport::ReadFailure::Closed) => return,
                 }
             }
         });

@@ -3,8 +3,11 @@
 
 pub mod client;
 pub mod local;
-pub mod metrics;
-pub mod node;
+pub(crate) mod metrics;
+/// How far behind the highest commit index it has heard of a node may be and still be
+/// ready (`/readyz`).
+pub use metrics::CAUGHT_UP_LAG;
+pub(crate) mod node;
 
 use crate::config::ClusterConfig;
 use crate::crypto::Principal;

@@ -67,14 +67,6 @@ pub enum NodeError {
     },
 }
 
-impl NodeError {
-    /// Errors the operator must fix (configuration, keys, addresses, a damaged log), as
-    /// opposed to failures while running.
-    pub fn is_setup(&self) -> bool {
-        !matches!(self, NodeError::Runtime(_))
-    }
-}
-
 /// Runs a node until it is told to stop (SIGINT/SIGTERM). Blocks the calling thread.
 pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let loaded = Loaded::load(&opts.config)?;
@@ -102,6 +94,17 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         cluster_id: cfg.cluster_id.clone(),
         node_id: me,
         public_key: cfg.nodes[me as usize].public_key.clone(),
+    };
+    // Signals before the data directory: a SIGTERM during start-up (once the directory
+    // shows signs of life) must stop the node, not kill it. It is acted on once the loop
+    // below runs.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(NodeError::Runtime)?;
+    let signals = {
+        let _guard = rt.enter();
+        StopSignals::install().map_err(NodeError::Runtime)?
     };
     let (storage, durable) = Storage::open_as(&data, &owner)?;
     durable
@@ -148,20 +151,11 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         None => Box::new(ctx.honest_node()),
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(NodeError::Runtime)?;
     let (tx, rx) = mpsc::channel(transport::INBOUND_QUEUE);
     let mut addresses: Vec<_> = cfg.nodes.iter().map(|n| n.address).collect();
     let bind = opts.listen.unwrap_or(addresses[me as usize]);
     addresses[me as usize] = bind;
-    // Signals first: a SIGTERM during start-up must stop the node, not kill it.
     let stopping = Arc::new(AtomicBool::new(false));
-    let signals = {
-        let _guard = rt.enter();
-        StopSignals::install().map_err(NodeError::Runtime)?
-    };
     rt.spawn(stop_on_signal(signals, tx.clone(), stopping.clone()));
     let net = {
         let _guard = rt.enter();

@@ -63,9 +63,7 @@ impl SignatureAudit {
             Message::AppendEntries(ae) if ae.body.leader == node => {
                 let b = &ae.body;
                 b.entries.iter().find_map(|e| {
-                    let digest = crate::crypto::sha256(
-                        &bincode::serialize(e).expect("in-memory encoding"),
-                    );
+                    let digest = crate::crypto::sha256(&crate::codec::encode(e));
                     remember(&mut self.entries, (node, b.term, e.index), digest).map(|_| {
                         format!(
                             "honest leader {node} sent two different entries at index {} in term {}",

@@ -385,14 +385,14 @@ impl World {
         match self.rng.gen_range(0..10) {
             0..=4 => Op::Put {
                 key,
-                value: format!("v{}", self.rng.gen_range(0..100)),
+                value: format!("v{}", self.rng.gen_range(0..100)).into(),
             },
             5..=6 => Op::Get { key },
             7 => Op::Delete { key },
             _ => Op::Cas {
                 key,
-                expected: Some(format!("v{}", self.rng.gen_range(0..100))),
-                new: format!("v{}", self.rng.gen_range(0..100)),
+                expected: Some(format!("v{}", self.rng.gen_range(0..100)).into()),
+                new: format!("v{}", self.rng.gen_range(0..100)).into(),
             },
         }
     }
@@ -455,7 +455,7 @@ impl World {
     }
 
     fn deliver(&mut self, to: Endpoint, from: Endpoint, msg: Message) {
-        let bytes = bincode::serialize(&msg).expect("in-memory encoding");
+        let bytes = crate::codec::encode(&msg);
         let digest = sha256(&bytes);
         self.trace.update(self.now.to_le_bytes());
         self.trace.update(format!("{to:?}{from:?}").as_bytes());

@@ -9,6 +9,11 @@
 //!   could leave a truncation durable without the hard state that retained what it cut.
 //!   A torn tail is cut; a damaged middle refuses to start.
 //! - `evidence`: append-only records of Evidence.
+//! - `format`: the version of the record format (`codec::DISK_VERSION`), written when the
+//!   directory is first used. A directory of another version is refused, naming both
+//!   versions; one with a log but no `format` file was written by a build before
+//!   versioning (bincode, version 1). Records are never converted in place.
+//! - `identity`: whose data this is (`Owner`).
 //!
 //! `apply` takes every `Persist` of a batch and syncs once per touched file before
 //! returning: the caller releases the batch's messages only after that.
@@ -45,6 +50,12 @@ pub enum StorageError {
         path: PathBuf,
         found: String,
         expected: String,
+    },
+    #[error("{path}: data format version {found}, but this build reads version {expected}; refusing to start (run the tangaroa build that wrote it: records are not converted, and a node must not start afresh in place of its own votes)")]
+    Format {
+        path: PathBuf,
+        found: String,
+        expected: u32,
     },
     #[error("{path}: unreadable identity file: {reason}")]
     BadIdentity { path: PathBuf, reason: String },
@@ -107,6 +118,55 @@ impl std::fmt::Display for Owner {
             "node {} of cluster '{}' (key {key}…)",
             self.node_id, self.cluster_id
         )
+    }
+}
+
+/// What the `format` file holds: this line and a newline.
+fn format_line(version: u32) -> String {
+    format!("tangaroa data format {version}")
+}
+
+/// Checks the data directory's format version, recording it the first time. Called with
+/// the directory's lock held, before its files are read.
+fn check_format(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join("format");
+    let refuse = |found: String| StorageError::Format {
+        path: path.clone(),
+        found,
+        expected: crate::codec::DISK_VERSION,
+    };
+    match crate::config::read_bounded_string(&path, 4096) {
+        Ok(text) => {
+            let text = text.trim();
+            if text == format_line(crate::codec::DISK_VERSION) {
+                return Ok(());
+            }
+            let found = text
+                .strip_prefix("tangaroa data format ")
+                .filter(|v| !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
+                .map_or_else(|| format!("unknown ({text:.40?})"), str::to_string);
+            Err(refuse(found))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let written = ["log", "evidence"]
+                .iter()
+                .any(|f| std::fs::metadata(dir.join(f)).is_ok_and(|m| m.len() > 0));
+            if written {
+                return Err(refuse("1 (bincode, before format versions)".into()));
+            }
+            let tmp = dir.join("format.tmp");
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                writeln!(f, "{}", format_line(crate::codec::DISK_VERSION))?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)
+            };
+            write().map_err(|e| refuse(format!("unwritable: {e}")))?;
+            sync_dir(dir)?;
+            Ok(())
+        }
+        Err(e) => Err(refuse(format!("unreadable: {e}"))),
     }
 }
 
@@ -179,6 +239,7 @@ impl Storage {
             sync_dir(parent)?;
         }
         let lock = lock_dir(dir)?;
+        check_format(dir)?;
         if let Some(owner) = owner {
             bind_owner(dir, owner)?;
         }
@@ -188,7 +249,7 @@ impl Storage {
         let mut hard = HardState::default();
         for (index, bytes) in records.iter().enumerate() {
             let batch: StoredBatch =
-                bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
+                crate::codec::decode(bytes).map_err(|e| StorageError::Decode {
                     path: log_path.clone(),
                     index,
                     reason: e.to_string(),
@@ -231,7 +292,7 @@ impl Storage {
         let (evidence, ev_records, _) = RecordFile::open(&ev_path)?;
         let mut ev = Vec::new();
         for (index, bytes) in ev_records.iter().enumerate() {
-            let e: Evidence = bincode::deserialize(bytes).map_err(|e| StorageError::Decode {
+            let e: Evidence = crate::codec::decode(bytes).map_err(|e| StorageError::Decode {
                 path: ev_path.clone(),
                 index,
                 reason: e.to_string(),
@@ -364,7 +425,7 @@ const SPLIT_BYTES: u64 = (records::MAX_RECORD / 4) as u64;
 /// The records a batch is written as: itself if it fits in one, else its leading appends
 /// in chunks and the rest (from the first truncation on, and the hard state) last.
 fn split<'a>(batch: Batch<&'a [Entry], &'a HardState>) -> Vec<Batch<&'a [Entry], &'a HardState>> {
-    let size = bincode::serialized_size(&batch).unwrap_or(u64::MAX);
+    let size = crate::codec::encoded_size(&batch) as u64;
     if size <= records::MAX_RECORD as u64 {
         return vec![batch];
     }
@@ -384,7 +445,7 @@ fn split<'a>(batch: Batch<&'a [Entry], &'a HardState>) -> Vec<Batch<&'a [Entry],
         };
         let mut start = 0;
         for (k, e) in es.iter().enumerate() {
-            let n = bincode::serialized_size(e).unwrap_or(u64::MAX);
+            let n = crate::codec::encoded_size(e) as u64;
             if used > 0 && used.saturating_add(n) > SPLIT_BYTES {
                 if k > start {
                     chunk.push(LogOp::Append(&es[start..k]));
@@ -439,7 +500,7 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serialize(v).expect("in-memory bincode encoding cannot fail")
+    crate::codec::encode(v)
 }
 
 #[cfg(test)]
@@ -453,7 +514,7 @@ mod tests {
     fn entry(index: u64) -> Entry {
         let op = Op::Put {
             key: "k".into(),
-            value: index.to_string(),
+            value: index.to_string().into(),
         };
         Entry {
             term: 1,
@@ -621,7 +682,7 @@ mod tests {
         if let Payload::Request(r) = &mut e.payload {
             r.body.op = Op::Put {
                 key: "k".into(),
-                value: "v".repeat(crate::protocol::MAX_OP_BYTES - 1),
+                value: "v".repeat(crate::protocol::MAX_OP_BYTES - 1).into(),
             };
         }
         e
@@ -704,6 +765,42 @@ mod tests {
 
     /// A directory records its owner on first use and refuses another node or cluster
     /// with a message naming both.
+    #[test]
+    fn a_directory_of_another_format_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        append(&mut s, 1, 3);
+        drop(s);
+        let format = dir.path().join("format");
+        let text = std::fs::read_to_string(&format).unwrap();
+        assert_eq!(
+            text.trim(),
+            format!("tangaroa data format {}", crate::codec::DISK_VERSION)
+        );
+        let refused = |what: &str| {
+            let msg = Storage::open(dir.path()).err().expect(what).to_string();
+            assert!(
+                msg.contains(&format!(
+                    "this build reads version {}",
+                    crate::codec::DISK_VERSION
+                )) && msg.contains("refusing to start"),
+                "{what}: {msg}"
+            );
+            msg
+        };
+        // Written by a later (or earlier) build.
+        std::fs::write(&format, "tangaroa data format 3\n").unwrap();
+        assert!(refused("a later version").contains("data format version 3,"));
+        std::fs::write(&format, "something else").unwrap();
+        assert!(refused("garbage").contains("unknown"));
+        // A log without a format file is a bincode-era directory (version 1).
+        std::fs::remove_file(&format).unwrap();
+        assert!(refused("bincode era").contains("data format version 1 (bincode"));
+        // The refusals changed nothing: with the file back, the log is whole.
+        std::fs::write(&format, text).unwrap();
+        assert_eq!(Storage::open(dir.path()).unwrap().1.entries.len(), 3);
+    }
+
     #[test]
     fn a_data_directory_belongs_to_one_node_of_one_cluster() {
         let dir = tempfile::tempdir().unwrap();

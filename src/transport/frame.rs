@@ -1,13 +1,15 @@
-//! What travels on a stream: length-prefixed bincode frames, bounded in size.
+//! What travels on a stream: length-prefixed, versioned postcard frames, bounded in size.
 //!
-//! A frame is `u32 little-endian length || bincode(Wire)`. The length is checked against
-//! [`MAX_FRAME`] before anything is allocated, and decoding is bounded by the same limit,
+//! A frame is `u32 little-endian length || WIRE_VERSION || postcard(Wire)` (the length
+//! counts the version byte). The length is checked against [`MAX_FRAME`] before anything
+//! is allocated, the version before anything is decoded (a peer of another format
+//! version is refused, naming both versions), and decoding is bounded by the same limit,
 //! so a peer can neither make us allocate without bound nor crash us with garbage: a bad
 //! frame is an error the reader logs, counts, and answers by dropping the connection.
 
+use crate::codec::{self, Peek, WIRE_VERSION};
 use crate::protocol::node::MAX_CATCHUP;
 use crate::protocol::{Index, Message, NodeId, Term, MAX_OP_BYTES};
-use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// The largest frame accepted or sent: a catch-up of `MAX_CATCHUP` entries with signed
@@ -39,44 +41,53 @@ impl Sender {
     }
 }
 
-// bincode tags (fixint, little endian): a u32 variant index per enum, in declaration
-// order. `tags_match_the_encoding` below pins them to the real types.
-const WIRE_PROTOCOL: u32 = 0;
-const WIRE_STATUS_QUERY: u32 = 1;
-const WIRE_STATUS: u32 = 2;
-const WIRE_HELLO: u32 = 3;
-const MSG_APPEND_ENTRIES: u32 = 2;
-const MSG_REQUEST: u32 = 6;
-const MSG_REVOLUTION: u32 = 7;
-const MSG_REPLY: u32 = 8;
-const MSG_CATCH_UP: u32 = 9;
-/// Where the entry count sits in a `Wire::Protocol(AppendEntries)` body: after the two
-/// tags, term, leader, prev_index, prev_term and prev_hash.
-const AE_ENTRIES_AT: usize = 8 + 8 + 4 + 8 + 8 + 32;
-/// The same in `Wire::Protocol(CatchUp)`: after the tags, from, prev_index and prev_hash.
-const CATCH_UP_ENTRIES_AT: usize = 8 + 4 + 8 + 32;
+// postcard tags: a varint variant index per enum, in declaration order.
+// `tags_match_the_encoding` below pins them to the real types.
+const WIRE_PROTOCOL: u64 = 0;
+const WIRE_STATUS_QUERY: u64 = 1;
+const WIRE_STATUS: u64 = 2;
+const WIRE_HELLO: u64 = 3;
+const MSG_APPEND_ENTRIES: u64 = 2;
+const MSG_REQUEST: u64 = 6;
+const MSG_REVOLUTION: u64 = 7;
+const MSG_REPLY: u64 = 8;
+const MSG_CATCH_UP: u64 = 9;
+/// What precedes the entry count in an AppendEntries body: term, leader, prev_index and
+/// prev_term (varints), then prev_hash (32 bytes).
+const AE_VARINTS: usize = 4;
+/// The same in a CatchUp: from and prev_index, then prev_hash.
+const CATCH_UP_VARINTS: usize = 2;
+const HASH_BYTES: usize = 32;
 
-fn u32_at(body: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?))
+/// The entry count of a protocol message body after its tags, skipping `varints`
+/// integers and a hash.
+fn entry_count(p: &mut Peek<'_>, varints: usize) -> Option<u64> {
+    p.skip_varints(varints)?;
+    p.skip(HASH_BYTES)?;
+    p.varint()
 }
 
-fn u64_at(body: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// Checks what a frame is before it is decoded: the kinds its sender may send, and the
-/// entry count of messages that carry entries. Decoding allocates per element (an entry
-/// of a few encoded bytes becomes a few hundred in memory), so an unchecked 16 MiB frame
-/// of tiny entries would decode to hundreds of MiB; with at most `MAX_CATCHUP` entries
-/// the decoded size stays within a small multiple of the frame.
+/// Checks what a frame is before it is decoded: its format version, the kinds its
+/// sender may send, and the entry count of messages that carry entries. Decoding
+/// allocates per element (an entry of a few encoded bytes becomes a few hundred in
+/// memory), so an unchecked 16 MiB frame of tiny entries would decode to gigabytes; with
+/// at most `MAX_CATCHUP` entries the decoded size stays within a small multiple of the
+/// frame.
 pub fn admit(from: Sender, body: &[u8]) -> Result<(), FrameError> {
     let refuse = |why: String| Err(FrameError::Refused(why));
-    let Some(wire) = u32_at(body, 0) else {
-        return refuse("shorter than its tag".into());
+    let Some((&version, rest)) = body.split_first() else {
+        return refuse("an empty frame".into());
     };
     if body.len() > from.max_len() {
         return Err(FrameError::TooLarge(body.len()));
     }
+    if version != WIRE_VERSION {
+        return Err(FrameError::Version(version));
+    }
+    let mut p = Peek::new(rest);
+    let Some(wire) = p.varint() else {
+        return refuse("shorter than its tag".into());
+    };
     match (from, wire) {
         (Sender::Server, WIRE_STATUS) => return Ok(()),
         (Sender::Server, WIRE_PROTOCOL) => {}
@@ -86,19 +97,19 @@ pub fn admit(from: Sender, body: &[u8]) -> Result<(), FrameError> {
         (_, WIRE_PROTOCOL) => {}
         (_, t) => return refuse(format!("frame kind {t} is never sent to a node")),
     }
-    let Some(msg) = u32_at(body, 4) else {
+    let Some(msg) = p.varint() else {
         return refuse("protocol frame without a message tag".into());
     };
-    let entries_at = match (from, msg) {
+    let varints = match (from, msg) {
         (Sender::Client, MSG_REQUEST | MSG_REVOLUTION) => return Ok(()),
         (Sender::Client, t) => return refuse(format!("a client sent message kind {t}")),
         (Sender::Server, MSG_REPLY) => return Ok(()),
         (Sender::Server, t) => return refuse(format!("a node answered with message kind {t}")),
-        (Sender::Node, MSG_APPEND_ENTRIES) => AE_ENTRIES_AT,
-        (Sender::Node, MSG_CATCH_UP) => CATCH_UP_ENTRIES_AT,
+        (Sender::Node, MSG_APPEND_ENTRIES) => AE_VARINTS,
+        (Sender::Node, MSG_CATCH_UP) => CATCH_UP_VARINTS,
         (Sender::Node, _) => return Ok(()),
     };
-    match u64_at(body, entries_at) {
+    match entry_count(&mut p, varints) {
         Some(n) if n <= MAX_CATCHUP as u64 => Ok(()),
         Some(n) => refuse(format!(
             "{n} entries in one message; the most is {MAX_CATCHUP}"
@@ -159,6 +170,8 @@ pub struct Counters {
 pub enum FrameError {
     #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
     TooLarge(usize),
+    #[error("wire format version {0}, but this node speaks version {WIRE_VERSION}: the peer runs an incompatible tangaroa build (run one version on every node and client)")]
+    Version(u8),
     #[error("undecodable frame: {0}")]
     Decode(String),
     #[error("refused before decoding: {0}")]
@@ -167,28 +180,16 @@ pub enum FrameError {
     Slow(std::time::Duration),
 }
 
-fn options() -> impl Options {
-    bincode::options()
-        .with_fixint_encoding()
-        .with_little_endian()
-        .with_limit(MAX_FRAME as u64)
-        .reject_trailing_bytes()
-}
-
-/// The whole frame, length prefix included, ready to write.
+/// The whole frame, length prefix and version included, ready to write.
 pub fn encode(w: &Wire) -> Result<Vec<u8>, FrameError> {
-    let size = options()
-        .serialized_size(w)
-        .map_err(|_| FrameError::TooLarge(usize::MAX))? as usize;
+    let size = 1 + codec::encoded_size(w);
     if size > MAX_FRAME {
         return Err(FrameError::TooLarge(size));
     }
     let mut buf = Vec::with_capacity(4 + size);
     buf.extend_from_slice(&(size as u32).to_le_bytes());
-    options()
-        .serialize_into(&mut buf, w)
-        .map_err(|e| FrameError::Decode(e.to_string()))?;
-    Ok(buf)
+    buf.push(WIRE_VERSION);
+    Ok(codec::encode_into(w, buf))
 }
 
 /// Checks a length prefix before the body is read, against what `from` may send.
@@ -200,10 +201,13 @@ pub fn body_len(prefix: [u8; 4], from: Sender) -> Result<usize, FrameError> {
     Ok(len)
 }
 
+/// Decodes a frame body (what follows the length prefix), version byte first.
 pub fn decode(body: &[u8]) -> Result<Wire, FrameError> {
-    options()
-        .deserialize(body)
-        .map_err(|e| FrameError::Decode(e.to_string()))
+    match body.split_first() {
+        None => Err(FrameError::Decode("an empty frame".into())),
+        Some((&v, _)) if v != WIRE_VERSION => Err(FrameError::Version(v)),
+        Some((_, rest)) => codec::decode(rest).map_err(|e| FrameError::Decode(e.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -240,8 +244,9 @@ mod tests {
         long.push(0);
         assert!(decode(&long).is_err());
         // A claimed collection length far beyond the frame fails without allocating it.
-        let mut huge = vec![0u8; 4];
-        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        // (A Status report whose role string claims u64::MAX bytes.)
+        let mut huge = vec![WIRE_VERSION, WIRE_STATUS as u8, 3];
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
         assert!(decode(&huge).is_err());
     }
 
@@ -297,7 +302,12 @@ mod tests {
     /// The tags and offsets `admit` reads are the real encoding's.
     #[test]
     fn tags_match_the_encoding() {
-        let tags = |b: &[u8]| (u32_at(b, 0).unwrap(), u32_at(b, 4).unwrap());
+        let tags = |b: &[u8]| {
+            assert_eq!(b[0], WIRE_VERSION);
+            let mut p = Peek::new(&b[1..]);
+            (p.varint().unwrap(), p.varint().unwrap())
+        };
+        let first = |b: &[u8]| Peek::new(&b[1..]).varint();
         assert_eq!(
             tags(&body(append_entries(vec![]))),
             (WIRE_PROTOCOL, MSG_APPEND_ENTRIES)
@@ -318,19 +328,21 @@ mod tests {
         });
         assert_eq!(tags(&body(rev)), (WIRE_PROTOCOL, MSG_REVOLUTION));
         assert_eq!(
-            u32_at(&encode(&Wire::StatusQuery).unwrap()[4..], 0),
+            first(&encode(&Wire::StatusQuery).unwrap()[4..]),
             Some(WIRE_STATUS_QUERY)
         );
-        assert_eq!(
-            u32_at(&encode(&Wire::Hello).unwrap()[4..], 0),
-            Some(WIRE_HELLO)
-        );
+        assert_eq!(first(&encode(&Wire::Hello).unwrap()[4..]), Some(WIRE_HELLO));
         let three: Vec<Entry> = (1..=3).map(entry).collect();
+        let count = |b: &[u8], varints| {
+            let mut p = Peek::new(&b[1..]);
+            p.skip_varints(2).unwrap();
+            entry_count(&mut p, varints)
+        };
         assert_eq!(
-            u64_at(&body(append_entries(three.clone())), AE_ENTRIES_AT),
+            count(&body(append_entries(three.clone())), AE_VARINTS),
             Some(3)
         );
-        assert_eq!(u64_at(&body(catch_up(three)), CATCH_UP_ENTRIES_AT), Some(3));
+        assert_eq!(count(&body(catch_up(three)), CATCH_UP_VARINTS), Some(3));
     }
 
     /// Kinds a sender may not send, and messages with more entries than any honest node
@@ -346,9 +358,15 @@ mod tests {
             let e = admit(Sender::Node, &body(m)).unwrap_err();
             assert!(matches!(e, FrameError::Refused(_)), "{e}");
         }
-        // A frame that claims 800k no-op entries: refused from its first 76 bytes.
-        let mut flood = body(append_entries(vec![]));
-        flood[AE_ENTRIES_AT..AE_ENTRIES_AT + 8].copy_from_slice(&800_000u64.to_le_bytes());
+        // A frame that claims 800k no-op entries: refused from its first bytes.
+        let empty = body(append_entries(vec![]));
+        let mut p = Peek::new(&empty[1..]);
+        p.skip_varints(2 + AE_VARINTS).unwrap();
+        p.skip(HASH_BYTES).unwrap();
+        let at = empty.len() - p.remaining();
+        assert_eq!(empty[at], 0, "the entry count of an empty AppendEntries");
+        let mut flood = empty[..at].to_vec();
+        flood.extend_from_slice(&[0x80, 0xea, 0x30]); // 800_000
         flood.resize(MAX_FRAME, 0);
         assert!(admit(Sender::Node, &flood).is_err());
         // Clients: requests, Revolutions and status queries only, and small.
@@ -364,5 +382,31 @@ mod tests {
         assert!(admit(Sender::Server, &status[4..]).is_ok());
         assert!(admit(Sender::Server, &body(Message::Request(request()))).is_err());
         assert!(admit(Sender::Node, &[0, 0, 0, 0]).is_err());
+    }
+
+    /// A frame of another wire format version is refused before decoding, by admission
+    /// and by decoding alike, and the error names both versions.
+    #[test]
+    fn a_frame_of_another_version_is_refused() {
+        let mut frame = body(Message::Request(request()));
+        assert!(admit(Sender::Client, &frame).is_ok());
+        for other in [1u8, WIRE_VERSION + 1, 0xff] {
+            frame[0] = other;
+            let e = admit(Sender::Client, &frame).unwrap_err();
+            assert!(matches!(e, FrameError::Version(v) if v == other), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("version {other}"))
+                    && text.contains(&format!("version {WIRE_VERSION}")),
+                "{text}"
+            );
+            assert!(matches!(decode(&frame), Err(FrameError::Version(_))));
+        }
+        // A bincode-era frame (no version byte, a u32 tag first) is refused the same way.
+        let old: Vec<u8> = [0u32.to_le_bytes(), 6u32.to_le_bytes()].concat();
+        assert!(matches!(
+            admit(Sender::Client, &old),
+            Err(FrameError::Version(0))
+        ));
     }
 }

@@ -95,13 +95,14 @@ pub const REJECT_REASONS: [&str; 6] = [
 ];
 
 /// Why a frame was refused (each cost its sender the connection), in counter order.
-pub const FRAME_REASONS: [&str; 6] = [
+pub const FRAME_REASONS: [&str; 7] = [
     "too-large",
     "undecodable",
     "refused",
     "slow",
     "unexpected-kind",
     "status-to-node",
+    "wire-version",
 ];
 
 /// The counter index of a message's kind.
@@ -129,6 +130,7 @@ pub fn frame_reason_index(e: &frame::FrameError) -> usize {
         frame::FrameError::Decode(_) => 1,
         frame::FrameError::Refused(_) => 2,
         frame::FrameError::Slow(_) => 3,
+        frame::FrameError::Version(_) => 6,
     }
 }
 
@@ -446,9 +448,9 @@ mod tests {
     use crate::keygen::{keygen, KeygenSpec};
     use crate::runtime::Loaded;
 
-    /// A node's listener facing a registered but broken client: an oversized frame and an
-    /// undecodable one each cost the client its connection and are counted; a good frame
-    /// on a fresh connection still gets through.
+    /// A node's listener facing a registered but broken client: an oversized frame, an
+    /// undecodable one and one of another wire format version each cost the client its
+    /// connection and are counted; a good frame on a fresh connection still gets through.
     #[test]
     fn bad_frames_are_counted_and_cost_the_connection() {
         let dir = tempfile::tempdir().unwrap();
@@ -495,7 +497,10 @@ mod tests {
             let oversized = ((frame::MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
             let mut garbage = 5u32.to_le_bytes().to_vec();
             garbage.extend_from_slice(&[0xff; 5]);
-            for (k, bad) in [oversized, garbage].into_iter().enumerate() {
+            // A well-formed Hello of another wire format version.
+            let mut other_version = frame::encode(&Wire::Hello).unwrap();
+            other_version[4] = crate::codec::WIRE_VERSION + 1;
+            for (k, bad) in [oversized, garbage, other_version].into_iter().enumerate() {
                 let (conn, mut send, _recv) = dial().await;
                 send.write_all(&bad).await.unwrap();
                 let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
