@@ -404,14 +404,10 @@ fn rejections_are_counted_by_kind_and_reason() {
 /// `CAUGHT_UP_LAG` entries) is never ready while it is more than that behind, and is
 /// ready once it has caught up.
 ///
-/// KNOWN GAP, so ignored: it fails. Three runs: node 3 ready at commit 0 while node 0 was
-/// at 412 (it had heard of 48), at 0 against 402 (48), at 152 against 417 (164). Node 3
-/// first receives the frames its peers queued for it while it was down (traced: the
-/// leader's AppendEntries carried commit 12, 20, 32, ... 94 with the leader at 405), so
-/// the claims it hears lag the head (see `metrics::Tracker`). `cargo test --release
-/// --test metrics -- --ignored` runs it.
+/// It failed while links kept the frames queued for a peer that was down: node 3 then
+/// first heard stale commit points and said ready at commit 0 with node 0 at 412. Links
+/// now drop what they queued for an unreachable peer (`transport::peer::discard_queued`).
 #[test]
-#[ignore = "known gap: a node back from down hears its peers' stale queued frames first"]
 fn a_node_far_behind_is_not_ready_until_it_caught_up() {
     use tangaroa::protocol::Op;
     use tangaroa::runtime::client::Session;

@@ -316,15 +316,12 @@ pub fn readiness(r: &NodeReport, seen: &Seen) -> Result<(), String> {
 /// is not ready. `raft` assumes no liars and `tangaroa` is broken anyway, so there the
 /// highest claim counts.
 ///
-/// Known gap: a node that was down hears stale claims first. Its peers' outbound links
-/// keep queueing frames for it while it is down (up to `PEER_QUEUE` per peer) and flush
-/// them when it is back, so it first receives AppendEntries, Acks and Commits built long
-/// ago (traced on real processes: the leader's AppendEntries reaching a restarted node
-/// carried commit 12, 20, 32, ... 94 while the leader was at 405), and the claims lag the
-/// head by as much as the backlog. It can then report ready while more than the bound
-/// behind; `tests/metrics.rs`, `a_node_far_behind_is_not_ready_until_it_caught_up`
-/// (ignored) shows it. Dropping frames queued while a link was down (the protocol
-/// retransmits) would close it; that is the transport's call. What the check does catch
+/// A node that was down would hear stale claims first if its peers' links kept the
+/// frames they queued for it meanwhile (traced on real processes: the leader's
+/// AppendEntries reaching a restarted node carried commit 12, 20, ... 94 while the leader
+/// was at 405). Links drop what they queue for an unreachable peer
+/// (`transport::peer::discard_queued`), and `tests/metrics.rs`,
+/// `a_node_far_behind_is_not_ready_until_it_caught_up`, checks it. What the check also catches
 /// is a node that hears the head and lags it, e.g. one whose disk is slower under load.
 pub struct Tracker {
     me: NodeId,

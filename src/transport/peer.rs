@@ -38,7 +38,9 @@ pub(super) async fn link(mut l: Link) {
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(peer = %l.name, "connect failed: {e}; retrying");
+                let stale = discard_queued(&mut l.queue);
+                LiveCounters::add(&l.counters.dropped, stale);
+                tracing::debug!(peer = %l.name, stale, "connect failed: {e}; retrying");
                 backoff.wait().await;
                 continue;
             }
@@ -52,6 +54,21 @@ pub(super) async fn link(mut l: Link) {
             }
         }
     }
+}
+
+/// Drops every frame queued for a peer we cannot reach, returning how many. Kept, they
+/// would reach it only when it comes back, seconds stale: a restarted node would first
+/// hear commit points long past, believe itself caught up (`/readyz` said ready at commit
+/// 0 with the cluster at 412), and spend its first seconds on obsolete messages. The
+/// network may lose messages; the protocol resends what matters (heartbeats, Acks,
+/// Commits, RequestVotes at the next timeout), so a link keeps at most what was queued
+/// since its last failed attempt.
+fn discard_queued(queue: &mut mpsc::Receiver<Bytes>) -> u64 {
+    let mut n = 0;
+    while queue.try_recv().is_ok() {
+        n += 1;
+    }
+    n
 }
 
 /// Exponential back-off between reconnection attempts, with full jitter: each wait is drawn
