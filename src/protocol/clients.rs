@@ -2,11 +2,8 @@
 //! leader change").
 
 use super::message::{Message, Payload, Revolution, SignedRequest, MAX_OP_BYTES};
-use super::node::{Node, Suspicion, MAX_REQUEST_TIMERS};
+use super::node::{Node, Suspicion};
 use crate::crypto::{Principal, Signed};
-
-/// Revolutions remembered (one per client and term) so each is acted on once.
-const REVOLUTIONS_KEPT: usize = 1024;
 
 impl Node {
     pub(super) fn on_request(&mut self, from: Principal, r: SignedRequest) {
@@ -48,28 +45,13 @@ impl Node {
 
     fn start_request_timer(&mut self, r: SignedRequest) {
         let deadline = self.now + self.cfg.timing.request_ticks as u64;
-        let client = r.body.client;
-        match self.request_timers.get(&client) {
-            Some((_, old)) if old.body.seq >= r.body.seq => {}
-            _ if self.request_timers.len() >= MAX_REQUEST_TIMERS
-                && !self.request_timers.contains_key(&client) => {}
-            _ => {
-                self.request_timers.insert(client, (deadline, r));
-            }
-        }
+        self.watch.start(r, deadline);
     }
 
     pub(super) fn check_request_timers(&mut self) {
-        let now = self.now;
-        let expired = self.request_timers.values().any(|(d, _)| *d <= now);
-        if !expired {
+        let again = self.now + self.cfg.timing.request_ticks as u64;
+        if !self.watch.expire(self.now, again) {
             return;
-        }
-        let again = now + self.cfg.timing.request_ticks as u64;
-        for (d, _) in self.request_timers.values_mut() {
-            if *d <= now {
-                *d = again;
-            }
         }
         tracing::debug!(
             node = self.cfg.id,
@@ -81,14 +63,7 @@ impl Node {
     /// A new leader gets every request we are still waiting on, and a fresh deadline.
     pub(super) fn on_new_leader(&mut self) {
         let deadline = self.now + self.cfg.timing.request_ticks as u64;
-        let pending: Vec<SignedRequest> = self
-            .request_timers
-            .values_mut()
-            .map(|(d, r)| {
-                *d = deadline;
-                r.clone()
-            })
-            .collect();
+        let pending = self.watch.restart_all(deadline);
         let Some(leader) = self.follow.as_ref().map(|f| f.leader) else {
             return;
         };
@@ -106,16 +81,8 @@ impl Node {
         if b.term != f.term || b.leader != f.leader {
             return; // valid for one term, against that term's leader only
         }
-        if !self.revolutions_seen.insert((b.client, b.term)) {
+        if !self.watch.first_revolution(b.client, b.term) {
             return; // acted on once
-        }
-        if self.revolutions_seen.len() > REVOLUTIONS_KEPT {
-            let oldest = *self
-                .revolutions_seen
-                .iter()
-                .min_by_key(|(_, t)| *t)
-                .expect("non-empty");
-            self.revolutions_seen.remove(&oldest);
         }
         if self.rules.revolution_needs_timeout {
             // bft: depose only if the carried request is still uncommitted after the request

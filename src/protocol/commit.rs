@@ -197,13 +197,7 @@ impl Node {
                 let (c, seq) = (r.body.client, r.body.seq);
                 let s = self.applied_seq.entry(c).or_insert(0);
                 *s = (*s).max(seq);
-                if self
-                    .request_timers
-                    .get(&c)
-                    .is_some_and(|(_, r)| r.body.seq <= seq)
-                {
-                    self.request_timers.remove(&c);
-                }
+                self.watch.applied(c, seq);
             }
             self.out.push(Output::Apply(e));
         }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod catchup;
+mod client_watch;
 mod clients;
 mod commit;
 mod election;

@@ -257,8 +257,8 @@ pub struct Node {
     pub(super) seen_votes: BTreeMap<(Term, NodeId), Signed<Vote>>,
     pub(super) evidence: Vec<Evidence>,
     pub(super) convicted: BTreeSet<NodeId>,
-    pub(super) request_timers: BTreeMap<ClientId, (u64, super::message::SignedRequest)>,
-    pub(super) revolutions_seen: BTreeSet<(ClientId, Term)>,
+    /// Forwarded requests timed on the leader's behalf, and Revolutions acted on.
+    pub(super) watch: super::client_watch::ClientWatch,
     pub(super) applied: Index,
     pub(super) applied_seq: HashMap<ClientId, u64>,
     /// The hard state changed during this step: it is persisted once, at the step's end.
@@ -340,8 +340,7 @@ impl Node {
             seen_votes: BTreeMap::new(),
             evidence: durable.evidence,
             convicted,
-            request_timers: BTreeMap::new(),
-            revolutions_seen: BTreeSet::new(),
+            watch: Default::default(),
             applied: 0,
             applied_seq: HashMap::new(),
             hard_dirty: false,
