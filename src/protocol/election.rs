@@ -219,7 +219,7 @@ impl Node {
             .penalties
             .get(&rv.candidate)
             .is_some_and(|&until| until > self.now);
-        if penalized || self.convicted.contains(&rv.candidate) {
+        if penalized || self.accounts.is_convicted(rv.candidate) {
             return false;
         }
         let lock_ok = !self.rules.lock_vote_check || {

@@ -19,7 +19,7 @@ use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Most entries one AppendEntries carries in normal replication.
 pub const MAX_BATCH: usize = 256;
@@ -252,11 +252,8 @@ pub struct Node {
     pub(super) commits: Vec<Option<Signed<Commit>>>,
     pub(super) my_ack: Option<Signed<Ack>>,
     pub(super) my_commit: Option<Signed<Commit>>,
-    /// The AppendEntries that gave us the entries we Acked, kept as Evidence material.
-    pub(super) accepted_aes: VecDeque<Signed<super::message::AppendEntries>>,
-    pub(super) seen_votes: BTreeMap<(Term, NodeId), Signed<Vote>>,
-    pub(super) evidence: Vec<Evidence>,
-    pub(super) convicted: BTreeSet<NodeId>,
+    /// Evidence held, who stands convicted, and what later conflicts are proven against.
+    pub(super) accounts: super::evidence::Accountability,
     /// Forwarded requests timed on the leader's behalf, and Revolutions acted on.
     pub(super) watch: super::client_watch::ClientWatch,
     pub(super) applied: Index,
@@ -294,14 +291,6 @@ impl Node {
         }
         let domain = Domain::new(rules.variant, &cfg.cluster_id);
         let n = cfg.n;
-        let convicted = durable
-            .evidence
-            .iter()
-            .filter_map(|e| match e.culprit() {
-                Principal::Node(c) => Some(c),
-                Principal::Client(_) => None,
-            })
-            .collect();
         let mut hard = durable.hard;
         if !rules.durable_acks {
             hard.acked = None; // the planted bug: forget what we Acked
@@ -336,10 +325,7 @@ impl Node {
             commits: vec![None; n],
             my_ack: None,
             my_commit: None,
-            accepted_aes: VecDeque::new(),
-            seen_votes: BTreeMap::new(),
-            evidence: durable.evidence,
-            convicted,
+            accounts: super::evidence::Accountability::restored(durable.evidence),
             watch: Default::default(),
             applied: 0,
             applied_seq: HashMap::new(),
@@ -372,7 +358,7 @@ impl Node {
     }
 
     pub fn evidence(&self) -> &[Evidence] {
-        &self.evidence
+        self.accounts.held()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -397,7 +383,7 @@ impl Node {
             last_index: self.log.last_index(),
             commit: self.hard.commit,
             lock: self.hard.lock.as_ref().map(|c| c.rank()),
-            evidence: self.evidence.len(),
+            evidence: self.accounts.held().len(),
         }
     }
 

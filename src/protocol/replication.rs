@@ -12,7 +12,6 @@ use super::types::{Index, NodeId, Term};
 use crate::crypto::Signed;
 
 /// AppendEntries remembered per term as Evidence material (the newest ones).
-const AES_KEPT: usize = 16;
 
 impl Node {
     pub(super) fn leader_tick(&mut self) {
@@ -261,7 +260,7 @@ impl Node {
         self.role = Role::Follower;
         self.suspect = None;
         self.pending_votes.retain(|_, rv| rv.body.term > term);
-        self.accepted_aes.clear();
+        self.accounts.forget_accepted();
         tracing::debug!(
             node = self.cfg.id,
             term = term,
@@ -316,10 +315,7 @@ impl Node {
         let b = &ae.body;
         let matched = prev + b.entries.len() as Index;
         if !b.entries.is_empty() {
-            self.accepted_aes.push_back(ae.clone());
-            if self.accepted_aes.len() > AES_KEPT {
-                self.accepted_aes.pop_front();
-            }
+            self.accounts.keep_accepted(&ae);
         }
         if self.is_raft() {
             let commit = b.commit.min(matched);
