@@ -11,8 +11,6 @@ use super::node::{
 use super::types::{Index, NodeId, Term};
 use crate::crypto::Signed;
 
-/// AppendEntries remembered per term as Evidence material (the newest ones).
-
 impl Node {
     pub(super) fn leader_tick(&mut self) {
         let window = self.cfg.timing.election_ticks.saturating_mul(2);
