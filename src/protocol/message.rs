@@ -349,6 +349,21 @@ impl Message {
         }
     }
 
+    /// Every kind's name, as `kind` gives it, in declaration order: the names scenarios
+    /// may block and the order of the transport's per-kind counters.
+    pub const KINDS: [&'static str; 10] = [
+        "request-vote",
+        "vote",
+        "append-entries",
+        "ack",
+        "commit",
+        "evidence",
+        "request",
+        "revolution",
+        "reply",
+        "catch-up",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Message::RequestVote(_) => "request-vote",

@@ -329,9 +329,7 @@ fn a_leader_building_on_another_hash_where_it_fed_us_is_convicted_with_evidence(
         lock: None,
     };
     let out = n.step(deliver(1, Message::AppendEntries(h.sign(1, ae))));
-    assert!(positive_acks(&out).is_empty());
-    assert_eq!(n.evidence().len(), 1, "the two AppendEntries are Evidence");
-    assert!(super::evidence::conflicts(&n.evidence()[0]));
+    assert_convicted_by_evidence(&n, &out);
 }
 
 /// Evidence first: a leader that offers, in one term, another entry at an index it already
@@ -339,7 +337,6 @@ fn a_leader_building_on_another_hash_where_it_fed_us_is_convicted_with_evidence(
 /// committed-entry guard alone would only judge it faulty, convincing nobody else).
 #[test]
 fn a_leader_rewriting_a_committed_index_it_fed_us_is_convicted_with_evidence() {
-    use super::message::Commit;
     let h = Harness::new();
     let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
     n.step(h.append(&n, 1, 0, vec![h.entry(1, 1, 1), h.entry(1, 2, 2)]));
@@ -354,18 +351,15 @@ fn a_leader_rewriting_a_committed_index_it_fed_us_is_convicted_with_evidence() {
         };
         n.step(deliver(from, Message::Ack(h.sign(from, ack))));
     }
-    for from in 1..N as NodeId {
-        let commit = Commit {
-            term: 1,
-            from,
-            index: 2,
-            hash,
-        };
-        n.step(deliver(from, Message::Commit(h.sign(from, commit))));
-    }
+    commits_from_peers(&h, &mut n, 1, 2, hash);
     assert_eq!(n.commit_index(), 2, "the real order is committed");
     let out = n.step(h.append(&n, 1, 0, vec![h.entry(1, 1, 2), h.entry(1, 2, 1)]));
-    assert!(positive_acks(&out).is_empty());
+    assert_convicted_by_evidence(&n, &out);
+}
+
+/// The node refused to Ack and holds one piece of Evidence that really conflicts.
+fn assert_convicted_by_evidence(n: &Node, out: &[Output]) {
+    assert!(positive_acks(out).is_empty());
     assert_eq!(n.evidence().len(), 1, "the two AppendEntries are Evidence");
     assert!(super::evidence::conflicts(&n.evidence()[0]));
 }

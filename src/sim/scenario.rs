@@ -97,18 +97,7 @@ struct EventFile {
 }
 
 /// Message kinds a `block` may name.
-const KINDS: [&str; 10] = [
-    "request-vote",
-    "vote",
-    "append-entries",
-    "ack",
-    "commit",
-    "evidence",
-    "request",
-    "revolution",
-    "reply",
-    "catch-up",
-];
+const KINDS: [&str; 10] = crate::protocol::Message::KINDS;
 
 /// What a scenario expects of a variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -68,18 +68,7 @@ pub enum Inbound {
 }
 
 /// Message kinds, in the order of the per-kind counters (`Message::kind` names).
-pub const KINDS: [&str; 10] = [
-    "request-vote",
-    "vote",
-    "append-entries",
-    "ack",
-    "commit",
-    "evidence",
-    "request",
-    "revolution",
-    "reply",
-    "catch-up",
-];
+pub const KINDS: [&str; 10] = Message::KINDS;
 
 /// The index of replies in [`KINDS`] (they are counted apart from protocol messages).
 pub const REPLY_KIND: usize = 8;
