@@ -7,7 +7,7 @@ use super::message::{
 use super::node::{Follow, LeaderState, Node, Role, Suspicion};
 use super::types::{NodeId, Term, MAX_TERM_GAP};
 use crate::crypto::Signed;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Node {
     fn voted_term(&self) -> Term {
@@ -332,23 +332,14 @@ impl Node {
         });
         self.suspect = None;
         self.pending_votes.clear();
-        let n = self.cfg.n;
-        let next = self.log.last_index() + 1;
-        self.role = Role::Leader(Box::new(LeaderState {
+        self.role = Role::Leader(Box::new(LeaderState::new(
             proof,
             lock,
-            next: vec![next; n],
-            matched: vec![0; n],
-            last_ack: vec![None; n],
-            heartbeat_elapsed: 0,
-            replicated_to: self.log.last_index(),
-            commit_seen: self.hard.commit,
-            progress_at: self.now,
-            quorum_check_elapsed: 0,
-            last_resend: vec![u64::MAX; n],
-            in_flight: vec![VecDeque::new(); n],
-            sent_in_tick: vec![(0, 0); n],
-        }));
+            self.cfg.n,
+            self.log.last_index(),
+            self.hard.commit,
+            self.now,
+        )));
         tracing::debug!(node = me, term, "became leader");
         if self.is_raft() {
             // Raft section 8: a new leader commits an entry of its own term so that earlier

@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod log;
 pub mod message;
 pub mod node;
+mod progress;
 mod raft;
 pub mod recovery;
 mod replication;

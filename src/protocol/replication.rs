@@ -5,8 +5,8 @@ use super::message::{
     lock_id, lock_rank, Ack, AppendEntries, Entry, Message, Payload, PreparedCert,
 };
 use super::node::{
-    Follow, Node, Output, Persist, Role, Suspicion, IN_FLIGHT_KEPT, MAX_APPENDS_PER_TICK,
-    MAX_BATCH, MAX_BATCH_BYTES, MAX_CATCHUP, MAX_IN_FLIGHT,
+    Follow, Node, Output, Persist, Role, Suspicion, MAX_BATCH, MAX_BATCH_BYTES, MAX_CATCHUP,
+    MAX_IN_FLIGHT,
 };
 use super::types::{Index, NodeId, Term};
 use crate::crypto::Signed;
@@ -154,14 +154,9 @@ impl Node {
         let Role::Leader(ls) = &mut self.role else {
             return;
         };
-        let budget = &mut ls.sent_in_tick[j as usize];
-        if budget.0 != now {
-            *budget = (now, 0);
-        }
-        if budget.1 >= MAX_APPENDS_PER_TICK {
+        if !ls.take_send_budget(j as usize, now) {
             return; // the next heartbeat or Ack after this tick serves it
         }
-        budget.1 += 1;
         let last = self.log.last_index();
         let next = ls.next[j as usize].clamp(1, last + 1);
         let prev = next - 1;
@@ -177,8 +172,7 @@ impl Node {
         } else {
             to
         };
-        let convinced = ls.last_ack[j as usize]
-            .is_some_and(|t| self.now - t <= self.cfg.timing.election_ticks as u64);
+        let convinced = ls.convinced(j as usize, now, self.cfg.timing.election_ticks as u64);
         let with_proof = !convinced && !self.rules.variant.eq(&super::types::Variant::Raft);
         let ae = AppendEntries {
             term: self.hard.term,
@@ -191,14 +185,7 @@ impl Node {
             proof: with_proof.then(|| ls.proof.clone()),
             lock: if with_proof { ls.lock.clone() } else { None },
         };
-        ls.next[j as usize] = to + 1;
-        if !ae.entries.is_empty() {
-            let flight = &mut ls.in_flight[j as usize];
-            flight.push_back(to);
-            if flight.len() > IN_FLIGHT_KEPT {
-                flight.pop_front();
-            }
-        }
+        ls.sent(j as usize, to, !ae.entries.is_empty());
         let ae = self.domain.sign(&self.key, ae);
         self.send(j, Message::AppendEntries(ae));
     }
@@ -491,25 +478,9 @@ impl Node {
         let j = a.from as usize;
         if a.success {
             // A liar may claim more than we ever sent: never believe past our log.
-            let index = a.index.min(last);
-            ls.matched[j] = ls.matched[j].max(index);
-            ls.next[j] = ls.next[j].max(index + 1);
-            ls.last_ack[j] = Some(now);
-            let flight = &mut ls.in_flight[j];
-            while flight.front().is_some_and(|&to| to <= index) {
-                flight.pop_front();
-            }
-        } else {
-            // What was in flight will be refused too: start over from the refusal.
-            ls.in_flight[j].clear();
-            let back = a.index.saturating_add(1).max(ls.matched[j] + 1);
-            if back < ls.next[j] {
-                ls.next[j] = back;
-                if ls.last_resend[j] != now {
-                    ls.last_resend[j] = now;
-                    self.send_append(a.from);
-                }
-            }
+            ls.acked(j, a.index.min(last), now);
+        } else if ls.refused(j, a.index, now) {
+            self.send_append(a.from);
         }
     }
 
