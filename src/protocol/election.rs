@@ -5,7 +5,7 @@ use super::message::{
     lock_id, lock_rank, ElectionProof, LockId, Message, Payload, PreparedCert, RequestVote, Vote,
 };
 use super::node::{Follow, LeaderState, Node, Role, Suspicion};
-use super::types::{NodeId, Term, MAX_TERM_GAP};
+use super::types::{NodeId, Term};
 use crate::crypto::Signed;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,24 +18,9 @@ impl Node {
         self.follow.as_ref().map_or(0, |f| f.term)
     }
 
-    /// A term a liar may not push us past (PROTOCOL.md, "Numbers"): `MAX_TERM_GAP` above
-    /// the highest proven term, or above the (f+1)-th highest campaign term we have seen,
-    /// whichever is higher. The second base is our choice where the spec asks only that
-    /// the bound never become a ceiling honest nodes cannot pass: failed elections (a long
-    /// partition, a disruptor's storm) raise honest campaign terms with no leader ever
-    /// proven, and with the proven term alone as the base every honest node eventually sat
-    /// at the edge with nobody allowed to vote (the attacker found it, with no Byzantine
-    /// node at all after a 150 s partition). f liars cannot raise the (f+1)-th highest
-    /// term alone, so it still bounds how far they push us.
+    /// Whether a liar could have pushed `term` on us (`TermReach::in_reach`).
     pub(super) fn term_in_reach(&self, term: Term) -> bool {
-        term <= self.reach_base().saturating_add(MAX_TERM_GAP)
-    }
-
-    fn reach_base(&self) -> Term {
-        let mut terms = self.campaign_terms.clone();
-        terms.sort_unstable_by(|a, b| b.cmp(a));
-        let honest_reached = terms.get(self.quorum.f).copied().unwrap_or(0);
-        self.highest_proven.max(honest_reached)
+        self.reach.in_reach(term)
     }
 
     /// The election timer fired (or an operator/scenario forced it).
@@ -114,13 +99,13 @@ impl Node {
             .term
             .max(self.voted_term())
             .max(self.follow_term())
-            .max(self.highest_rv_term);
+            .max(self.reach.highest_request());
         let term = known.max(self.log.last_term()).saturating_add(1);
         if term <= self.voted_term() || term <= self.log.last_term() {
             return; // terms are exhausted (only a liar's raft term gets here)
         }
         let me = self.cfg.id;
-        self.campaign_terms[me as usize] = term;
+        self.reach.we_campaign(me, term);
         self.hard.term = term;
         self.hard.voted = Some((term, me));
         if self.is_raft() {
@@ -166,12 +151,11 @@ impl Node {
         if self.is_raft() {
             return self.raft_on_request_vote(rv);
         }
-        let c = b.candidate as usize;
-        self.campaign_terms[c] = self.campaign_terms[c].max(b.term);
+        self.reach.request_seen(b.candidate, b.term);
         if !self.term_in_reach(b.term) {
             return;
         }
-        self.highest_rv_term = self.highest_rv_term.max(b.term);
+        self.reach.request_in_reach(b.term);
         if b.term <= self.voted_term() {
             return;
         }
@@ -323,7 +307,7 @@ impl Node {
             return;
         }
         self.hard.leader = Some((term, me));
-        self.highest_proven = self.highest_proven.max(term);
+        self.reach.proven(term);
         self.save_hard();
         self.follow = Some(Follow {
             term,
@@ -412,7 +396,7 @@ mod tests {
     use crate::crypto::{signing_key_from_seed, Digest, Domain};
     use crate::protocol::message::Ack;
     use crate::protocol::node::{Durable, NodeConfig};
-    use crate::protocol::types::{Rules, Timing, Variant};
+    use crate::protocol::types::{Rules, Timing, Variant, MAX_TERM_GAP};
     use ed25519_dalek::SigningKey;
 
     fn keys(n: u8) -> Vec<SigningKey> {

@@ -17,6 +17,7 @@ pub mod recovery;
 mod replication;
 #[cfg(test)]
 mod rule_tests;
+mod term_reach;
 pub mod types;
 
 pub use auth::{authenticate, authenticate_cached, AuthError};

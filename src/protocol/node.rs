@@ -236,14 +236,8 @@ pub struct Node {
     pub(super) penalties: BTreeMap<NodeId, u64>,
     /// The leadership (term, leader) we last penalized: judged once, penalized once.
     pub(super) penalized_for: Option<(Term, NodeId)>,
-    pub(super) highest_proven: Term,
-    /// Highest term of any RequestVote within reach: a candidate campaigns above it, or a
-    /// candidate whose term fell behind could never catch up (byz nodes adopt no terms).
-    pub(super) highest_rv_term: Term,
-    /// Per node, the highest term of a validly signed RequestVote it sent (ours: the
-    /// highest we campaigned in). Its (f+1)-th highest value is a term some honest node
-    /// reached, which no f liars can raise alone (`election::term_in_reach`).
-    pub(super) campaign_terms: Vec<Term>,
+    /// How far terms may rise: proven and campaigned terms seen.
+    pub(super) reach: super::term_reach::TermReach,
     /// When we last answered a peer's repeated Commit with ours, and with which.
     pub(super) helped: Vec<Option<(Term, Index, u64)>>,
     /// When we last pushed committed entries to each peer.
@@ -304,9 +298,11 @@ impl Node {
             quorum,
             key,
             domain,
-            highest_proven: hard.leader.map_or(0, |(t, _)| t),
-            highest_rv_term: 0,
-            campaign_terms: vec![0; n],
+            reach: super::term_reach::TermReach::new(
+                n,
+                quorum.f,
+                hard.leader.map_or(0, |(t, _)| t),
+            ),
             helped: vec![None; n],
             pushed: vec![None; n],
             hard,

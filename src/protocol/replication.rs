@@ -239,7 +239,7 @@ impl Node {
     fn adopt_leader(&mut self, term: Term, leader: NodeId, lock: Option<PreparedCert>) {
         self.hard.term = self.hard.term.max(term);
         self.hard.leader = Some((term, leader));
-        self.highest_proven = self.highest_proven.max(term);
+        self.reach.proven(term);
         self.save_hard();
         self.follow = Some(Follow { term, leader, lock });
         self.role = Role::Follower;
