@@ -145,11 +145,26 @@ pub enum Suspicion {
     Misbehaviour,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoleName {
+    #[default]
     Follower,
     Candidate,
     Leader,
+}
+
+impl RoleName {
+    pub const ALL: [RoleName; 3] = [RoleName::Follower, RoleName::Candidate, RoleName::Leader];
+}
+
+impl std::fmt::Display for RoleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            RoleName::Follower => "Follower",
+            RoleName::Candidate => "Candidate",
+            RoleName::Leader => "Leader",
+        })
+    }
 }
 
 pub(super) struct LeaderState {

@@ -16,6 +16,7 @@
 //!   index it has heard of that no f liars can have made up (see [`Tracker::heard`]);
 //!   else 503 with the reason.
 
+use crate::protocol::node::RoleName;
 use crate::protocol::{ClientId, Index, NodeId, Term};
 use crate::transport::{
     frame, Counters, Inbound, LiveCounters, NodeReport, Wire, FRAME_REASONS, KINDS, REJECT_REASONS,
@@ -74,8 +75,6 @@ pub struct Metrics {
     /// The traffic counters at the last scrape, to turn snapshots into increments.
     last: Mutex<Counters>,
 }
-
-const ROLES: [&str; 3] = ["Follower", "Candidate", "Leader"];
 
 impl Metrics {
     /// The transport's counters are read at each scrape.
@@ -191,8 +190,8 @@ impl Metrics {
     }
 
     fn update(&self, r: &NodeReport) {
-        for role in ROLES {
-            let labels = vec![("role".to_string(), role.to_lowercase())];
+        for role in RoleName::ALL {
+            let labels = vec![("role".to_string(), role.to_string().to_lowercase())];
             self.role
                 .get_or_create(&labels)
                 .set(i64::from(r.role == role));
@@ -255,7 +254,7 @@ pub struct Seen {
 /// from again after the move: `bft` lets a node that campaigned in vain go on taking a
 /// live leader's entries below its own term, and it then follows that leader.
 pub fn readiness(r: &NodeReport, seen: &Seen) -> Result<(), String> {
-    let leads = r.role == "Leader" && r.leader == Some((r.term, r.id));
+    let leads = r.role == RoleName::Leader && r.leader == Some((r.term, r.id));
     if !leads {
         let Some((t, id)) = r.leader else {
             return Err(format!("no leader known in term {} ({})", r.term, r.role));
@@ -639,7 +638,7 @@ mod tests {
 
     fn report(term: u64, leader: Option<(u64, NodeId)>, commit: Index) -> NodeReport {
         NodeReport {
-            role: "Follower".into(),
+            role: RoleName::Follower,
             term,
             leader,
             commit,
@@ -673,7 +672,7 @@ mod tests {
         assert!(readiness(&report(4, None, 100), &seen(0, None)).is_err());
         // The leader needs no one to hear from, only to be caught up.
         let mut leader = report(3, Some((3, 0)), 100);
-        leader.role = "Leader".into();
+        leader.role = RoleName::Leader;
         assert!(readiness(&leader, &seen(100, None)).is_ok());
         assert!(readiness(&leader, &seen(1000, None)).is_err());
         let unknown = Seen {

@@ -504,7 +504,7 @@ impl Process {
         let s = node.status();
         NodeReport {
             id: s.id,
-            role: format!("{:?}", s.role),
+            role: s.role,
             term: s.term,
             leader: s.leader,
             last_index: s.last_index,

@@ -138,7 +138,7 @@ pub enum Wire {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeReport {
     pub id: NodeId,
-    pub role: String,
+    pub role: crate::protocol::node::RoleName,
     pub term: Term,
     pub leader: Option<(Term, NodeId)>,
     pub last_index: Index,
@@ -222,7 +222,7 @@ mod tests {
     fn round_trips_and_refuses_garbage() {
         let w = Wire::Status(Box::new(NodeReport {
             id: 3,
-            role: "Leader".into(),
+            role: crate::protocol::node::RoleName::Leader,
             commit: 9,
             ..NodeReport::default()
         }));
