@@ -59,6 +59,11 @@ pub struct BenchArgs {
     /// Where the clusters' keys, logs and data go (default: a temporary folder, removed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Drive the protocol cores in this process over an in-memory router instead of
+    /// starting node processes: no network, no fsync, one thread, the same signed
+    /// closed-loop clients and message authentication. bft and tangaroa skip sizes below 4.
+    #[arg(long, conflicts_with_all = ["byzantine", "dir", "plot"])]
+    pub in_process: bool,
 }
 
 struct Bar {
@@ -119,6 +124,9 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
         (None, Some(r)) => StopAfter::Requests(r),
         (None, None) => StopAfter::Duration(Duration::from_secs(5)),
     };
+    if args.in_process {
+        return in_process(&args, stop);
+    }
     let smallest = *args.nodes.iter().min().expect("non-empty");
     let byzantine = super::cluster::injections(smallest, &args.byzantine)?;
     let (workdir, temporary) = match &args.dir {
@@ -156,6 +164,69 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
     }
     let report = outcome.map_err(|e| BadInput(format!("benchmark failed: {e}")))?;
     output(&report, args.json.as_deref(), args.plot.as_deref())
+}
+
+/// `--in-process`: every (nodes, variant, clients) cell on fresh in-memory cores.
+fn in_process(args: &BenchArgs, stop: StopAfter) -> Result<u8, BadInput> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let cost = bench::crypto_bound::measure(args.payload, Duration::from_millis(300));
+    let mut progress = Bar {
+        bar: bar(),
+        expected: Duration::ZERO,
+    };
+    let mut results = Vec::new();
+    for &n in &args.nodes {
+        for &variant in &args.variants {
+            if variant != Variant::Raft && n < 4 {
+                progress.bar.println(format!(
+                    "{} n={n}: skipped (tolerates no fault below 4 nodes)",
+                    variant.name()
+                ));
+                continue;
+            }
+            for &clients in &args.clients {
+                let cell = bench::inproc::Cell {
+                    variant,
+                    nodes: n,
+                    clients,
+                    payload: args.payload,
+                    warmup: Duration::from_secs_f64(args.warmup),
+                    stop,
+                };
+                let r = bench::inproc::run_one(cell, &cost, &mut progress)
+                    .map_err(|e| BadInput(format!("benchmark failed: {e}")))?;
+                progress.run_done(&r);
+                results.push(r);
+            }
+        }
+    }
+    progress.bar.finish_and_clear();
+    let report = bench::BenchReport {
+        machine: bench::Machine {
+            cores,
+            sign_us: cost.sign_us,
+            verify_us: cost.verify_us,
+            verify_batch_us: cost.verify_batch_us,
+        },
+        results,
+    };
+    outln!("{}", bench::inproc::table(&report));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("report serializes");
+        std::fs::write(path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        outln!("JSON: {}", path.display());
+    }
+    Ok(0)
+}
+
+fn bar() -> ProgressBar {
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:40} [{bar:30}] {prefix}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
 }
 
 fn output(
