@@ -10,11 +10,13 @@
 //! Clients are the real [`ClientCore`]: each signs its request, keeps one outstanding and
 //! accepts a result with enough matching replies (f+1 in bft, 1 in raft).
 //!
-//! Single-threaded: one loop on one thread delivers, authenticates, steps and applies for
-//! every node and client in rounds. Time is the wall clock: the cores are ticked every
+//! One loop delivers, authenticates, steps and applies for every node and client in
+//! rounds, on one thread by default; with `threads` > 1 each round's per-node work
+//! (authenticating what the node received, then stepping it) is shared among that many
+//! scoped threads, while clients, routing and applying stay on the loop's thread. Time is the wall clock: the cores are ticked every
 //! [`TICK`] of it, and throughput and latency are measured on it. So the figures are what
-//! one core can do for the whole cluster and its clients; the crypto bound printed beside
-//! them is the one-core bound.
+//! one core (or `threads` cores) can do for the whole cluster and its clients; the crypto
+//! bound printed beside them is the bound for that many cores.
 //!
 //! The tick is 1 ms with ten times the default timeouts in ticks ([`timing`]): the same
 //! wall-clock timeouts as a `keygen` cluster (10 ms ticks), but the core's bound of
@@ -75,6 +77,9 @@ pub struct Breakdown {
     pub inputs_per_batch: f64,
     /// Requests per AppendEntries carrying entries.
     pub entries_per_append: f64,
+    /// Threads that shared the nodes' work.
+    #[serde(default)]
+    pub threads: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,9 +92,13 @@ struct Cluster {
     nodes: Vec<Node>,
     kvs: Vec<Kv>,
     ring: Keyring,
-    /// Per (receiving node, link): signatures already verified.
-    caches: HashMap<(NodeId, Principal), SigCache>,
+    /// Per receiving node, per link: signatures already verified.
+    caches: Vec<HashMap<Principal, SigCache>>,
     inbox: Vec<Vec<Input>>,
+    /// Per receiving node: messages delivered this round, to authenticate.
+    pending: Vec<Vec<(Principal, Message)>>,
+    /// Threads that share a round's per-node work.
+    threads: usize,
     clients: Vec<ClientCore>,
     sent_at: Vec<Instant>,
     queue: Vec<(To, Principal, Message)>,
@@ -115,7 +124,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(variant: Variant, n: usize, clients: usize, payload: usize) -> Cluster {
+    fn new(variant: Variant, n: usize, clients: usize, payload: usize, threads: usize) -> Cluster {
         let key = |tag: u8, i: u32| {
             let mut s = [tag; 32];
             s[..4].copy_from_slice(&i.to_le_bytes());
@@ -167,8 +176,10 @@ impl Cluster {
             nodes,
             kvs: vec![Kv::new(); n],
             ring,
-            caches: HashMap::new(),
+            caches: (0..n).map(|_| HashMap::new()).collect(),
             inbox: vec![Vec::new(); n],
+            pending: vec![Vec::new(); n],
+            threads,
             sent_at: vec![now; clients.len()],
             issued: vec![0; clients.len()],
             clients,
@@ -252,8 +263,11 @@ impl Cluster {
         }
     }
 
-    /// Delivers everything queued, then steps every node with what it received.
+    /// Delivers everything queued, then authenticates and steps every node with what it
+    /// received: on this thread, or with `threads` > 1 and enough work, the nodes split
+    /// among scoped threads (each node's work is its own, as in separate processes).
     fn round(&mut self) {
+        let mut to_nodes = 0usize;
         for (to, from, msg) in std::mem::take(&mut self.queue) {
             match to {
                 To::Client(c) => {
@@ -265,49 +279,76 @@ impl Cluster {
                     self.t_client += t.elapsed();
                     self.client_outputs(c, out);
                 }
-                To::Node(n) => self.deliver(n, from, msg),
+                To::Node(n) => {
+                    if self.answered_from_state(n, from, &msg) {
+                        continue;
+                    }
+                    to_nodes += 1;
+                    self.pending[n as usize].push((from, msg));
+                }
             }
         }
-        for n in 0..self.nodes.len() {
-            if self.inbox[n].is_empty() {
-                continue;
+        // A thread per round costs tens of µs: worth it only for verification work.
+        let parallel =
+            self.threads > 1 && ((self.ring.domain.signed && to_nodes >= 4) || to_nodes >= 512);
+        let ring = &self.ring;
+        let work = self
+            .nodes
+            .iter_mut()
+            .zip(self.caches.iter_mut())
+            .zip(self.inbox.iter_mut())
+            .zip(self.pending.iter_mut())
+            .map(|(((node, caches), inbox), pending)| NodeWork {
+                node,
+                caches,
+                inbox,
+                pending,
+            });
+        let mut jobs: Vec<NodeWork> = work.collect();
+        let done: Vec<Worked> = if parallel {
+            let per = jobs.len().div_ceil(self.threads);
+            std::thread::scope(|scope| {
+                let mut chunks = jobs.chunks_mut(per);
+                let mine = chunks.next().expect("nodes");
+                let handles: Vec<_> = chunks
+                    .map(|chunk| {
+                        scope.spawn(move || chunk.iter_mut().map(|j| j.run(ring)).collect())
+                    })
+                    .collect();
+                let mut all: Vec<Worked> = mine.iter_mut().map(|j| j.run(ring)).collect();
+                for h in handles {
+                    let part: Vec<Worked> = h.join().expect("a node's work panicked");
+                    all.extend(part);
+                }
+                all
+            })
+        } else {
+            jobs.iter_mut().map(|j| j.run(ring)).collect()
+        };
+        drop(jobs);
+        for (n, w) in done.into_iter().enumerate() {
+            self.t_auth += w.auth;
+            self.t_step += w.step;
+            self.rejected += w.rejected;
+            if w.inputs > 0 {
+                self.batches += 1;
+                self.batch_inputs += w.inputs as u64;
             }
-            let inputs = std::mem::take(&mut self.inbox[n]);
-            self.batches += 1;
-            self.batch_inputs += inputs.len() as u64;
-            let t = Instant::now();
-            let out = self.nodes[n].step_batch(inputs);
-            self.t_step += t.elapsed();
-            self.release(n as NodeId, out);
+            self.release(n as NodeId, w.out);
         }
     }
 
-    fn deliver(&mut self, n: NodeId, from: Principal, msg: Message) {
-        if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
-            // Retries of applied requests are answered from the state machine.
+    /// What the node process answers itself: a retry of an applied request.
+    fn answered_from_state(&mut self, n: NodeId, from: Principal, msg: &Message) -> bool {
+        if let (Principal::Client(c), Message::Request(r)) = (from, msg) {
             if let Some(result) = self.kvs[n as usize].cached(r.body.client, r.body.seq) {
                 if r.body.client == c {
                     self.reply(n, c, r.body.seq, result);
                 }
-                return;
+                return true;
             }
         }
-        let t = Instant::now();
-        let cache = self
-            .caches
-            .entry((n, from))
-            .or_insert_with(|| SigCache::new(SIG_CACHE));
-        let checked = authenticate_cached(&self.ring, cache, from, &msg);
-        self.t_auth += t.elapsed();
-        let input = match checked {
-            Ok(()) => Input::Message { from, msg },
-            Err(AuthError::SignedForgery(culprit, _)) => Input::Misbehaved(culprit),
-            Err(_) => {
-                self.rejected += 1;
-                return;
-            }
-        };
-        self.inbox[n as usize].push(input);
+        false
     }
 
     /// What the node process does with a batch's outputs, minus the disk: persists are
@@ -386,8 +427,70 @@ impl Cluster {
     }
 }
 
+/// One node's share of a round: its deliveries to authenticate, then its batch to step.
+struct NodeWork<'a> {
+    node: &'a mut Node,
+    caches: &'a mut HashMap<Principal, SigCache>,
+    inbox: &'a mut Vec<Input>,
+    pending: &'a mut Vec<(Principal, Message)>,
+}
+
+struct Worked {
+    out: Vec<Output>,
+    auth: Duration,
+    step: Duration,
+    rejected: u64,
+    inputs: usize,
+}
+
+impl NodeWork<'_> {
+    /// What the transport does (authenticate each message on its link's cache), then what
+    /// the node loop does (step everything that arrived as one batch).
+    fn run(&mut self, ring: &Keyring) -> Worked {
+        let t = Instant::now();
+        let mut rejected = 0;
+        for (from, msg) in self.pending.drain(..) {
+            let cache = self
+                .caches
+                .entry(from)
+                .or_insert_with(|| SigCache::new(SIG_CACHE));
+            match authenticate_cached(ring, cache, from, &msg) {
+                Ok(()) => self.inbox.push(Input::Message { from, msg }),
+                Err(AuthError::SignedForgery(culprit, _)) => {
+                    self.inbox.push(Input::Misbehaved(culprit))
+                }
+                Err(_) => rejected += 1,
+            }
+        }
+        let auth = t.elapsed();
+        let inputs = self.inbox.len();
+        if inputs == 0 {
+            return Worked {
+                out: vec![],
+                auth,
+                step: Duration::ZERO,
+                rejected,
+                inputs,
+            };
+        }
+        let t = Instant::now();
+        let out = self.node.step_batch(std::mem::take(self.inbox));
+        Worked {
+            out,
+            auth,
+            step: t.elapsed(),
+            rejected,
+            inputs,
+        }
+    }
+}
+
 // `Actor::reply_to` is how the runtime builds replies; the honest node is the actor here.
 use crate::actor::Actor as _;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |c| c.get())
+}
 
 /// One cell of the in-process benchmark.
 #[derive(Clone, Copy, Debug)]
@@ -399,6 +502,9 @@ pub struct Cell {
     pub payload: usize,
     pub warmup: Duration,
     pub stop: StopAfter,
+    /// Threads sharing the nodes' work (authentication and stepping); 1: everything on
+    /// the calling thread.
+    pub threads: usize,
 }
 
 /// One cell: a fresh in-memory cluster of `n` nodes of `variant` under `clients`
@@ -415,8 +521,9 @@ pub fn run_one(
         payload,
         warmup,
         stop,
+        threads,
     } = cell;
-    let mut c = Cluster::new(variant, n, clients, payload);
+    let mut c = Cluster::new(variant, n, clients, payload, threads.max(1));
     let label = format!("in-process {} n={n} clients={clients}", variant.name());
     let expected = match stop {
         StopAfter::Duration(d) => d + warmup,
@@ -516,6 +623,7 @@ pub fn run_one(
         client_us: us(c.t_client),
         inputs_per_batch: c.batch_inputs as f64 / c.batches.max(1) as f64,
         entries_per_append: c.appended as f64 / c.appends.max(1) as f64,
+        threads: c.threads,
     };
     let timeline = super::timeline(&c.done, c.started.elapsed());
     let result = RunResult {
@@ -532,8 +640,8 @@ pub fn run_one(
         client_cpu_us_per_req: breakdown.client_us,
         bytes_per_req: 0.0,
         msgs_per_req: per_req(c.msgs as f64),
-        // One thread does everything: the one-core bound.
-        crypto_bound_rps: cost.bound_rps(1, n),
+        // The bound of the cores this run could use.
+        crypto_bound_rps: cost.bound_rps(c.threads.min(cores()), n),
         requests,
         failed: c.wrong - wrong_before,
         recovery_ms: None,
@@ -577,20 +685,23 @@ fn check_agreement(c: &Cluster) {
 pub fn table(r: &super::BenchReport) -> String {
     let m = &r.machine;
     let mut s = format!(
-        "in-process, single-threaded (one core does every node's and client's work; {} cores here)\n\
+        "in-process: no network, no fsync; {} cores here; threads: 1 = one thread does every node's and \
+         client's work, more = the nodes' authentication and stepping shared among them each round \
+         (clients, routing and applying stay on one thread)\n\
          Ed25519 sign {:.1} µs, ZIP-215 verify {:.1} µs single, {:.1} µs per signature in batches of 64\n\
-         crypto bound (1 core): sign + n x verify; with batches: sign + n x batched verify\n\n",
+         crypto bound (on min(threads, cores) cores): sign + n x verify; batched: sign + n x batched verify\n\n",
         m.cores, m.sign_us, m.verify_us, m.verify_batch_us
     );
     s.push_str(&format!(
-        "{:<9} {:>5} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>6} {:>9} {:>6}\n",
-        "variant", "nodes", "clients", "put/s", "p50 ms", "p99 ms", "µs/req", "auth", "step", "apply",
+        "{:<9} {:>5} {:>7} {:>3} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>6} {:>9} {:>6}\n",
+        "variant", "nodes", "clients", "thr", "put/s", "p50 ms", "p99 ms", "µs/req", "auth", "step", "apply",
         "client", "msgs", "in/batch", "e/AE", "bound", "%", "batched", "%"
     ));
     for x in &r.results {
         let b = x.in_process.clone().unwrap_or_default();
+        let used = b.threads.clamp(1, m.cores.max(1)) as f64;
         let batched = if m.verify_batch_us > 0.0 {
-            1e6 / (m.sign_us + x.nodes as f64 * m.verify_batch_us)
+            used * 1e6 / (m.sign_us + x.nodes as f64 * m.verify_batch_us)
         } else {
             0.0
         };
@@ -603,8 +714,8 @@ pub fn table(r: &super::BenchReport) -> String {
             }
         };
         s.push_str(&format!(
-            "{:<9} {:>5} {:>7} {:>9.0} {:>7.2} {:>7.2} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>6.1} {:>9.0} {:>6} {:>9.0} {:>6}",
-            x.variant, x.nodes, x.clients, x.throughput_rps, x.p50_ms, x.p99_ms, x.cpu_us_per_req,
+            "{:<9} {:>5} {:>7} {:>3} {:>9.0} {:>7.2} {:>7.2} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>6.1} {:>9.0} {:>6} {:>9.0} {:>6}",
+            x.variant, x.nodes, x.clients, b.threads, x.throughput_rps, x.p50_ms, x.p99_ms, x.cpu_us_per_req,
             b.auth_us, b.step_us, b.apply_us, b.client_us, x.msgs_per_req, b.inputs_per_batch,
             b.entries_per_append, x.crypto_bound_rps, pct(x.crypto_bound_rps), batched, pct(batched)
         ));
@@ -615,7 +726,7 @@ pub fn table(r: &super::BenchReport) -> String {
     }
     s.push_str(
         "\nµs/req: this process's CPU per committed put; auth/step/apply/client: the loop's \
-         wall time in message authentication, Node::step_batch, applying and replying, and \
+         wall time (summed over threads) in message authentication, Node::step_batch, applying and replying, and \
          the clients (signing, counting replies); msgs: messages routed per put (replies \
          included); in/batch: inputs per step_batch; e/AE: entries per AppendEntries.\n",
     );
@@ -643,7 +754,7 @@ mod tests {
             verify_batch_us: 20.0,
         };
         for variant in [Variant::Raft, Variant::Bft] {
-            for clients in [1, 8] {
+            for (clients, threads) in [(1, 1), (8, 1), (8, 2)] {
                 let cell = Cell {
                     variant,
                     nodes: 4,
@@ -651,6 +762,7 @@ mod tests {
                     payload: 8,
                     warmup: Duration::from_millis(50),
                     stop: StopAfter::Requests(40),
+                    threads,
                 };
                 let r = run_one(cell, &cost, &mut Quiet).expect("a leader is elected");
                 assert!(

@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// closed-loop clients and message authentication. bft and tangaroa skip sizes below 4.
     #[arg(long, conflicts_with_all = ["byzantine", "dir", "plot"])]
     pub in_process: bool,
+    /// With --in-process: threads sharing the nodes' work (authentication and stepping)
+    /// each round; 1 runs everything on one thread.
+    #[arg(long, default_value_t = 1, requires = "in_process", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub threads: usize,
 }
 
 struct Bar {
@@ -192,6 +196,7 @@ fn in_process(args: &BenchArgs, stop: StopAfter) -> Result<u8, BadInput> {
                     payload: args.payload,
                     warmup: Duration::from_secs_f64(args.warmup),
                     stop,
+                    threads: args.threads,
                 };
                 let r = bench::inproc::run_one(cell, &cost, &mut progress)
                     .map_err(|e| BadInput(format!("benchmark failed: {e}")))?;
