@@ -80,6 +80,9 @@ pub struct Breakdown {
     /// Threads that shared the nodes' work.
     #[serde(default)]
     pub threads: usize,
+    /// `auth_us` by message kind (request, append-entries, ack, commit, ...).
+    #[serde(default)]
+    pub auth_us_by_kind: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +121,7 @@ struct Cluster {
     batches: u64,
     batch_inputs: u64,
     t_auth: Duration,
+    auth_by_kind: std::collections::BTreeMap<&'static str, Duration>,
     t_step: Duration,
     t_apply: Duration,
     t_client: Duration,
@@ -196,6 +200,7 @@ impl Cluster {
             batches: 0,
             batch_inputs: 0,
             t_auth: Duration::ZERO,
+            auth_by_kind: Default::default(),
             t_step: Duration::ZERO,
             t_apply: Duration::ZERO,
             t_client: Duration::ZERO,
@@ -328,6 +333,9 @@ impl Cluster {
         drop(jobs);
         for (n, w) in done.into_iter().enumerate() {
             self.t_auth += w.auth;
+            for (k, d) in w.by_kind {
+                *self.auth_by_kind.entry(k).or_default() += d;
+            }
             self.t_step += w.step;
             self.rejected += w.rejected;
             if w.inputs > 0 {
@@ -438,6 +446,7 @@ struct NodeWork<'a> {
 struct Worked {
     out: Vec<Output>,
     auth: Duration,
+    by_kind: Vec<(&'static str, Duration)>,
     step: Duration,
     rejected: u64,
     inputs: usize,
@@ -449,12 +458,20 @@ impl NodeWork<'_> {
     fn run(&mut self, ring: &Keyring) -> Worked {
         let t = Instant::now();
         let mut rejected = 0;
+        let mut by_kind: Vec<(&'static str, Duration)> = Vec::new();
         for (from, msg) in self.pending.drain(..) {
             let cache = self
                 .caches
                 .entry(from)
                 .or_insert_with(|| SigCache::new(SIG_CACHE));
-            match authenticate_cached(ring, cache, from, &msg) {
+            let started = Instant::now();
+            let checked = authenticate_cached(ring, cache, from, &msg);
+            let took = started.elapsed();
+            match by_kind.iter_mut().find(|(k, _)| *k == msg.kind()) {
+                Some((_, d)) => *d += took,
+                None => by_kind.push((msg.kind(), took)),
+            }
+            match checked {
                 Ok(()) => self.inbox.push(Input::Message { from, msg }),
                 Err(AuthError::SignedForgery(culprit, _)) => {
                     self.inbox.push(Input::Misbehaved(culprit))
@@ -468,6 +485,7 @@ impl NodeWork<'_> {
             return Worked {
                 out: vec![],
                 auth,
+                by_kind,
                 step: Duration::ZERO,
                 rejected,
                 inputs,
@@ -478,6 +496,7 @@ impl NodeWork<'_> {
         Worked {
             out,
             auth,
+            by_kind,
             step: t.elapsed(),
             rejected,
             inputs,
@@ -569,6 +588,7 @@ pub fn run_one(
     let cpu_before = super::cpu_seconds(std::process::id());
     let window_start = Instant::now();
     c.t_auth = Duration::ZERO;
+    c.auth_by_kind.clear();
     c.t_step = Duration::ZERO;
     c.t_apply = Duration::ZERO;
     c.t_client = Duration::ZERO;
@@ -624,6 +644,11 @@ pub fn run_one(
         inputs_per_batch: c.batch_inputs as f64 / c.batches.max(1) as f64,
         entries_per_append: c.appended as f64 / c.appends.max(1) as f64,
         threads: c.threads,
+        auth_us_by_kind: c
+            .auth_by_kind
+            .iter()
+            .map(|(k, d)| (k.to_string(), us(*d)))
+            .collect(),
     };
     let timeline = super::timeline(&c.done, c.started.elapsed());
     let result = RunResult {
@@ -723,6 +748,15 @@ pub fn table(r: &super::BenchReport) -> String {
             s.push_str(&format!("  ({} wrong answers)", x.failed));
         }
         s.push('\n');
+        if signed {
+            let kinds: Vec<String> = b
+                .auth_us_by_kind
+                .iter()
+                .filter(|(_, us)| **us >= 0.05)
+                .map(|(k, us)| format!("{k} {us:.1}"))
+                .collect();
+            s.push_str(&format!("    auth µs/put by kind: {}\n", kinds.join(", ")));
+        }
     }
     s.push_str(
         "\nµs/req: this process's CPU per committed put; auth/step/apply/client: the loop's \

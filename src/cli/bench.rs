@@ -20,7 +20,12 @@ The crypto bound is measured in the same run: cores / (client sign + n x verify)
 requests per second any implementation could commit given that every node must verify
 every request's signature.
 
-Example: tangaroa bench --nodes 4,7,10 --clients 1,32 --duration 5 --json bench.json --plot bench.svg")]
+With --in-process no process is started: the protocol cores run in this process over an
+in-memory router (no network, no fsync), with the same signed clients and message
+authentication, on one thread (or --threads N); the table shows where the time went.
+
+Example: tangaroa bench --nodes 4,7,10 --clients 1,32 --duration 5 --json bench.json --plot bench.svg
+         tangaroa bench --in-process --nodes 3,4 --variants raft,bft --clients 1,64,256")]
 pub struct BenchArgs {
     /// Cluster sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "4", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
