@@ -244,7 +244,11 @@ fn output(
     json: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> Result<u8, BadInput> {
-    outln!("{}", bench::report::table(report));
+    if !report.results.is_empty() && report.results.iter().all(|r| r.in_process.is_some()) {
+        outln!("{}", bench::inproc::table(report));
+    } else {
+        outln!("{}", bench::report::table(report));
+    }
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(report).expect("report serializes");
         std::fs::write(path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
