@@ -779,3 +779,38 @@ fn sigterm_stops_a_node_cleanly_with_exit_0() {
     assert!(status.success(), "{status}: {log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// `bench --in-process` runs both variants end to end from the command line, bounded by a
+/// request count, and writes JSON rows that carry the in-process breakdown.
+#[test]
+fn bench_in_process_runs_raft_and_bft_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let (code, out, err) = tangaroa(&[
+        "bench",
+        "--in-process",
+        "--nodes",
+        "4",
+        "--variants",
+        "raft,bft",
+        "--clients",
+        "2",
+        "--requests",
+        "20",
+        "--warmup",
+        "0.1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("in-process"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert!(r["requests"].as_u64().unwrap() >= 20, "{r}");
+        assert_eq!(r["failed"].as_u64(), Some(0), "{r}");
+        assert!(r["in_process"].is_object(), "{r}");
+    }
+}

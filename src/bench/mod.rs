@@ -7,6 +7,7 @@
 //! this machine's crypto bound measured in the same run.
 
 pub mod crypto_bound;
+pub mod inproc;
 pub mod load;
 pub mod report;
 
@@ -70,6 +71,9 @@ pub struct RunResult {
     pub recovery_ms: Option<f64>,
     /// Accepted requests per 250 ms from load start (warm-up included).
     pub timeline: Vec<u64>,
+    /// In-process runs only: where the loop's time went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_process: Option<inproc::Breakdown>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -266,6 +270,7 @@ fn run_one(
             .then(|| recovery_ms(&timeline))
             .flatten(),
         timeline,
+        in_process: None,
     })
 }
 

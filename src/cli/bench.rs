@@ -20,7 +20,12 @@ The crypto bound is measured in the same run: cores / (client sign + n x verify)
 requests per second any implementation could commit given that every node must verify
 every request's signature.
 
-Example: tangaroa bench --nodes 4,7,10 --clients 1,32 --duration 5 --json bench.json --plot bench.svg")]
+With --in-process no process is started: the protocol cores run in this process over an
+in-memory router (no network, no fsync), with the same signed clients and message
+authentication, on one thread (or --threads N); the table shows where the time went.
+
+Example: tangaroa bench --nodes 4,7,10 --clients 1,32 --duration 5 --json bench.json --plot bench.svg
+         tangaroa bench --in-process --nodes 3,4 --variants raft,bft --clients 1,64,256")]
 pub struct BenchArgs {
     /// Cluster sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "4", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
@@ -59,6 +64,15 @@ pub struct BenchArgs {
     /// Where the clusters' keys, logs and data go (default: a temporary folder, removed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Drive the protocol cores in this process over an in-memory router instead of
+    /// starting node processes: no network, no fsync, one thread, the same signed
+    /// closed-loop clients and message authentication. bft and tangaroa skip sizes below 4.
+    #[arg(long, conflicts_with_all = ["byzantine", "dir", "plot"])]
+    pub in_process: bool,
+    /// With --in-process: threads sharing the nodes' work (authentication and stepping)
+    /// each round; 1 runs everything on one thread.
+    #[arg(long, default_value_t = 1, requires = "in_process", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub threads: usize,
 }
 
 struct Bar {
@@ -119,6 +133,9 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
         (None, Some(r)) => StopAfter::Requests(r),
         (None, None) => StopAfter::Duration(Duration::from_secs(5)),
     };
+    if args.in_process {
+        return in_process(&args, stop);
+    }
     let smallest = *args.nodes.iter().min().expect("non-empty");
     let byzantine = super::cluster::injections(smallest, &args.byzantine)?;
     let (workdir, temporary) = match &args.dir {
@@ -158,12 +175,80 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
     output(&report, args.json.as_deref(), args.plot.as_deref())
 }
 
+/// `--in-process`: every (nodes, variant, clients) cell on fresh in-memory cores.
+fn in_process(args: &BenchArgs, stop: StopAfter) -> Result<u8, BadInput> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let cost = bench::crypto_bound::measure(args.payload, Duration::from_millis(300));
+    let mut progress = Bar {
+        bar: bar(),
+        expected: Duration::ZERO,
+    };
+    let mut results = Vec::new();
+    for &n in &args.nodes {
+        for &variant in &args.variants {
+            if variant != Variant::Raft && n < 4 {
+                progress.bar.println(format!(
+                    "{} n={n}: skipped (tolerates no fault below 4 nodes)",
+                    variant.name()
+                ));
+                continue;
+            }
+            for &clients in &args.clients {
+                let cell = bench::inproc::Cell {
+                    variant,
+                    nodes: n,
+                    clients,
+                    payload: args.payload,
+                    warmup: Duration::from_secs_f64(args.warmup),
+                    stop,
+                    threads: args.threads,
+                };
+                let r = bench::inproc::run_one(cell, &cost, &mut progress)
+                    .map_err(|e| BadInput(format!("benchmark failed: {e}")))?;
+                progress.run_done(&r);
+                results.push(r);
+            }
+        }
+    }
+    progress.bar.finish_and_clear();
+    let report = bench::BenchReport {
+        machine: bench::Machine {
+            cores,
+            sign_us: cost.sign_us,
+            verify_us: cost.verify_us,
+            verify_batch_us: cost.verify_batch_us,
+        },
+        results,
+    };
+    outln!("{}", bench::inproc::table(&report));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("report serializes");
+        std::fs::write(path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        outln!("JSON: {}", path.display());
+    }
+    Ok(0)
+}
+
+fn bar() -> ProgressBar {
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:40} [{bar:30}] {prefix}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 fn output(
     report: &bench::BenchReport,
     json: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> Result<u8, BadInput> {
-    outln!("{}", bench::report::table(report));
+    if !report.results.is_empty() && report.results.iter().all(|r| r.in_process.is_some()) {
+        outln!("{}", bench::inproc::table(report));
+    } else {
+        outln!("{}", bench::report::table(report));
+    }
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(report).expect("report serializes");
         std::fs::write(path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
