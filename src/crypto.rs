@@ -244,6 +244,24 @@ pub struct Keyring {
 const MAX_BATCH_SIGNATURES: usize = 256;
 
 impl Keyring {
+    /// A keyring of these nodes' and clients' keys (client ids in order from 0), as the
+    /// simulator and the in-process bench derive them.
+    pub fn of_signing_keys(
+        domain: Domain,
+        nodes: &[SigningKey],
+        clients: &[SigningKey],
+    ) -> Result<Keyring, KeyError> {
+        Keyring::new(
+            domain,
+            nodes.iter().map(|k| k.verifying_key()).collect(),
+            clients
+                .iter()
+                .enumerate()
+                .map(|(c, k)| (c as ClientId, k.verifying_key()))
+                .collect(),
+        )
+    }
+
     /// Builds a keyring, refusing weak keys (PROTOCOL.md, "Keys and identity").
     pub fn new(
         domain: Domain,

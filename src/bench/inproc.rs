@@ -136,16 +136,9 @@ impl Cluster {
         };
         let node_keys: Vec<_> = (0..n as u32).map(|i| key(b'N', i)).collect();
         let client_keys: Vec<_> = (0..clients as u32).map(|i| key(b'C', i)).collect();
-        let ring = Keyring::new(
-            Domain::new(variant, CLUSTER_ID),
-            node_keys.iter().map(|k| k.verifying_key()).collect(),
-            client_keys
-                .iter()
-                .enumerate()
-                .map(|(c, k)| (c as ClientId, k.verifying_key()))
-                .collect(),
-        )
-        .expect("derived keys are valid");
+        let ring =
+            Keyring::of_signing_keys(Domain::new(variant, CLUSTER_ID), &node_keys, &client_keys)
+                .expect("derived keys are valid");
         let nodes = node_keys
             .iter()
             .enumerate()
@@ -621,13 +614,7 @@ pub fn run_one(
     let mut lat: Vec<Duration> = c.done[measured_from..].iter().map(|d| d.1).collect();
     let requests = lat.len() as u64;
     lat.sort();
-    let pct = |p: f64| {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i].as_secs_f64() * 1e3
-    };
+    let pct = |p: f64| super::percentile_ms(&lat, p);
     let per_req = |x: f64| {
         if requests == 0 {
             0.0

@@ -237,13 +237,7 @@ fn run_one(
     };
     let mut lat = measured;
     lat.sort();
-    let pct = |p: f64| {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i].as_secs_f64() * 1e3
-    };
+    let pct = |p: f64| percentile_ms(&lat, p);
     let timeline = timeline(&samples.done, end);
     Ok(RunResult {
         variant: variant.name().into(),
@@ -346,6 +340,16 @@ pub fn recovery_ms(timeline: &[u64]) -> Option<f64> {
         .iter()
         .position(|&c| c as f64 >= steady / 2.0)
         .map(|b| (b as u128 * TIMELINE_BUCKET.as_millis()) as f64)
+}
+
+/// The `p`-th quantile (0..=1, nearest rank) of sorted latencies, in milliseconds; 0 if
+/// there are none.
+pub(crate) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e3
 }
 
 #[cfg(test)]

@@ -127,14 +127,10 @@ impl World {
         let client_keys: Vec<SigningKey> = (0..cfg.clients as ClientId)
             .map(|c| derived_key(cfg.seed, c, b'C'))
             .collect();
-        let ring = Keyring::new(
+        let ring = Keyring::of_signing_keys(
             Domain::new(cfg.rules.variant, CLUSTER_ID),
-            node_keys.iter().map(|k| k.verifying_key()).collect(),
-            client_keys
-                .iter()
-                .enumerate()
-                .map(|(c, k)| (c as ClientId, k.verifying_key()))
-                .collect(),
+            &node_keys,
+            &client_keys,
         )
         .expect("derived keys are never weak");
         let mut slots = Vec::new();
