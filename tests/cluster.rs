@@ -517,6 +517,25 @@ fn the_equivocation_demo_ends_with_evidence_at_the_honest_nodes() {
     assert!(out.contains("deposed node 3"), "{out}");
 }
 
+/// A behaviour that does not attack as leader tells its own story, not the stall one.
+#[test]
+fn the_demo_of_another_behaviour_ends_with_its_own_attack_and_defeat() {
+    let _one = serial();
+    let (code, out, err) = tangaroa(&["demo", "--byzantine", "tamper", "--requests", "3"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let b = Behaviour::Tamper;
+    assert!(
+        out.contains(&format!("attack (tamper): {}", b.describe())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("its defeat: {}", b.defence())),
+        "{out}"
+    );
+    assert!(!out.contains(Behaviour::Stall.defence()), "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
 #[test]
 fn the_cluster_command_runs_nodes_shows_status_and_leaves_their_logs() {
     let _one = serial();

@@ -368,3 +368,19 @@ pub(crate) mod testkit {
         }
     }
 }
+
+#[cfg(test)]
+mod story_tests {
+    use super::Behaviour;
+    use std::collections::BTreeSet;
+
+    /// The demo ends with the behaviour's own attack and its own defeat: every behaviour
+    /// must have texts of its own (issue 9: the demo told the stall story for all).
+    #[test]
+    fn every_behaviour_tells_its_own_attack_and_defeat() {
+        let attacks: BTreeSet<_> = Behaviour::ALL.iter().map(|b| b.describe()).collect();
+        let defeats: BTreeSet<_> = Behaviour::ALL.iter().map(|b| b.defence()).collect();
+        assert_eq!(attacks.len(), Behaviour::ALL.len());
+        assert_eq!(defeats.len(), Behaviour::ALL.len());
+    }
+}
