@@ -107,6 +107,14 @@ fn fxhash(s: &str) -> u64 {
 
 const EDGES: [u64; 7] = [0, 1, 2, 255, u32::MAX as u64, u64::MAX - 1, u64::MAX];
 
+/// Inputs: a corpus entry picked at random, then mutated.
+fn mutated_from(corpus: &[Vec<u8>]) -> impl FnMut(&mut ChaCha8Rng) -> Vec<u8> + '_ {
+    |rng| {
+        let k = rng.gen_range(0..corpus.len());
+        mutate(rng, &corpus[k])
+    }
+}
+
 /// A few byte-level mutations of `base`.
 fn mutate(rng: &mut ChaCha8Rng, base: &[u8]) -> Vec<u8> {
     let mut v = base.to_vec();
@@ -359,48 +367,32 @@ fn corpus(c: &Cluster) -> Vec<Vec<u8>> {
 fn frame_admission_and_decoding_never_panic() {
     let c = cluster();
     let corpus = corpus(&c);
-    fuzz(
-        "frame",
-        iters(),
-        |rng| {
-            let k = rng.gen_range(0..corpus.len());
-            mutate(rng, &corpus[k])
-        },
-        |body| {
-            for from in [Sender::Node, Sender::Client, Sender::Server] {
-                if frame::admit(from, &body).is_ok() {
-                    let _ = frame::decode(&body);
-                }
+    fuzz("frame", iters(), mutated_from(&corpus), |body| {
+        for from in [Sender::Node, Sender::Client, Sender::Server] {
+            if frame::admit(from, &body).is_ok() {
+                let _ = frame::decode(&body);
             }
-            if body.len() >= 4 {
-                let _ = frame::body_len(body[..4].try_into().unwrap(), Sender::Client);
-            }
-        },
-    );
+        }
+        if body.len() >= 4 {
+            let _ = frame::body_len(body[..4].try_into().unwrap(), Sender::Client);
+        }
+    });
 }
 
 #[test]
 fn authentication_never_panics() {
     let c = cluster();
     let corpus = corpus(&c);
-    fuzz(
-        "auth",
-        iters(),
-        |rng| {
-            let k = rng.gen_range(0..corpus.len());
-            mutate(rng, &corpus[k])
-        },
-        |body| {
-            if frame::admit(Sender::Node, &body).is_err() {
-                return;
+    fuzz("auth", iters(), mutated_from(&corpus), |body| {
+        if frame::admit(Sender::Node, &body).is_err() {
+            return;
+        }
+        if let Ok(Wire::Protocol(msg)) = frame::decode(&body) {
+            for link in [Principal::Node(0), Principal::Node(3), Principal::Client(0)] {
+                let _ = authenticate(&c.ring, link, &msg);
             }
-            if let Ok(Wire::Protocol(msg)) = frame::decode(&body) {
-                for link in [Principal::Node(0), Principal::Node(3), Principal::Client(0)] {
-                    let _ = authenticate(&c.ring, link, &msg);
-                }
-            }
-        },
-    );
+        }
+    });
 }
 
 #[test]

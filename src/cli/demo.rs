@@ -127,28 +127,12 @@ fn say(s: &str) {
 /// none, and the cluster is still live with the other two.
 const NAMED_BY: usize = 2;
 
-/// The leader at least `NAMED_BY` honest nodes name (two honest nodes never follow
-/// different leaders in one term; the highest term wins).
+/// The leader at least `NAMED_BY` honest nodes name.
 async fn leader(session: &mut Session, within: Duration) -> Option<(Term, NodeId)> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let reports = session.status(Duration::from_millis(500)).await;
-        let mut named: BTreeMap<(Term, NodeId), usize> = BTreeMap::new();
-        for r in reports.iter().flatten().filter(|r| r.id != MALICIOUS) {
-            if let Some(l) = r.leader {
-                *named.entry(l).or_default() += 1;
-            }
-        }
-        let agreed = named
-            .into_iter()
-            .rev()
-            .find(|&(_, count)| count >= NAMED_BY);
-        if let Some((l, _)) = agreed {
-            return Some(l);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
+    let honest: Vec<NodeId> = (0..NODES as NodeId).filter(|&i| i != MALICIOUS).collect();
+    session
+        .leader_named_by_at_least(&honest, NAMED_BY, within)
+        .await
 }
 
 async fn tell(

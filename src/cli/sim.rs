@@ -101,6 +101,25 @@ struct JsonSummary {
     trace_digest: String,
 }
 
+impl SimArgs {
+    /// The variant's rules, less those `--switch-off` names.
+    fn rules(&self, variant: Variant) -> Result<crate::protocol::Rules, BadInput> {
+        let mut rules = crate::protocol::Rules::for_variant(variant);
+        for rule in &self.switch_off {
+            rules.switch_off(rule).map_err(BadInput)?;
+        }
+        Ok(rules)
+    }
+
+    /// The `--switch-off` flags again, for replay commands.
+    fn switch_flags(&self) -> String {
+        self.switch_off
+            .iter()
+            .map(|r| format!(" --switch-off {r}"))
+            .collect()
+    }
+}
+
 /// Runs the command; `Ok(true)` if violations were found.
 pub fn run(args: SimArgs) -> Result<bool, BadInput> {
     quiet_panics();
@@ -127,9 +146,7 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
         );
     }
     let mut base = SimConfig::new(variant, args.nodes, 0);
-    for rule in &args.switch_off {
-        base.rules.switch_off(rule).map_err(BadInput)?;
-    }
+    base.rules = args.rules(variant)?;
     let batch = Batch {
         base,
         byzantine: args.byzantine,
@@ -152,10 +169,7 @@ pub fn run(args: SimArgs) -> Result<bool, BadInput> {
             args.nodes,
             args.byzantine,
             names.join(","),
-            args.switch_off
-                .iter()
-                .map(|r| format!(" --switch-off {r}"))
-                .collect::<String>()
+            args.switch_flags()
         )
     };
     summarize(
@@ -175,10 +189,7 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
     let sc = Scenario::parse(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let variant = args.variant.unwrap_or(sc.variant);
     let first = args.first_seed.unwrap_or(sc.seed);
-    let mut rules = crate::protocol::Rules::for_variant(variant);
-    for rule in &args.switch_off {
-        rules.switch_off(rule).map_err(BadInput)?;
-    }
+    let rules = args.rules(variant)?;
     let bar = progress(seeds, args.json || seeds == 1);
     let reports: Vec<RunReport> = (first..first + seeds)
         .map(|s| {
@@ -200,10 +211,7 @@ fn run_scenario(args: &SimArgs, path: &std::path::Path, seeds: u64) -> Result<bo
         format!(
             "tangaroa sim --scenario {} --variant {variant} --seeds 1 --first-seed {seed}{}",
             path.display(),
-            args.switch_off
-                .iter()
-                .map(|r| format!(" --switch-off {r}"))
-                .collect::<String>()
+            args.switch_flags()
         )
     };
     let found = summarize(

@@ -86,9 +86,10 @@ impl Harness {
         }
     }
 
-    /// An AppendEntries from leader 1 of `term`, with its proof, after `prev` on `log`.
-    fn append(&self, to: &Node, term: Term, prev: u64, entries: Vec<Entry>) -> Input {
-        let ae = AppendEntries {
+    /// The body of an AppendEntries from leader 1 of `term`, with its proof, after `prev`
+    /// on `to`'s log; tests change fields with `..`.
+    fn append_body(&self, to: &Node, term: Term, prev: u64, entries: Vec<Entry>) -> AppendEntries {
+        AppendEntries {
             term,
             leader: 1,
             prev_index: prev,
@@ -98,7 +99,12 @@ impl Harness {
             commit: 0,
             proof: Some(self.proof(term, 1, None)),
             lock: None,
-        };
+        }
+    }
+
+    /// That AppendEntries, signed and delivered from leader 1.
+    fn append(&self, to: &Node, term: Term, prev: u64, entries: Vec<Entry>) -> Input {
+        let ae = self.append_body(to, term, prev, entries);
         deliver(1, Message::AppendEntries(self.sign(1, ae)))
     }
 }
@@ -164,16 +170,10 @@ fn a_restarted_follower_never_acks_a_fork_in_the_term_it_acked_the_real_log() {
 fn follows_with(rules: Rules, voted_on: Option<LockId>) -> bool {
     let h = Harness::new();
     let mut n = h.node(0, rules, Durable::default());
+    // It claims no lock (`lock: None`) whatever its votes name.
     let ae = AppendEntries {
-        term: 1,
-        leader: 1,
-        prev_index: 0,
-        prev_term: 0,
-        prev_hash: n.log().hash_at(0).unwrap(),
-        entries: vec![],
-        commit: 0,
         proof: Some(h.proof(1, 1, voted_on)),
-        lock: None, // claims no lock
+        ..h.append_body(&n, 1, 0, vec![])
     };
     n.step(deliver(1, Message::AppendEntries(h.sign(1, ae))));
     n.leader() == Some((1, 1))
@@ -304,29 +304,11 @@ fn a_leader_building_on_another_hash_where_it_fed_us_is_convicted_with_evidence(
     let out = n.step(h.append(&n, 1, 0, vec![h.entry(1, 1, 1), h.entry(1, 2, 2)]));
     assert_eq!(positive_acks(&out).len(), 1);
     // The fork's chain, as a leader feeding another follower would build it.
-    let mut fork = Node::new(
-        NodeConfig {
-            id: 2,
-            n: N,
-            cluster_id: "t".into(),
-            rules: Rules::for_variant(Variant::Bft),
-            timing: Timing::default(),
-        },
-        h.keys[2].clone(),
-        1,
-        Durable::default(),
-    );
+    let mut fork = h.node(2, Rules::for_variant(Variant::Bft), Durable::default());
     fork.step(h.append(&fork, 1, 0, vec![h.entry(1, 1, 2), h.entry(1, 2, 1)]));
     let ae = AppendEntries {
-        term: 1,
-        leader: 1,
-        prev_index: 2,
-        prev_term: 1,
-        prev_hash: fork.log().hash_at(2).unwrap(),
-        entries: vec![h.entry(1, 3, 3)],
-        commit: 0,
         proof: None,
-        lock: None,
+        ..h.append_body(&fork, 1, 2, vec![h.entry(1, 3, 3)])
     };
     let out = n.step(deliver(1, Message::AppendEntries(h.sign(1, ae))));
     assert_convicted_by_evidence(&n, &out);

@@ -299,17 +299,32 @@ impl Session {
         nodes: &[NodeId],
         within: Duration,
     ) -> Option<(Term, NodeId)> {
+        self.leader_named_by_at_least(nodes, nodes.len(), within)
+            .await
+    }
+
+    /// The (term, leader) at least `enough` of `nodes` name (the highest term if several
+    /// qualify), polling until `within` runs out. Fewer than all of them is for leaders
+    /// that starve a follower, which then names none; honest nodes never name two
+    /// leaders in one term.
+    pub async fn leader_named_by_at_least(
+        &mut self,
+        nodes: &[NodeId],
+        enough: usize,
+        within: Duration,
+    ) -> Option<(Term, NodeId)> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             let reports = self.status(Duration::from_millis(500)).await;
-            let named: Vec<Option<(Term, NodeId)>> = nodes
-                .iter()
-                .map(|&i| reports.get(i as usize)?.as_ref()?.leader)
-                .collect();
-            if let Some(Some(first)) = named.first() {
-                if named.iter().all(|l| *l == Some(*first)) {
-                    return Some(*first);
+            let mut named: std::collections::BTreeMap<(Term, NodeId), usize> = Default::default();
+            for &i in nodes {
+                if let Some(l) = reports.get(i as usize).and_then(|r| r.as_ref()?.leader) {
+                    *named.entry(l).or_default() += 1;
                 }
+            }
+            let agreed = named.into_iter().rev().find(|&(_, count)| count >= enough);
+            if let Some((l, _)) = agreed {
+                return Some(l);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
