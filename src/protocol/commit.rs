@@ -9,16 +9,6 @@ use std::collections::BTreeMap;
 
 impl Node {
     pub(super) fn on_ack(&mut self, a: Signed<Ack>) {
-        if !self.is_node(a.body.from) || a.body.from == self.cfg.id {
-            return;
-        }
-        if self.is_raft() {
-            if a.body.term > self.hard.term {
-                return self.raft_step_down(a.body.term);
-            }
-            self.leader_on_ack(&a.body);
-            return self.raft_leader_commit();
-        }
         self.leader_on_ack(&a.body);
         if a.body.success {
             self.record_ack(a);

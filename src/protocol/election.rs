@@ -2,7 +2,7 @@
 //! "Election"). Plain Raft's eager voting lives in `raft.rs`.
 
 use super::message::{
-    lock_id, lock_rank, ElectionProof, LockId, Message, Payload, PreparedCert, RequestVote, Vote,
+    lock_id, lock_rank, ElectionProof, LockId, Message, PreparedCert, RequestVote, Vote,
 };
 use super::node::{Follow, LeaderState, Node, Role, Suspicion};
 use super::types::{NodeId, Term};
@@ -23,16 +23,9 @@ impl Node {
         self.reach.in_reach(term)
     }
 
-    /// The election timer fired (or an operator/scenario forced it).
+    /// The election timer fired (the timer is already reset; we do not lead): lazy voters
+    /// suspect their leader, and campaign if no other candidate waits for their vote.
     pub(super) fn election_timeout_fired(&mut self) {
-        if self.is_leader() {
-            return;
-        }
-        self.reset_election_timer();
-        if self.is_raft() {
-            self.campaign();
-            return;
-        }
         let now = self.now;
         self.penalties.retain(|_, until| *until > now);
         // A candidate we voted for that produced no valid AppendEntries within a whole
@@ -86,14 +79,21 @@ impl Node {
             self.suspect = Some(why);
         }
         if !self.grant_remembered_vote() {
-            self.campaign();
+            (self.book.campaign)(self);
         }
     }
 
     /// Candidate: term += 1, vote for itself (persisted first), broadcast RequestVote.
     pub(super) fn campaign(&mut self) {
-        // Above every term we know of, including our log's last entry: catch-up can bring
-        // entries of terms we never followed, and a leader appends in its own term.
+        if let Some(term) = self.next_campaign_term() {
+            self.campaign_in(term);
+        }
+    }
+
+    /// Above every term we know of, including our log's last entry: catch-up can bring
+    /// entries of terms we never followed, and a leader appends in its own term. None
+    /// once terms are exhausted (only a liar's raft term gets there).
+    pub(super) fn next_campaign_term(&self) -> Option<Term> {
         let known = self
             .hard
             .term
@@ -101,16 +101,14 @@ impl Node {
             .max(self.follow_term())
             .max(self.reach.highest_request());
         let term = known.max(self.log.last_term()).saturating_add(1);
-        if term <= self.voted_term() || term <= self.log.last_term() {
-            return; // terms are exhausted (only a liar's raft term gets here)
-        }
+        (term > self.voted_term() && term > self.log.last_term()).then_some(term)
+    }
+
+    pub(super) fn campaign_in(&mut self, term: Term) {
         let me = self.cfg.id;
         self.reach.we_campaign(me, term);
         self.hard.term = term;
         self.hard.voted = Some((term, me));
-        if self.is_raft() {
-            self.follow = None;
-        }
         self.save_hard();
         let lock = if self.rules.lock_vote_check {
             self.hard.lock.clone()
@@ -145,12 +143,6 @@ impl Node {
 
     pub(super) fn on_request_vote(&mut self, rv: Signed<RequestVote>) {
         let b = &rv.body;
-        if !self.is_node(b.candidate) || b.candidate == self.cfg.id {
-            return;
-        }
-        if self.is_raft() {
-            return self.raft_on_request_vote(rv);
-        }
         self.reach.request_seen(b.candidate, b.term);
         if !self.term_in_reach(b.term) {
             return;
@@ -325,11 +317,11 @@ impl Node {
             self.now,
         )));
         tracing::debug!(node = me, term, "became leader");
-        if self.is_raft() {
-            // Raft section 8: a new leader commits an entry of its own term so that earlier
-            // entries can be committed by counting.
-            self.leader_append(Payload::Noop);
-        }
+        (self.book.on_elected)(self)
+    }
+
+    /// A new leader Acks its log (its election lock's entries included) and tells everyone.
+    pub(super) fn on_elected(&mut self) {
         self.ack_own_log();
         self.heartbeat();
     }

@@ -17,6 +17,7 @@ pub mod recovery;
 mod replication;
 #[cfg(test)]
 mod rule_tests;
+mod rulebook;
 mod term_reach;
 pub mod types;
 

@@ -232,6 +232,8 @@ pub struct Status {
 pub struct Node {
     pub(super) cfg: NodeConfig,
     pub(super) rules: Rules,
+    /// This variant's answers where the variants part ways (`rulebook.rs`).
+    pub(super) book: &'static super::rulebook::Rulebook,
     pub(super) quorum: Quorum,
     pub(super) key: SigningKey,
     pub(super) domain: Domain,
@@ -310,6 +312,7 @@ impl Node {
         );
         let mut node = Node {
             rules,
+            book: super::rulebook::Rulebook::for_variant(rules.variant),
             quorum,
             key,
             domain,
@@ -420,7 +423,7 @@ impl Node {
         match input {
             Input::Tick => self.tick(),
             Input::Message { from, msg } => self.receive(from, msg),
-            Input::Timeout => self.election_timeout_fired(),
+            Input::Timeout => self.election_timer_fired(),
             Input::Misbehaved(p) => self.misbehaved(p),
         }
     }
@@ -445,11 +448,18 @@ impl Node {
     }
 
     fn receive(&mut self, from: Principal, msg: Message) {
+        let book = self.book;
         match msg {
-            Message::RequestVote(rv) => self.on_request_vote(rv),
+            Message::RequestVote(rv) if self.is_peer(rv.body.candidate) => {
+                (book.on_request_vote)(self, rv)
+            }
+            Message::AppendEntries(ae) if self.is_peer(ae.body.leader) => {
+                (book.on_append_entries)(self, ae)
+            }
+            Message::Ack(a) if self.is_peer(a.body.from) => (book.on_ack)(self, a),
+            // Claims to come from us or from outside the cluster: nothing to act on.
+            Message::RequestVote(_) | Message::AppendEntries(_) | Message::Ack(_) => {}
             Message::Vote(v) => self.on_vote(v),
-            Message::AppendEntries(ae) => self.on_append_entries(ae),
-            Message::Ack(a) => self.on_ack(a),
             Message::Commit(c) => self.on_commit(c),
             Message::Evidence(e) => self.on_evidence(e),
             Message::Request(r) => self.on_request(from, r),
@@ -462,12 +472,11 @@ impl Node {
     fn tick(&mut self) {
         self.now += 1;
         if self.is_leader() {
-            self.leader_tick();
-            return;
+            return (self.book.on_leader_tick)(self);
         }
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
-            self.election_timeout_fired();
+            self.election_timer_fired();
         }
         self.check_request_timers();
         if self
@@ -476,6 +485,16 @@ impl Node {
         {
             self.push_catch_up();
         }
+    }
+
+    /// The election timer fired (or an operator/scenario forced it): the variant decides
+    /// what a follower or candidate does about it; a leader has no election timer.
+    fn election_timer_fired(&mut self) {
+        if self.is_leader() {
+            return;
+        }
+        self.reset_election_timer();
+        (self.book.on_election_timeout)(self)
     }
 
     fn misbehaved(&mut self, p: Principal) {
@@ -531,6 +550,11 @@ impl Node {
 
     pub(super) fn is_node(&self, id: NodeId) -> bool {
         (id as usize) < self.cfg.n
+    }
+
+    /// A cluster member other than us.
+    pub(super) fn is_peer(&self, id: NodeId) -> bool {
+        self.is_node(id) && id != self.cfg.id
     }
 
     /// Assertions that hold after every step, whatever the input (TigerBeetle style: an

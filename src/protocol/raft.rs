@@ -4,19 +4,87 @@
 //! here, apart from the Byzantine variants' (`election`, `replication`, `commit`); the
 //! log, messages, batching and the driver are shared.
 
-use super::message::{AppendEntries, Message, RequestVote, Vote};
-use super::node::{Follow, Node, Role};
-use super::types::{Term, Variant};
+use super::message::{Ack, AppendEntries, Message, Payload, RequestVote, Vote};
+use super::node::{Follow, Node, Role, Suspicion};
+use super::types::{Index, Term};
 use crate::crypto::Signed;
 
 impl Node {
-    pub(super) fn is_raft(&self) -> bool {
-        self.rules.variant == Variant::Raft
+    /// Raft's candidate forgets its leader (no lazy voting: it stops following the moment
+    /// it runs). With terms exhausted there is no campaign, and the leader stays followed.
+    pub(super) fn raft_campaign(&mut self) {
+        if let Some(term) = self.next_campaign_term() {
+            self.follow = None;
+            self.campaign_in(term);
+        }
+    }
+
+    /// Raft section 8: a new leader appends an entry of its own term so that earlier
+    /// entries can be committed by counting, then heartbeats.
+    pub(super) fn raft_on_elected(&mut self) {
+        self.leader_append(Payload::Noop);
+        self.raft_ack_own_log();
+        self.append_to_every_follower();
+    }
+
+    /// Raft's leader has no quorum check and no Acks of its own to resend: it heartbeats.
+    pub(super) fn raft_leader_tick(&mut self) {
+        let (heartbeat_due, _) = self.advance_leader_timers();
+        if heartbeat_due {
+            self.append_to_every_follower();
+        }
+    }
+
+    pub(super) fn raft_ack_own_log(&mut self) {
+        self.record_own_match();
+        self.raft_leader_commit();
+    }
+
+    /// Raft's AppendEntries: consistency by `prev_term` (logs are not hash-chained), a
+    /// stale leader is told our term, and the Ack goes to the leader alone, with the
+    /// leader's commit index taken on trust.
+    pub(super) fn raft_on_append_entries(&mut self, ae: Signed<AppendEntries>) {
+        let leader = ae.body.leader;
+        if !self.raft_accept_leader(&ae.body) {
+            if ae.body.term < self.hard.term {
+                // Tell the stale leader our term so it steps down.
+                self.send_nack(leader, self.hard.term, self.log.last_index());
+            }
+            return;
+        }
+        self.heard_from_leader();
+        let b = &ae.body;
+        let (term, prev) = (b.term, b.prev_index);
+        if prev > self.log.last_index() {
+            return self.send_nack(leader, term, self.log.last_index());
+        }
+        if self.log.term_at(prev) != Some(b.prev_term) {
+            return self.send_nack(leader, term, prev.saturating_sub(1));
+        }
+        if !self.well_formed(b) {
+            return self.judge_leader_faulty(Suspicion::Misbehaviour);
+        }
+        if !self.merge_entries(&ae) {
+            return;
+        }
+        let matched = prev + ae.body.entries.len() as Index;
+        let ack = self.positive_ack(term, matched);
+        self.send(leader, Message::Ack(ack));
+        self.commit_to(ae.body.commit.min(matched));
+    }
+
+    /// Raft's Ack: a later term deposes us; otherwise it is progress towards commit.
+    pub(super) fn raft_on_ack(&mut self, a: Signed<Ack>) {
+        if a.body.term > self.hard.term {
+            return self.raft_step_down(a.body.term);
+        }
+        self.leader_on_ack(&a.body);
+        self.raft_leader_commit();
     }
 
     /// Raft: any AppendEntries of our term or later comes from that term's leader (one
     /// per term, by majority votes); adopt it and step down from candidacy or leadership.
-    pub(super) fn raft_accept_leader(&mut self, b: &AppendEntries) -> bool {
+    fn raft_accept_leader(&mut self, b: &AppendEntries) -> bool {
         if b.term < self.hard.term {
             return false;
         }
@@ -36,7 +104,7 @@ impl Node {
     }
 
     /// Raft: the leader commits the highest index a majority holds, if it is of its term.
-    pub(super) fn raft_leader_commit(&mut self) {
+    fn raft_leader_commit(&mut self) {
         let Role::Leader(ls) = &self.role else { return };
         let mut m = ls.matched.clone();
         m.sort_unstable_by(|a, b| b.cmp(a));
@@ -46,7 +114,7 @@ impl Node {
         }
     }
 
-    pub(super) fn raft_step_down(&mut self, term: Term) {
+    fn raft_step_down(&mut self, term: Term) {
         self.hard.term = term;
         self.follow = None;
         self.role = Role::Follower;

@@ -13,23 +13,9 @@ use crate::crypto::Signed;
 
 impl Node {
     pub(super) fn leader_tick(&mut self) {
-        let window = self.cfg.timing.election_ticks.saturating_mul(2);
-        let (due, check) = match &mut self.role {
-            Role::Leader(ls) => {
-                ls.heartbeat_elapsed += 1;
-                ls.quorum_check_elapsed += 1;
-                let check = ls.quorum_check_elapsed >= window;
-                if check {
-                    ls.quorum_check_elapsed = 0;
-                }
-                (
-                    ls.heartbeat_elapsed >= self.cfg.timing.heartbeat_ticks,
-                    check,
-                )
-            }
-            _ => (false, false),
-        };
-        if check && !self.is_raft() && !self.quorum_still_acks(window) {
+        let window = self.quorum_check_window();
+        let (due, check) = self.advance_leader_timers();
+        if check && !self.quorum_still_acks(window) {
             return self.step_down();
         }
         if self.stuck() {
@@ -42,6 +28,29 @@ impl Node {
         if due {
             self.heartbeat();
         }
+    }
+
+    /// How often a leader checks that a quorum still Acks it, in ticks.
+    fn quorum_check_window(&self) -> u32 {
+        self.cfg.timing.election_ticks.saturating_mul(2)
+    }
+
+    /// One tick of the leader's timers: is a heartbeat due, and a quorum check?
+    pub(super) fn advance_leader_timers(&mut self) -> (bool, bool) {
+        let window = self.quorum_check_window();
+        let Role::Leader(ls) = &mut self.role else {
+            unreachable!("only a leader has leader timers")
+        };
+        ls.heartbeat_elapsed += 1;
+        ls.quorum_check_elapsed += 1;
+        let check = ls.quorum_check_elapsed >= window;
+        if check {
+            ls.quorum_check_elapsed = 0;
+        }
+        (
+            ls.heartbeat_elapsed >= self.cfg.timing.heartbeat_ticks,
+            check,
+        )
     }
 
     /// Have our entries stayed uncommitted for the request timeout? The followers'
@@ -97,17 +106,20 @@ impl Node {
     /// AppendEntries to every follower (with entries if they lag), plus our own Ack and, if
     /// we are still waiting to commit, our Commit again: messages get lost.
     pub(super) fn heartbeat(&mut self) {
+        self.append_to_every_follower();
+        if let Some(a) = self.my_ack.clone() {
+            self.broadcast(Message::Ack(a));
+        }
+        self.rebroadcast_commit_if_lagging();
+    }
+
+    /// The heartbeat every variant sends: an AppendEntries to each follower.
+    pub(super) fn append_to_every_follower(&mut self) {
         if let Role::Leader(ls) = &mut self.role {
             ls.heartbeat_elapsed = 0;
         }
         for j in self.peers() {
             self.send_append(j);
-        }
-        if !self.is_raft() {
-            if let Some(a) = self.my_ack.clone() {
-                self.broadcast(Message::Ack(a));
-            }
-            self.rebroadcast_commit_if_lagging();
         }
     }
 
@@ -145,7 +157,7 @@ impl Node {
             if let Role::Leader(ls) = &mut self.role {
                 ls.replicated_to = last;
             }
-            self.ack_own_log();
+            (self.book.ack_own_log)(self);
         }
     }
 
@@ -173,7 +185,8 @@ impl Node {
             to
         };
         let convinced = ls.convinced(j as usize, now, self.cfg.timing.election_ticks as u64);
-        let with_proof = !convinced && !self.rules.variant.eq(&super::types::Variant::Raft);
+        // Only signed votes prove anything: unsigned (Raft) leaders never send a proof.
+        let with_proof = !convinced && self.rules.signed;
         let ae = AppendEntries {
             term: self.hard.term,
             leader: self.cfg.id,
@@ -192,9 +205,6 @@ impl Node {
 
     /// Is this AppendEntries from the leader we follow? Adopts a new leader on a valid proof.
     fn accept_leader(&mut self, ae: &Signed<AppendEntries>) -> bool {
-        if self.is_raft() {
-            return self.raft_accept_leader(&ae.body);
-        }
         let b = &ae.body;
         // Below our Ack floor (we voted for another node in a later term) we still take a
         // leader's entries and commit from others' Commits; `send_ack` and `set_lock` keep
@@ -257,33 +267,16 @@ impl Node {
 
     pub(super) fn on_append_entries(&mut self, ae: Signed<AppendEntries>) {
         let leader = ae.body.leader;
-        if !self.is_node(leader) || leader == self.cfg.id {
-            return;
-        }
         if !self.accept_leader(&ae) {
-            if self.is_raft() && ae.body.term < self.hard.term {
-                // Tell the stale leader our term so it steps down.
-                self.send_nack(leader, self.hard.term, self.log.last_index());
-            }
             return;
         }
-        if self.suspect == Some(Suspicion::Silence) {
-            self.suspect = None;
-        }
-        if self.suspect.is_none() {
-            self.reset_election_timer();
-        }
+        self.heard_from_leader();
         let b = &ae.body;
         let (term, prev) = (b.term, b.prev_index);
         if prev > self.log.last_index() {
             return self.send_nack(leader, term, self.log.last_index());
         }
-        let prev_matches = if self.is_raft() {
-            self.log.term_at(prev) == Some(b.prev_term)
-        } else {
-            self.log.hash_at(prev) == Some(b.prev_hash)
-        };
-        if !prev_matches {
+        if self.log.hash_at(prev) != Some(b.prev_hash) {
             if self.rules.append_only_in_term && prev <= self.acked_in(term) {
                 // It told us otherwise earlier in this very term: Evidence if we still hold
                 // the AppendEntries that gave us our entry at `prev`.
@@ -302,24 +295,29 @@ impl Node {
         if !b.entries.is_empty() {
             self.accounts.keep_accepted(&ae);
         }
-        if self.is_raft() {
-            let commit = b.commit.min(matched);
-            self.send_ack(leader, term, matched);
-            self.commit_to(commit);
-            return;
-        }
         if !self.reached_leader_lock(matched) {
             return; // still catching up to the leader's lock: no Ack yet
         }
-        self.send_ack(leader, term, matched);
+        self.send_ack(term, matched);
         if b.entries.is_empty() {
             self.rebroadcast_commit_if_lagging();
         }
     }
 
+    /// A valid AppendEntries from our leader: it is not silent, and while we do not
+    /// suspect it otherwise our election timer starts over.
+    pub(super) fn heard_from_leader(&mut self) {
+        if self.suspect == Some(Suspicion::Silence) {
+            self.suspect = None;
+        }
+        if self.suspect.is_none() {
+            self.reset_election_timer();
+        }
+    }
+
     /// Entries must be contiguous after `prev`, of non-decreasing terms, none above the
     /// leader's term.
-    fn well_formed(&self, b: &AppendEntries) -> bool {
+    pub(super) fn well_formed(&self, b: &AppendEntries) -> bool {
         let mut last_term = self.log.term_at(b.prev_index).unwrap_or(0);
         for (k, e) in b.entries.iter().enumerate() {
             if e.index != b.prev_index + 1 + k as Index || e.term < last_term || e.term > b.term {
@@ -332,7 +330,7 @@ impl Node {
 
     /// Appends the AppendEntries' entries, repairing a conflicting suffix as Raft does,
     /// except where that would break an invariant. Returns false if it refused.
-    fn merge_entries(&mut self, ae: &Signed<AppendEntries>) -> bool {
+    pub(super) fn merge_entries(&mut self, ae: &Signed<AppendEntries>) -> bool {
         let b = &ae.body;
         let mut fresh = Vec::new();
         for e in &b.entries {
@@ -392,23 +390,30 @@ impl Node {
         true
     }
 
-    /// Signs and sends our Ack: broadcast in the Byzantine variants, to the leader in Raft.
-    fn send_ack(&mut self, leader: NodeId, term: Term, index: Index) {
-        if term < self.hard.ack_floor && !self.is_raft() {
+    /// Signs our Ack, records it durably and broadcasts it: every node counts it towards
+    /// certificates.
+    fn send_ack(&mut self, term: Term, index: Index) {
+        if term < self.hard.ack_floor {
             return;
         }
-        let hash = self.log.hash_at(index).expect("acked index is in the log");
         let last = self.hard.acked.unwrap_or_default();
-        if !self.is_raft() {
-            // Our Acks of an earlier term are no longer on record: never go back to one.
-            if term < last.term {
-                return;
-            }
-            if (term, index) > (last.term, last.index) {
-                self.hard.acked = Some(super::node::AckedPosition { term, index, hash });
-                self.save_hard();
-            }
+        // Our Acks of an earlier term are no longer on record: never go back to one.
+        if term < last.term {
+            return;
         }
+        let ack = self.positive_ack(term, index);
+        if (term, index) > (last.term, last.index) {
+            let hash = ack.body.hash;
+            self.hard.acked = Some(super::node::AckedPosition { term, index, hash });
+            self.save_hard();
+        }
+        self.record_ack(ack.clone());
+        self.broadcast(Message::Ack(ack));
+    }
+
+    /// Our signed positive Ack of our log at `index` in `term`.
+    pub(super) fn positive_ack(&mut self, term: Term, index: Index) -> Signed<Ack> {
+        let hash = self.log.hash_at(index).expect("acked index is in the log");
         let body = Ack {
             term,
             from: self.cfg.id,
@@ -416,13 +421,7 @@ impl Node {
             hash,
             success: true,
         };
-        let ack = self.signed_ack(body);
-        if self.is_raft() {
-            self.send(leader, Message::Ack(ack));
-        } else {
-            self.record_ack(ack.clone());
-            self.broadcast(Message::Ack(ack));
-        }
+        self.signed_ack(body)
     }
 
     /// Re-uses our previous signature when the Ack is unchanged (heartbeats).
@@ -437,7 +436,7 @@ impl Node {
         }
     }
 
-    fn send_nack(&mut self, leader: NodeId, term: Term, hint: Index) {
+    pub(super) fn send_nack(&mut self, leader: NodeId, term: Term, hint: Index) {
         let hint = hint.min(self.log.last_index());
         let body = Ack {
             term,
@@ -452,16 +451,18 @@ impl Node {
 
     /// The leader accepts its own AppendEntries: it Acks its log end like everyone else.
     pub(super) fn ack_own_log(&mut self) {
+        let last = self.record_own_match();
+        self.send_ack(self.hard.term, last);
+    }
+
+    /// The leader holds its whole log: its own progress is its log end (returned).
+    pub(super) fn record_own_match(&mut self) -> Index {
         let last = self.log.last_index();
         let me = self.cfg.id;
         if let Role::Leader(ls) = &mut self.role {
             ls.matched[me as usize] = last;
         }
-        if self.is_raft() {
-            self.raft_leader_commit();
-        } else {
-            self.send_ack(me, self.hard.term, last);
-        }
+        last
     }
 
     /// Leader side of an Ack: track progress, back off on refusals.

@@ -480,3 +480,114 @@ fn an_uncommitted_forwarded_request_makes_the_follower_campaign() {
     off.switch_off("request-timers").unwrap();
     assert!(!campaigns_on_an_uncommitted_request(off));
 }
+
+// ---- Plain Raft (`raft.rs`), the benchmark's baseline --------------------------------
+
+fn raft_rules() -> Rules {
+    Rules::for_variant(Variant::Raft)
+}
+
+/// A Raft AppendEntries from leader 1 of `term` (no proof: Raft leaders prove nothing).
+fn raft_append(h: &Harness, to: &Node, term: Term, entries: Vec<Entry>, commit: u64) -> Input {
+    let ae = AppendEntries {
+        commit,
+        proof: None,
+        ..h.append_body(to, term, to.log().last_index(), entries)
+    };
+    deliver(1, Message::AppendEntries(h.sign(1, ae)))
+}
+
+fn acks_sent(out: &[Output]) -> Vec<(Option<NodeId>, Ack)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::Ack(a),
+            } => Some((Some(*to), a.body.clone())),
+            Output::Broadcast(Message::Ack(a)) => Some((None, a.body.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Raft 5.3: a follower Acks its leader alone (no broadcast) and takes the leader's
+/// commit index on trust, up to what it holds.
+#[test]
+fn a_raft_follower_acks_its_leader_alone_and_takes_its_commit_on_trust() {
+    let h = Harness::new();
+    let mut n = h.node(0, raft_rules(), Durable::default());
+    let entries = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let out = n.step(raft_append(&h, &n, 1, entries, 5));
+    let acks = acks_sent(&out);
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].0, Some(1), "sent to the leader, not broadcast");
+    assert!(acks[0].1.success && acks[0].1.index == 2);
+    assert_eq!(
+        n.commit_index(),
+        2,
+        "leader's commit 5, capped at our log end"
+    );
+    assert_eq!(n.leader(), Some((1, 1)), "followed without any proof");
+}
+
+/// Raft 5.1: a stale leader is refused and told the current term, so it steps down.
+#[test]
+fn a_raft_follower_tells_a_stale_leader_its_term() {
+    let h = Harness::new();
+    let mut n = h.node(0, raft_rules(), Durable::default());
+    n.step(raft_append(&h, &n, 3, vec![], 0));
+    let out = n.step(raft_append(&h, &n, 2, vec![h.entry(2, 1, 1)], 0));
+    let acks = acks_sent(&out);
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    let (to, nack) = &acks[0];
+    assert_eq!((*to, nack.success, nack.term), (Some(1), false, 3));
+    assert_eq!(
+        n.log().last_index(),
+        0,
+        "the stale leader's entry was refused"
+    );
+}
+
+/// Raft 5.4.2 and 8: a new leader appends a no-op of its term and commits by counting
+/// only entries of its own term; an earlier term's entry commits with it, never alone.
+#[test]
+fn a_raft_leader_commits_by_counting_only_entries_of_its_own_term() {
+    let h = Harness::new();
+    let old = h.entry(1, 1, 1);
+    let durable = Durable {
+        hard: super::node::HardState {
+            term: 1,
+            ..Default::default()
+        },
+        entries: vec![old],
+        evidence: vec![],
+    };
+    let mut n = h.node(0, raft_rules(), durable);
+    n.step(Input::Timeout);
+    for voter in [1, 2] {
+        n.step(deliver(voter, Message::Vote(h.vote(voter, 2, 0, None))));
+    }
+    assert!(n.is_leader(), "3 of 4 votes elect a Raft leader");
+    assert_eq!(n.log().term_at(2), Some(2), "the new leader's no-op");
+    let ack = |from: NodeId, index: u64| {
+        let body = Ack {
+            term: 2,
+            from,
+            index,
+            hash: Digest::default(),
+            success: true,
+        };
+        deliver(from, Message::Ack(h.sign(from, body)))
+    };
+    n.step(ack(1, 1));
+    n.step(ack(2, 1));
+    assert_eq!(
+        n.commit_index(),
+        0,
+        "a majority holds index 1, of an earlier term"
+    );
+    n.step(ack(1, 2));
+    assert_eq!(n.commit_index(), 0, "two of four hold index 2: no majority");
+    n.step(ack(2, 2));
+    assert_eq!(n.commit_index(), 2, "a majority holds the no-op of term 2");
+}

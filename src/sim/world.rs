@@ -456,6 +456,9 @@ impl World {
         self.trace.update(self.now.to_le_bytes());
         self.trace.update(format!("{to:?}{from:?}").as_bytes());
         self.trace.update(digest.0);
+        if std::env::var_os("TANGAROA_SIM_TRACE").is_some() {
+            eprintln!("{} {to:?} <- {from:?} {msg:?}", self.now);
+        }
         self.delivered += 1;
         *self.kinds.entry(msg.kind()).or_default() += 1;
         match to {
