@@ -49,6 +49,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod driver;
 pub mod keygen;
 pub mod kv;
 pub mod protocol;

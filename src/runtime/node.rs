@@ -10,9 +10,9 @@ use super::{Loaded, SetupError, StopSignals};
 use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::crypto::Principal;
-use crate::kv::Kv;
+use crate::driver::{Admission, Driver, Effect, Ready};
 use crate::protocol::{
-    ClientId, Input, Message, NodeConfig, NodeId, Output, Persist, Rules, Variant,
+    ClientId, Input, Message, NodeConfig, NodeId, Persist, Reply, Rules, Variant,
 };
 use crate::storage::Storage;
 use crate::transport::{self, Inbound, Net, NetSetup, NodeReport, Wire};
@@ -202,13 +202,11 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         super::metrics::Tracker::new(me, cfg.nodes.len(), liars, window)
     });
     let mut process = Process {
-        actor,
+        driver: Driver::new(actor),
         tracker,
         storage,
-        kv: Kv::new(),
         net,
         clients: HashMap::new(),
-        applied: 0,
         metrics,
         stopping,
         ticks_due,
@@ -293,16 +291,15 @@ fn take_batch(first: Inbound, rx: &mut mpsc::Receiver<Inbound>) -> (Vec<Inbound>
 }
 
 struct Process {
-    actor: Box<dyn Actor>,
+    /// The actor and its state machine (`crate::driver`, shared with the simulator).
+    driver: Driver,
     storage: Storage,
-    kv: Kv,
     net: Net,
     /// The latest stream of each connected client, for its replies.
     /// Every live stream of each connected client (a client may run several sessions at
     /// once, e.g. parallel CLI calls with one key); replies go to all of them, and each
     /// session keeps those of its own requests.
     clients: HashMap<ClientId, Vec<mpsc::Sender<Bytes>>>,
-    applied: u64,
     metrics: Option<Arc<super::metrics::Metrics>>,
     /// Request arrival times and commit claims, kept only when metrics are served.
     tracker: Option<super::metrics::Tracker>,
@@ -314,7 +311,6 @@ struct Process {
 
 impl Process {
     fn run(&mut self, mut rx: mpsc::Receiver<Inbound>) -> Result<(), NodeError> {
-        let mut outputs = Vec::new();
         let mut inputs = Vec::with_capacity(MAX_INPUTS_PER_BATCH);
         while let Some(first) = rx.blocking_recv() {
             let (batch, stop) = take_batch(first, &mut rx);
@@ -332,13 +328,13 @@ impl Process {
                 if let Some(m) = &self.metrics {
                     m.batch(inputs.len());
                 }
-                outputs.extend(self.actor.step_batch(std::mem::take(&mut inputs)));
+                let ready = self.driver.step_batch(std::mem::take(&mut inputs));
                 if let Some(t) = &mut self.tracker {
-                    let term = self.actor.node().hard_state().term;
+                    let term = self.driver.node().hard_state().term;
                     t.term(term, std::time::Instant::now());
                 }
+                self.release(ready)?;
             }
-            self.release(&mut outputs)?;
             if stop || self.stopping.load(Ordering::SeqCst) {
                 break;
             }
@@ -370,16 +366,12 @@ impl Process {
                         _ => {}
                     }
                 }
-                if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
-                    // Retries of applied requests are answered from the state machine.
-                    if let Some(result) = self.kv.cached(r.body.client, r.body.seq) {
-                        if r.body.client == c {
-                            self.reply(c, r.body.seq, result);
-                        }
-                        return;
+                match self.driver.admit(from, msg) {
+                    Admission::Deliver(msg) => Input::Message { from, msg },
+                    Admission::Answered { client, reply } => {
+                        return self.reply(client, reply);
                     }
                 }
-                Input::Message { from, msg }
             }
             Inbound::Misbehaved(p) => Input::Misbehaved(p),
             Inbound::ClientLink(c, link) => {
@@ -408,67 +400,60 @@ impl Process {
         inputs.push(step);
     }
 
-    /// Persists the batch's state, then releases its messages and applications in order.
-    fn release(&mut self, outputs: &mut Vec<Output>) -> Result<(), NodeError> {
-        let persists: Vec<&Persist> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Persist(p) => Some(p),
-                _ => None,
-            })
-            .collect();
-        if !persists.is_empty() {
+    /// Persists the batch's state, then releases its messages and replies in order.
+    fn release(&mut self, ready: Ready) -> Result<(), NodeError> {
+        if !ready.persist.is_empty() {
             // A failed write or sync is fatal: continuing could Ack what is not durable.
             let started = std::time::Instant::now();
+            let persists: Vec<&Persist> = ready.persist.iter().collect();
             self.storage.apply(&persists)?;
             if let Some(m) = &self.metrics {
                 m.persisted(started.elapsed());
             }
         }
-        for o in outputs.drain(..) {
-            match o {
-                Output::Persist(_) => {}
-                Output::Send { to, msg } => {
+        for effect in ready.effects {
+            match effect {
+                Effect::Send { to, msg } => {
                     self.count_sent(&msg, 1);
                     if let Some(frame) = transport::encode(&Wire::Protocol(msg)) {
                         self.net.send(to, frame);
                     }
                 }
-                Output::Broadcast(msg) => {
+                Effect::Broadcast(msg) => {
                     self.count_sent(&msg, self.net.peer_count());
                     if let Some(frame) = transport::encode(&Wire::Protocol(msg)) {
                         self.net.broadcast(frame);
                     }
                 }
-                Output::Apply(entry) => {
-                    let Some(r) = entry.payload.request() else {
-                        continue;
-                    };
-                    let applied = self.kv.apply(&r.body);
-                    self.applied += 1;
+                Effect::Applied { request: None, .. } => {}
+                Effect::Applied {
+                    request: Some(r), ..
+                } => {
                     if let (Some(t), Some(m)) = (&mut self.tracker, &self.metrics) {
                         let now = std::time::Instant::now();
-                        if let Some(took) = t.applied(r.body.client, r.body.seq, now) {
+                        if let Some(took) = t.applied(r.client, r.seq, now) {
                             m.committed(took);
                         }
                     }
-                    self.reply(r.body.client, r.body.seq, applied.result());
+                    self.reply(r.client, r.reply);
                 }
             }
         }
         Ok(())
     }
 
-    fn reply(&mut self, client: ClientId, seq: u64, result: crate::protocol::OpResult) {
+    /// Sends `reply` on every live stream of `client` (none if it is not connected here:
+    /// the client asks every node on timeout).
+    fn reply(&mut self, client: ClientId, reply: Option<Reply>) {
         let Some(links) = self.clients.get_mut(&client) else {
-            return; // not connected here: the client asks every node on timeout
+            return;
         };
         links.retain(|l| !l.is_closed());
         if links.is_empty() {
             self.clients.remove(&client);
             return;
         }
-        let Some(reply) = self.actor.reply_to(client, seq, result) else {
+        let Some(reply) = reply else {
             return;
         };
         if let Some(frame) = transport::encode(&Wire::Protocol(Message::Reply(reply))) {
@@ -500,7 +485,7 @@ impl Process {
     }
 
     fn report(&self) -> NodeReport {
-        let node = self.actor.node();
+        let node = self.driver.node();
         let s = node.status();
         NodeReport {
             id: s.id,
@@ -516,7 +501,7 @@ impl Process {
                 .unwrap_or_default(),
             lock: s.lock,
             evidence: s.evidence,
-            applied: self.applied,
+            applied: self.driver.applied(),
             counters: self.net.counters.snapshot(),
         }
     }

@@ -9,10 +9,10 @@ use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::client::{ClientCore, ClientOutput};
 use crate::crypto::{sha256, signing_key_from_seed, Digest, Domain, Keyring, Principal, SigCache};
-use crate::kv::Kv;
+use crate::driver::{self, Admission, Driver, Effect, Ready};
 use crate::protocol::{
-    authenticate_cached, AuthError, ClientId, Input, Message, Node, NodeConfig, NodeId, Op, Output,
-    Reply,
+    authenticate_cached, AuthError, ClientId, Input, Message, Node, NodeConfig, NodeId, Op,
+    Persist, Reply,
 };
 use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
@@ -77,9 +77,9 @@ struct Slot {
     id: NodeId,
     kind: SlotKind,
     key: SigningKey,
-    actor: Option<Box<dyn Actor>>,
+    /// The running node (its actor and state machine); `None` while crashed.
+    driver: Option<Driver>,
     disk: Disk,
-    kv: Kv,
     incarnation: u64,
 }
 
@@ -151,9 +151,8 @@ impl World {
                     id,
                     kind,
                     key: node_keys[id as usize].clone(),
-                    actor: None,
+                    driver: None,
                     disk: Disk::default(),
-                    kv: Kv::new(),
                     incarnation: 0,
                 });
             }
@@ -222,11 +221,11 @@ impl World {
     }
 
     pub fn is_crashed(&self, slot: usize) -> bool {
-        self.slots[slot].actor.is_none()
+        self.slots[slot].driver.is_none()
     }
 
     pub fn node(&self, slot: usize) -> Option<&Node> {
-        self.slots[slot].actor.as_ref().map(|a| a.node())
+        self.slots[slot].driver.as_ref().map(|d| d.node())
     }
 
     /// Whether every slot of node `id` is honest.
@@ -247,15 +246,13 @@ impl World {
     /// its persists never became durable, and so (persist before you speak) nothing it
     /// produced left the node. What a torn or unsynced tail loses on a real disk.
     fn crash_mid_step(&mut self, s: usize) {
-        if let Some(actor) = self.slots[s].actor.as_mut() {
-            for o in actor.step(Input::Tick) {
-                if let Output::Persist(p) = o {
-                    self.slots[s].disk.apply(&p);
-                }
+        if let Some(driver) = self.slots[s].driver.as_mut() {
+            for p in driver.step(Input::Tick).persist {
+                self.slots[s].disk.apply(&p);
             }
         }
         self.slots[s].disk.lose_unsynced();
-        self.slots[s].actor = None;
+        self.slots[s].driver = None;
     }
 
     pub fn honest_slots(&self) -> Vec<usize> {
@@ -308,8 +305,7 @@ impl World {
                 },
             ),
         };
-        slot.actor = Some(actor);
-        slot.kv = Kv::new();
+        slot.driver = Some(Driver::new(actor));
     }
 
     /// Runs until virtual time `until` (ms) or until the queue empties, or stops the run
@@ -471,115 +467,87 @@ impl World {
                 self.client_outputs(c, out);
             }
             Endpoint::Slot(s) => {
-                if self.slots[s].actor.is_none() {
-                    return;
-                }
                 let link = match from {
                     Endpoint::Slot(f) => Principal::Node(self.slots[f].id),
                     Endpoint::Client(c) => Principal::Client(c),
                 };
-                if let (Message::Request(r), Endpoint::Client(c)) = (&msg, from) {
-                    // The driver answers retries of applied requests from the state machine.
-                    if let Some(result) = self.slots[s].kv.cached(r.body.client, r.body.seq) {
-                        let reply = self.reply_for(s, c, r.body.seq, result);
-                        if let Some(reply) = reply {
-                            self.send(
-                                Endpoint::Slot(s),
-                                Endpoint::Client(c),
-                                Message::Reply(reply),
-                            );
-                        }
-                        return;
+                let Some(driver) = self.slots[s].driver.as_mut() else {
+                    return;
+                };
+                let msg = match driver.admit(link, msg) {
+                    Admission::Answered { client, reply } => {
+                        return self.reply_to_client(s, client, reply);
                     }
-                }
+                    Admission::Deliver(msg) => msg,
+                };
                 let (ring, cache) = (&self.ring, &mut self.sig_cache);
                 let verdict = self
                     .auth_cache
                     .entry((digest, link))
                     .or_insert_with(|| authenticate_cached(ring, cache, link, &msg))
                     .clone();
-                match verdict {
-                    Ok(()) => self.step(s, Input::Message { from: link, msg }),
-                    Err(AuthError::SignedForgery(p, _)) => {
-                        self.rejected += 1;
-                        self.step(s, Input::Misbehaved(p))
-                    }
-                    Err(_) => self.rejected += 1,
+                if verdict.is_err() {
+                    self.rejected += 1;
+                }
+                if let Ok(input) = driver::input_for(link, msg, verdict) {
+                    self.step(s, input);
                 }
             }
         }
     }
 
-    fn reply_for(
-        &mut self,
-        s: usize,
-        client: ClientId,
-        seq: u64,
-        result: crate::protocol::OpResult,
-    ) -> Option<Reply> {
-        self.slots[s].actor.as_mut()?.reply_to(client, seq, result)
+    fn reply_to_client(&mut self, s: usize, client: ClientId, reply: Option<Reply>) {
+        if let (Some(reply), true) = (reply, (client as usize) < self.clients.len()) {
+            let to = Endpoint::Client(client);
+            self.send(Endpoint::Slot(s), to, Message::Reply(reply));
+        }
     }
 
     pub fn step(&mut self, s: usize, input: Input) {
-        let Some(actor) = self.slots[s].actor.as_mut() else {
+        let Some(driver) = self.slots[s].driver.as_mut() else {
             return;
         };
-        let out = actor.step(input);
-        self.outputs(s, out);
+        let ready = driver.step(input);
+        self.release(s, ready);
     }
 
-    fn outputs(&mut self, s: usize, out: Vec<Output>) {
+    /// What the runtime does with a batch's `Ready`: its persists durable (one record,
+    /// one fsync) before anything else; the disk model keeps them pending until then.
+    fn release(&mut self, s: usize, ready: Ready) {
         let me = self.slots[s].id;
-        // The runtime makes a step's persists durable (one record, one fsync) before it
-        // releases anything of the step; the disk model keeps them pending until then.
-        for o in &out {
-            if let Output::Persist(p) = o {
-                if let crate::protocol::Persist::Evidence(e) = p {
-                    if let Principal::Node(c) = e.culprit() {
-                        let honest = self.is_honest_node(c);
-                        self.checker.on_evidence(s, me, c, honest);
-                    }
+        for p in &ready.persist {
+            if let Persist::Evidence(e) = p {
+                if let Principal::Node(c) = e.culprit() {
+                    let honest = self.is_honest_node(c);
+                    self.checker.on_evidence(s, me, c, honest);
                 }
-                self.slots[s].disk.apply(p);
             }
+            self.slots[s].disk.apply(p);
         }
         self.slots[s].disk.sync();
-        for o in out {
-            if let Output::Send { msg, .. } | Output::Broadcast(msg) = &o {
-                self.checker.on_signed(s, me, msg);
-            }
-            match o {
-                Output::Persist(_) => {}
-                Output::Send { to, msg } => {
+        for effect in ready.effects {
+            match effect {
+                Effect::Send { to, msg } => {
+                    self.checker.on_signed(s, me, &msg);
                     for t in self.slots_of(to) {
                         if t != s {
                             self.send(Endpoint::Slot(s), Endpoint::Slot(t), msg.clone());
                         }
                     }
                 }
-                Output::Broadcast(msg) => {
+                Effect::Broadcast(msg) => {
+                    self.checker.on_signed(s, me, &msg);
                     for t in 0..self.slots.len() {
                         if self.slots[t].id != me {
                             self.send(Endpoint::Slot(s), Endpoint::Slot(t), msg.clone());
                         }
                     }
                 }
-                Output::Apply(e) => {
-                    let Some(r) = e.payload.request().cloned() else {
-                        self.checker.on_apply(s, me, &e, None);
-                        continue;
-                    };
-                    let applied = self.slots[s].kv.apply(&r.body);
-                    self.checker.on_apply(s, me, &e, Some(&applied));
-                    let c = r.body.client;
-                    if (c as usize) < self.clients.len() {
-                        if let Some(reply) = self.reply_for(s, c, r.body.seq, applied.result()) {
-                            self.send(
-                                Endpoint::Slot(s),
-                                Endpoint::Client(c),
-                                Message::Reply(reply),
-                            );
-                        }
+                Effect::Applied { entry, request } => {
+                    let applied = request.as_ref().map(|r| &r.applied);
+                    self.checker.on_apply(s, me, &entry, applied);
+                    if let Some(r) = request {
+                        self.reply_to_client(s, r.client, r.reply);
                     }
                 }
             }
@@ -615,7 +583,7 @@ impl World {
                 self.net.delay = delay;
             }
             Fault::Crash(s) => {
-                self.slots[s].actor = None;
+                self.slots[s].driver = None;
             }
             Fault::CrashMidStep(s) => self.crash_mid_step(s),
             Fault::Bounce(s, after) => {
@@ -623,7 +591,7 @@ impl World {
                 self.schedule(after, Event::Fault(Fault::Restart(s)));
             }
             Fault::Restart(s) => {
-                if self.slots[s].actor.is_none() {
+                if self.slots[s].driver.is_none() {
                     let d = self.slots[s].disk.durable();
                     let id = self.slots[s].id;
                     self.checker.on_restart(s, id, &d);

@@ -1,0 +1,293 @@
+//! The one driver between a node's [`Actor`] and its host: the simulator's virtual world
+//! and the runtime's protocol thread both use it, so what a node does around the core is
+//! the same code in both, and a host only moves bytes and keeps time.
+//!
+//! Around the core the driver does three things:
+//! - it answers a client's retry of an applied request from the state machine, without
+//!   stepping the core (`admit`);
+//! - it steps the actor on a batch of inputs and splits what came out into a [`Ready`]:
+//!   what must be durable first, then the messages and applications in the order the core
+//!   produced them, so "persist before you speak" is the type's shape, not a convention;
+//! - it applies committed entries to the key-value store and builds each client's reply.
+//!
+//! No I/O here: the host persists `Ready::persist` (one sync), then carries out
+//! `Ready::effects` in order.
+
+use crate::actor::Actor;
+use crate::crypto::Principal;
+use crate::kv::{Applied, Kv};
+use crate::protocol::{
+    AuthError, ClientId, Entry, Input, Message, Node, NodeId, Output, Persist, Reply,
+};
+
+/// What one batch of inputs asks of the host, in the order it must be carried out.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Make all of these durable before releasing any effect.
+    pub persist: Vec<Persist>,
+    /// Then these, in order.
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Debug)]
+pub enum Effect {
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
+    /// To every other cluster member.
+    Broadcast(Message),
+    /// A committed entry, now applied. For a client request: what the state machine did
+    /// and the reply this slot sends its client (`None` if the slot stays silent).
+    Applied {
+        entry: Entry,
+        request: Option<AppliedRequest>,
+    },
+}
+
+#[derive(Debug)]
+pub struct AppliedRequest {
+    pub client: ClientId,
+    pub seq: u64,
+    pub applied: Applied,
+    pub reply: Option<Reply>,
+}
+
+/// What to do with a message from the network. Moved once, never stored: boxing the
+/// message would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Admission {
+    /// Hand it on: authenticate it (if the host has not yet) and step the actor on it.
+    Deliver(Message),
+    /// A retry of a request already applied: answered from the state machine (`None` if
+    /// this slot stays silent), the core never sees it.
+    Answered {
+        client: ClientId,
+        reply: Option<Reply>,
+    },
+}
+
+/// The input an authentication verdict calls for: the message itself, the sender's
+/// misbehaviour if it signed forged content, or nothing (the error says why).
+pub fn input_for(
+    from: Principal,
+    msg: Message,
+    checked: Result<(), AuthError>,
+) -> Result<Input, AuthError> {
+    match checked {
+        Ok(()) => Ok(Input::Message { from, msg }),
+        Err(AuthError::SignedForgery(culprit, _)) => Ok(Input::Misbehaved(culprit)),
+        Err(e) => Err(e),
+    }
+}
+
+pub struct Driver {
+    actor: Box<dyn Actor>,
+    kv: Kv,
+    /// Client requests applied since this process started.
+    applied: u64,
+}
+
+impl Driver {
+    /// A fresh state machine: the core replays its committed log into it from the start.
+    pub fn new(actor: Box<dyn Actor>) -> Driver {
+        Driver {
+            actor,
+            kv: Kv::new(),
+            applied: 0,
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        self.actor.node()
+    }
+
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// A message that arrived over `from`'s link (authenticated or not: retries are
+    /// answered from what this node applied, which the retry cannot change).
+    pub fn admit(&mut self, from: Principal, msg: Message) -> Admission {
+        if let (Principal::Client(c), Message::Request(r)) = (from, &msg) {
+            if r.body.client == c {
+                if let Some(result) = self.kv.cached(c, r.body.seq) {
+                    let reply = self.actor.reply_to(c, r.body.seq, result);
+                    return Admission::Answered { client: c, reply };
+                }
+            }
+        }
+        Admission::Deliver(msg)
+    }
+
+    /// Steps the actor on one input.
+    pub fn step(&mut self, input: Input) -> Ready {
+        let out = self.actor.step(input);
+        self.ready(out)
+    }
+
+    /// Steps the actor on inputs that arrived together (the honest node batches what it
+    /// appends meanwhile: one AppendEntries per follower for the lot).
+    pub fn step_batch(&mut self, inputs: Vec<Input>) -> Ready {
+        let out = self.actor.step_batch(inputs);
+        self.ready(out)
+    }
+
+    /// Splits outputs into what must be durable and what follows, applying committed
+    /// entries on the way. Every `Persist` of the batch goes first, whatever its place:
+    /// nothing of a batch leaves before all of it is durable.
+    fn ready(&mut self, out: Vec<Output>) -> Ready {
+        let mut ready = Ready::default();
+        for o in out {
+            match o {
+                Output::Persist(p) => ready.persist.push(p),
+                Output::Send { to, msg } => ready.effects.push(Effect::Send { to, msg }),
+                Output::Broadcast(msg) => ready.effects.push(Effect::Broadcast(msg)),
+                Output::Apply(entry) => {
+                    let request = self.apply(&entry);
+                    ready.effects.push(Effect::Applied { entry, request });
+                }
+            }
+        }
+        ready
+    }
+
+    fn apply(&mut self, entry: &Entry) -> Option<AppliedRequest> {
+        let r = &entry.payload.request()?.body;
+        let applied = self.kv.apply(r);
+        self.applied += 1;
+        let reply = self.actor.reply_to(r.client, r.seq, applied.result());
+        Some(AppliedRequest {
+            client: r.client,
+            seq: r.seq,
+            applied,
+            reply,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adversary::testkit;
+    use crate::crypto::Domain;
+    use crate::protocol::{Op, OpResult, Payload, Request, Variant};
+
+    /// An actor that answers every step with a fixed list of outputs.
+    struct Scripted {
+        node: Node,
+        out: Vec<Output>,
+    }
+
+    impl Actor for Scripted {
+        fn step(&mut self, _: Input) -> Vec<Output> {
+            self.out.clone()
+        }
+        fn node(&self) -> &Node {
+            &self.node
+        }
+    }
+
+    fn scripted(out: Vec<Output>) -> Driver {
+        let c = testkit::ctx(0, 4, Variant::Bft);
+        let node = Node::new(c.cfg, c.key, c.seed, c.durable);
+        Driver::new(Box::new(Scripted { node, out }))
+    }
+
+    fn put(seq: u64) -> Entry {
+        let op = Op::Put {
+            key: "k".into(),
+            value: b"v".to_vec(),
+        };
+        let r = Domain::new(Variant::Bft, "t")
+            .sign(&testkit::client_key(), Request { client: 0, seq, op });
+        Entry {
+            term: 1,
+            index: seq,
+            payload: Payload::Request(r),
+        }
+    }
+
+    fn request_message(seq: u64) -> Message {
+        match put(seq).payload {
+            Payload::Request(r) => Message::Request(r),
+            Payload::Noop => unreachable!("put is a request"),
+        }
+    }
+
+    #[test]
+    fn every_persist_of_a_batch_comes_before_any_effect() {
+        let out = vec![
+            Output::Broadcast(request_message(9)),
+            Output::Persist(Persist::TruncateFrom(3)),
+            Output::Apply(put(1)),
+            Output::Persist(Persist::Append(vec![])),
+        ];
+        let ready = scripted(out).step(Input::Tick);
+        assert_eq!(ready.persist.len(), 2);
+        assert!(matches!(
+            ready.effects[..],
+            [Effect::Broadcast(_), Effect::Applied { .. }]
+        ));
+    }
+
+    #[test]
+    fn applied_requests_reach_the_state_machine_and_get_a_reply() {
+        let mut d = scripted(vec![Output::Apply(put(1))]);
+        let ready = d.step(Input::Tick);
+        let Effect::Applied {
+            request: Some(r), ..
+        } = &ready.effects[0]
+        else {
+            panic!("{:?}", ready.effects)
+        };
+        assert_eq!((r.client, r.seq), (0, 1));
+        let reply = r.reply.as_ref().expect("an honest node answers");
+        assert_eq!(
+            (reply.node, reply.seq, &reply.result),
+            (0, 1, &OpResult::Ok)
+        );
+        assert_eq!(d.applied(), 1);
+        assert_eq!(d.kv().get("k"), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_retry_of_an_applied_request_is_answered_without_the_core() {
+        let mut d = scripted(vec![Output::Apply(put(1))]);
+        d.step(Input::Tick);
+        let retry = request_message(1);
+        match d.admit(Principal::Client(0), retry.clone()) {
+            Admission::Answered {
+                client: 0,
+                reply: Some(r),
+            } => assert_eq!(r.seq, 1),
+            other => panic!("{other:?}"),
+        }
+        // The same request relayed by a node, or claimed by another client, goes on.
+        let relayed = d.admit(Principal::Node(2), retry.clone());
+        assert!(matches!(relayed, Admission::Deliver(_)));
+        let impostor = d.admit(Principal::Client(1), retry);
+        assert!(matches!(impostor, Admission::Deliver(_)));
+    }
+
+    #[test]
+    fn forged_content_becomes_misbehaviour_and_other_refusals_nothing() {
+        let msg = || request_message(1);
+        let from = Principal::Node(1);
+        assert!(matches!(
+            input_for(from, msg(), Ok(())),
+            Ok(Input::Message { .. })
+        ));
+        let forged = AuthError::SignedForgery(Principal::Node(2), "vote");
+        assert!(matches!(
+            input_for(from, msg(), Err(forged)),
+            Ok(Input::Misbehaved(Principal::Node(2)))
+        ));
+        assert!(input_for(from, msg(), Err(AuthError::UnknownClient(7))).is_err());
+    }
+}
