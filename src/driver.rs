@@ -20,6 +20,9 @@ use crate::protocol::{
     AuthError, ClientId, Entry, Input, Message, Node, NodeId, Output, Persist, Reply,
 };
 
+/// Most inputs stepped as one batch, by the runtime and the simulator alike.
+pub const MAX_INPUTS_PER_BATCH: usize = 1024;
+
 /// What one batch of inputs asks of the host, in the order it must be carried out.
 #[derive(Debug, Default)]
 pub struct Ready {

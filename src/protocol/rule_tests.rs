@@ -377,8 +377,17 @@ fn chain_hash(entries: &[Entry], index: u64) -> Digest {
 
 /// Commits of `(term, index, hash)` from nodes 1..=3, delivered to `n`.
 fn commits_from_peers(h: &Harness, n: &mut Node, term: Term, index: u64, hash: Digest) {
+    commits_from(h, n, 1..N as NodeId, (term, index, hash));
+}
+
+fn commits_from(
+    h: &Harness,
+    n: &mut Node,
+    peers: impl IntoIterator<Item = NodeId>,
+    (term, index, hash): (Term, u64, Digest),
+) {
     use super::message::Commit;
-    for from in 1..N as NodeId {
+    for from in peers {
         let c = Commit {
             term,
             from,
@@ -387,6 +396,24 @@ fn commits_from_peers(h: &Harness, n: &mut Node, term: Term, index: u64, hash: D
         };
         n.step(deliver(from, Message::Commit(h.sign(from, c))));
     }
+}
+
+/// PROTOCOL.md, "Replication and commit" (bft): an entry commits once q distinct nodes
+/// sent matching Commits for it, never on fewer, however often they repeat. (A Commit
+/// of another hash at that index would be the sender's equivocation: Evidence, tested
+/// with the evidence rules.)
+#[test]
+fn an_entry_commits_on_q_distinct_commits_and_not_before() {
+    let h = Harness::new();
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    n.step(h.append(&n, 1, 0, chain.clone()));
+    assert_eq!(n.log().last_index(), 2);
+    let at_2 = (1, 2, chain_hash(&chain, 2));
+    commits_from(&h, &mut n, [1, 2, 1, 2], at_2);
+    assert_eq!(n.commit_index(), 0, "two nodes, twice each, are not q = 3");
+    commits_from(&h, &mut n, [3], at_2);
+    assert_eq!(n.commit_index(), 2);
 }
 
 fn catch_up(from: NodeId, entries: Vec<Entry>) -> Input {

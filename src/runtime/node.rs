@@ -10,7 +10,7 @@ use super::{Loaded, SetupError, StopSignals};
 use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::crypto::Principal;
-use crate::driver::{Admission, Driver, Effect, Ready};
+use crate::driver::{Admission, Driver, Effect, Ready, MAX_INPUTS_PER_BATCH};
 use crate::protocol::{
     ClientId, Input, Message, NodeConfig, NodeId, Persist, Reply, Rules, Variant,
 };
@@ -24,8 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Most inputs stepped before the batch's outputs are persisted and released.
-const MAX_INPUTS_PER_BATCH: usize = 1024;
 /// Most bytes of message frames stepped in one batch. What a batch persists comes from its
 /// messages (requests, entries), so this bounds the batch's log record too: 1024 requests
 /// at the 64 KiB limit would be a 67 MB record, over the storage's 64 MiB limit.

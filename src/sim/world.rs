@@ -9,7 +9,7 @@ use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::client::{ClientCore, ClientOutput};
 use crate::crypto::{sha256, signing_key_from_seed, Digest, Domain, Keyring, Principal, SigCache};
-use crate::driver::{self, Admission, Driver, Effect, Ready};
+use crate::driver::{self, Admission, Driver, Effect, Ready, MAX_INPUTS_PER_BATCH};
 use crate::protocol::{
     authenticate_cached, AuthError, ClientId, Input, Message, Node, NodeConfig, NodeId, Op,
     Persist, Reply,
@@ -42,6 +42,9 @@ pub enum Event {
         msg: Box<Message>,
     },
     Fault(Fault),
+    /// Steps what reached a slot at this instant as one batch (`Driver::step_batch`, as
+    /// the runtime steps what its queue holds).
+    Flush(usize),
 }
 
 struct Scheduled {
@@ -79,6 +82,9 @@ struct Slot {
     key: SigningKey,
     /// The running node (its actor and state machine); `None` while crashed.
     driver: Option<Driver>,
+    /// Inputs that arrived at this instant, stepped together at its end; lost in a crash
+    /// (they were never stepped, so nothing of them was durable or sent).
+    inbox: Vec<Input>,
     disk: Disk,
     incarnation: u64,
 }
@@ -152,6 +158,7 @@ impl World {
                     kind,
                     key: node_keys[id as usize].clone(),
                     driver: None,
+                    inbox: Vec::new(),
                     disk: Disk::default(),
                     incarnation: 0,
                 });
@@ -252,7 +259,7 @@ impl World {
             }
         }
         self.slots[s].disk.lose_unsynced();
-        self.slots[s].driver = None;
+        self.stop_slot(s);
     }
 
     pub fn honest_slots(&self) -> Vec<usize> {
@@ -306,6 +313,7 @@ impl World {
             ),
         };
         slot.driver = Some(Driver::new(actor));
+        slot.inbox.clear();
     }
 
     /// Runs until virtual time `until` (ms) or until the queue empties, or stops the run
@@ -369,6 +377,7 @@ impl World {
             }
             Event::Deliver { to, from, msg } => self.deliver(to, from, *msg),
             Event::Fault(f) => self.apply_fault(f),
+            Event::Flush(s) => self.flush(s),
         }
     }
 
@@ -503,12 +512,37 @@ impl World {
         }
     }
 
+    /// Queues `input` for slot `s`: it is stepped with whatever else reaches the slot at
+    /// this instant, at the instant's end (or at once if the batch is full).
     pub fn step(&mut self, s: usize, input: Input) {
+        if self.slots[s].driver.is_none() {
+            return;
+        }
+        if self.slots[s].inbox.is_empty() {
+            // Scheduled after every event already queued for this instant.
+            self.schedule(0, Event::Flush(s));
+        }
+        self.slots[s].inbox.push(input);
+        if self.slots[s].inbox.len() >= MAX_INPUTS_PER_BATCH {
+            self.flush(s);
+        }
+    }
+
+    fn flush(&mut self, s: usize) {
+        let inputs = std::mem::take(&mut self.slots[s].inbox);
         let Some(driver) = self.slots[s].driver.as_mut() else {
             return;
         };
-        let ready = driver.step(input);
+        if inputs.is_empty() {
+            return;
+        }
+        let ready = driver.step_batch(inputs);
         self.release(s, ready);
+    }
+
+    fn stop_slot(&mut self, s: usize) {
+        self.slots[s].driver = None;
+        self.slots[s].inbox.clear();
     }
 
     /// What the runtime does with a batch's `Ready`: its persists durable (one record,
@@ -583,7 +617,7 @@ impl World {
                 self.net.delay = delay;
             }
             Fault::Crash(s) => {
-                self.slots[s].driver = None;
+                self.stop_slot(s);
             }
             Fault::CrashMidStep(s) => self.crash_mid_step(s),
             Fault::Bounce(s, after) => {
