@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 impl Node {
     /// Every heartbeat interval: push committed entries to peers that lag, at most once per
     /// election timeout each.
+    ///
+    /// (PROTOCOL.md rule R9)
     pub(super) fn push_catch_up(&mut self) {
         if !self.rules.catch_up || self.hard.commit == 0 {
             return;
@@ -62,6 +64,7 @@ impl Node {
             .unwrap_or(0)
     }
 
+    /// (PROTOCOL.md rule R9)
     pub(super) fn on_catch_up(&mut self, c: CatchUp) {
         if !self.rules.catch_up || c.from == self.cfg.id || !self.is_node(c.from) {
             return;

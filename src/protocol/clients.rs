@@ -6,6 +6,7 @@ use super::node::{Node, Suspicion};
 use crate::crypto::{Principal, Signed};
 
 impl Node {
+    /// (PROTOCOL.md rule C3)
     pub(super) fn on_request(&mut self, from: Principal, r: SignedRequest) {
         if r.body.op.data_bytes() > MAX_OP_BYTES {
             return; // too large to replicate; honest clients never send one (`Session`)
@@ -48,6 +49,7 @@ impl Node {
         self.watch.start(r, deadline);
     }
 
+    /// (PROTOCOL.md rule C3)
     pub(super) fn check_request_timers(&mut self) {
         let again = self.now + self.cfg.timing.request_ticks as u64;
         if !self.watch.expire(self.now, again) {
@@ -75,6 +77,7 @@ impl Node {
         }
     }
 
+    /// (PROTOCOL.md rule C4)
     pub(super) fn on_revolution(&mut self, rev: Signed<Revolution>) {
         let b = rev.body;
         let Some(f) = &self.follow else { return };

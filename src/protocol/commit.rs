@@ -17,6 +17,8 @@ impl Node {
 
     /// Keeps a positive Ack for certificate assembly; two of one term that disagree at one
     /// index are Evidence.
+    ///
+    /// (PROTOCOL.md rule R4, V1)
     pub(super) fn record_ack(&mut self, a: Signed<Ack>) {
         let from = a.body.from as usize;
         let kept = &self.acks[from];
@@ -41,6 +43,8 @@ impl Node {
 
     /// Looks for a prepared certificate above our lock: Acks of one term from q distinct
     /// nodes, all for the same `(index, hash)`, that hash being ours at that index.
+    ///
+    /// (PROTOCOL.md rule R4)
     pub(super) fn try_prepare(&mut self) {
         let floor = lock_rank(&self.hard.lock);
         let mut support: BTreeMap<(Term, Index), Vec<&Signed<Ack>>> = BTreeMap::new();
@@ -68,6 +72,8 @@ impl Node {
 
     /// Our lock rises. bft announces it with a Commit; tangaroa commits right away (the
     /// published flaw: a prepared entry may still be unknown to the next leader's voters).
+    ///
+    /// (PROTOCOL.md rule R5, R6)
     pub(super) fn set_lock(&mut self, cert: PreparedCert) {
         debug_assert!(cert.rank() > lock_rank(&self.hard.lock));
         debug_assert_eq!(self.log.hash_at(cert.index), Some(cert.hash));
@@ -94,6 +100,7 @@ impl Node {
         }
     }
 
+    /// (PROTOCOL.md rule R6, R9)
     pub(super) fn on_commit(&mut self, c: Signed<Commit>) {
         let from = c.body.from;
         if !self.rules.commit_round || !self.is_node(from) || from == self.cfg.id {
@@ -130,6 +137,8 @@ impl Node {
 
     /// bft: commit index i once q distinct nodes sent Commits of one term whose
     /// `(index, hash)` match our log at an index >= i.
+    ///
+    /// (PROTOCOL.md rule R6)
     pub(super) fn try_commit(&mut self) {
         let point = self.commit_point_on(self.log.last_index(), &[]);
         self.commit_to(point);
@@ -138,6 +147,8 @@ impl Node {
     /// Resends our Commit while our own commit lags our lock; peers answer a repeated
     /// Commit with theirs. Without it one lost message could leave a node uncommitted in an
     /// idle cluster forever.
+    ///
+    /// (PROTOCOL.md rule R9)
     pub(super) fn rebroadcast_commit_if_lagging(&mut self) {
         if !self.rules.commit_retransmit {
             return;

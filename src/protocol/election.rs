@@ -25,6 +25,8 @@ impl Node {
 
     /// The election timer fired (the timer is already reset; we do not lead): lazy voters
     /// suspect their leader, and campaign if no other candidate waits for their vote.
+    ///
+    /// (PROTOCOL.md rule E2)
     pub(super) fn election_timeout_fired(&mut self) {
         let now = self.now;
         self.penalties.retain(|_, until| *until > now);
@@ -48,6 +50,7 @@ impl Node {
         2 * self.cfg.timing.election_ticks as u64 // u32 widened: no overflow
     }
 
+    /// (PROTOCOL.md rule E6, E12)
     fn penalize(&mut self, node: NodeId) {
         if self.rules.depose_penalty && node != self.cfg.id {
             // "grants L no vote for the next n terms". We count election rounds of our own
@@ -61,6 +64,8 @@ impl Node {
     }
 
     /// This node now believes its leader faulty: vote for a remembered candidate, or run.
+    ///
+    /// (PROTOCOL.md rule E2)
     pub(super) fn judge_leader_faulty(&mut self, why: Suspicion) {
         if self.is_leader() {
             return;
@@ -93,6 +98,8 @@ impl Node {
     /// Above every term we know of, including our log's last entry: catch-up can bring
     /// entries of terms we never followed, and a leader appends in its own term. None
     /// once terms are exhausted (only a liar's raft term gets there).
+    ///
+    /// (PROTOCOL.md rule E9)
     pub(super) fn next_campaign_term(&self) -> Option<Term> {
         let known = self
             .hard
@@ -104,6 +111,7 @@ impl Node {
         (term > self.voted_term() && term > self.log.last_term()).then_some(term)
     }
 
+    /// (PROTOCOL.md rule E3)
     pub(super) fn campaign_in(&mut self, term: Term) {
         let me = self.cfg.id;
         self.reach.we_campaign(me, term);
@@ -141,6 +149,7 @@ impl Node {
         self.maybe_won();
     }
 
+    /// (PROTOCOL.md rule E4)
     pub(super) fn on_request_vote(&mut self, rv: Signed<RequestVote>) {
         let b = &rv.body;
         self.reach.request_seen(b.candidate, b.term);
@@ -166,6 +175,8 @@ impl Node {
     }
 
     /// Grants the best remembered RequestVote that passes every test. Returns whether it did.
+    ///
+    /// (PROTOCOL.md rule E4)
     fn grant_remembered_vote(&mut self) -> bool {
         let floor = self.voted_term().max(self.follow_term());
         self.pending_votes.retain(|_, rv| rv.body.term > floor);
@@ -184,6 +195,7 @@ impl Node {
         }
     }
 
+    /// (PROTOCOL.md rule E4)
     fn may_vote_for(&self, rv: &RequestVote) -> bool {
         if rv.term <= self.voted_term()
             || rv.term <= self.follow_term()
@@ -210,6 +222,7 @@ impl Node {
         (rv.last_term, rv.last_index) >= (self.log.last_term(), self.log.last_index())
     }
 
+    /// (PROTOCOL.md rule E11)
     fn grant(&mut self, rv: &Signed<RequestVote>) {
         // Pass the RequestVote on: a candidate may have sent it to us alone, and then our
         // vote puts us at a term our peers never saw, too far above them to vote for their
@@ -241,6 +254,7 @@ impl Node {
         self.send(rv.candidate, Message::Vote(vote));
     }
 
+    /// (PROTOCOL.md rule E5)
     pub(super) fn on_vote(&mut self, v: Signed<Vote>) {
         let b = v.body.clone();
         if !self.is_node(b.voter) || b.candidate != self.cfg.id {
@@ -268,6 +282,7 @@ impl Node {
         }
     }
 
+    /// (PROTOCOL.md rule E5)
     fn become_leader(&mut self) {
         let Role::Candidate { votes, lock } = std::mem::replace(&mut self.role, Role::Follower)
         else {
@@ -329,6 +344,8 @@ impl Node {
     /// Checks an election proof: q granted votes from distinct nodes for exactly
     /// `(term, leader)`, all naming one lock (bft). Returns that lock: the only one the
     /// leader may claim. Signatures were checked by `auth`.
+    ///
+    /// (PROTOCOL.md rule E5)
     pub(super) fn valid_proof(
         &mut self,
         p: &ElectionProof,

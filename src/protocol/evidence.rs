@@ -107,6 +107,8 @@ impl Accountability {
 }
 
 /// True when the two messages really conflict: no honest node would send both.
+///
+/// (PROTOCOL.md rule V2)
 pub fn conflicts(e: &Evidence) -> bool {
     match e {
         Evidence::Votes(a, b) => {

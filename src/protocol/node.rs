@@ -432,6 +432,8 @@ impl Node {
     /// `Persist` (the hard state once, last among them) before any message or apply, so a
     /// driver that persists a step's prefix of `Persist`s before releasing the rest keeps
     /// "persist before you speak" whatever order the rules produced them in.
+    ///
+    /// (PROTOCOL.md rule D1)
     fn end_of_step(&mut self) -> Vec<Output> {
         self.replicate_new_entries();
         self.apply_committed();
@@ -507,6 +509,7 @@ impl Node {
 
     // ---- small shared helpers -------------------------------------------------------
 
+    /// (PROTOCOL.md rule E1)
     pub(super) fn reset_election_timer(&mut self) {
         // Clamped so that 2t cannot wrap whatever the configuration says (it validates
         // far smaller values; the core does not rely on that).

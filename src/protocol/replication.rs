@@ -60,6 +60,8 @@ impl Node {
     /// later election may no longer Ack or Commit this term, and the Byzantine node
     /// withholds its Commits. Only a new term, in which every honest node may Ack, gets
     /// past that, and the leader itself must make room for it (the attacker found it).
+    ///
+    /// (PROTOCOL.md rule R10)
     fn stuck(&mut self) -> bool {
         let (now, commit, last) = (self.now, self.hard.commit, self.log.last_index());
         let limit = self.cfg.timing.request_ticks as u64;
@@ -76,6 +78,8 @@ impl Node {
     }
 
     /// CheckQuorum (as in etcd): have q nodes, us included, Acked this term lately?
+    ///
+    /// (PROTOCOL.md rule E8)
     fn quorum_still_acks(&self, window: u32) -> bool {
         let Role::Leader(ls) = &self.role else {
             return true;
@@ -161,6 +165,7 @@ impl Node {
         }
     }
 
+    /// (PROTOCOL.md rule R1, R11)
     pub(super) fn send_append(&mut self, j: NodeId) {
         let now = self.now;
         let Role::Leader(ls) = &mut self.role else {
@@ -204,6 +209,8 @@ impl Node {
     }
 
     /// Is this AppendEntries from the leader we follow? Adopts a new leader on a valid proof.
+    ///
+    /// (PROTOCOL.md rule E5, R12)
     fn accept_leader(&mut self, ae: &Signed<AppendEntries>) -> bool {
         let b = &ae.body;
         // Below our Ack floor (we voted for another node in a later term) we still take a
@@ -246,6 +253,8 @@ impl Node {
 
     /// Follows the proven leader of `term`, elected on `lock`. A failed candidacy does not
     /// strand us: we follow the highest proven leader.
+    ///
+    /// (PROTOCOL.md rule E7)
     fn adopt_leader(&mut self, term: Term, leader: NodeId, lock: Option<PreparedCert>) {
         self.hard.term = self.hard.term.max(term);
         self.hard.leader = Some((term, leader));
@@ -265,6 +274,7 @@ impl Node {
         self.on_new_leader();
     }
 
+    /// (PROTOCOL.md rule R1)
     pub(super) fn on_append_entries(&mut self, ae: Signed<AppendEntries>) {
         let leader = ae.body.leader;
         if !self.accept_leader(&ae) {
@@ -330,6 +340,8 @@ impl Node {
 
     /// Appends the AppendEntries' entries, repairing a conflicting suffix as Raft does,
     /// except where that would break an invariant. Returns false if it refused.
+    ///
+    /// (PROTOCOL.md rule R1, R2, R8)
     pub(super) fn merge_entries(&mut self, ae: &Signed<AppendEntries>) -> bool {
         let b = &ae.body;
         let mut fresh = Vec::new();
@@ -374,6 +386,8 @@ impl Node {
     }
 
     /// bft: Ack only once our log holds the leader's election lock, and adopt that lock.
+    ///
+    /// (PROTOCOL.md rule R7)
     fn reached_leader_lock(&mut self, matched: Index) -> bool {
         if !self.rules.follow_leader_lock {
             return true;
@@ -392,6 +406,8 @@ impl Node {
 
     /// Signs our Ack, records it durably and broadcasts it: every node counts it towards
     /// certificates.
+    ///
+    /// (PROTOCOL.md rule R3, R12)
     fn send_ack(&mut self, term: Term, index: Index) {
         if term < self.hard.ack_floor {
             return;
@@ -466,6 +482,8 @@ impl Node {
     }
 
     /// Leader side of an Ack: track progress, back off on refusals.
+    ///
+    /// (PROTOCOL.md rule R1)
     pub(super) fn leader_on_ack(&mut self, a: &Ack) {
         let now = self.now;
         let term = self.hard.term;
@@ -489,6 +507,8 @@ impl Node {
     /// that lock we must be able to hand its entries to our followers. Without this a node
     /// can hold a lock nobody can satisfy and block every election (a liveness hole the
     /// simulator found in the rules as written).
+    ///
+    /// (PROTOCOL.md rule R9)
     pub(super) fn retain_lock_chain(&mut self, from: Index) {
         let Some(lock) = &self.hard.lock else { return };
         if from > lock.index {

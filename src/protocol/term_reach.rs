@@ -61,6 +61,8 @@ impl TermReach {
     /// allowed to vote (the attacker found it, with no Byzantine node at all after a 150 s
     /// partition). f liars cannot raise the (f+1)-th highest term alone, so it still
     /// bounds how far they push us.
+    ///
+    /// (PROTOCOL.md rule E10)
     pub fn in_reach(&self, term: Term) -> bool {
         term <= self.base().saturating_add(MAX_TERM_GAP)
     }
