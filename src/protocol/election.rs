@@ -29,7 +29,7 @@ impl Node {
     /// (PROTOCOL.md rule E2)
     pub(super) fn election_timeout_fired(&mut self) {
         let now = self.now;
-        self.penalties.retain(|_, until| *until > now);
+        self.ballot.expire(now);
         // A candidate we voted for that produced no valid AppendEntries within a whole
         // election timeout sits out the next round: otherwise a Byzantine candidate could
         // soak up every round's votes by always offering the highest term, and never lead.
@@ -37,9 +37,7 @@ impl Node {
         // and a longer penalty would feed on itself (the simulator found that deadlock).
         if let Some((t, c)) = self.hard.voted {
             if c != self.cfg.id && t > self.follow_term() && self.rules.candidate_sit_out {
-                let until = now + self.round_ticks();
-                let p = self.penalties.entry(c).or_insert(0);
-                *p = (*p).max(until);
+                self.ballot.sit_out_until(c, now + self.round_ticks());
             }
         }
         self.judge_leader_faulty(Suspicion::Silence);
@@ -59,7 +57,7 @@ impl Node {
             // before) let a penalty last for ever on a node that campaigns from request
             // timers, whose campaigns reset that timer (the attacker found it).
             let until = self.now + self.cfg.n as u64 * self.round_ticks();
-            self.penalties.insert(node, until);
+            self.ballot.penalize_until(node, until);
         }
     }
 
@@ -75,8 +73,7 @@ impl Node {
             // renewed at every timeout, or the only holder of the highest lock could be
             // shut out forever (the simulator found that deadlock).
             let judged = (f.term, f.leader);
-            if self.penalized_for != Some(judged) {
-                self.penalized_for = Some(judged);
+            if self.ballot.first_judgement(judged) {
                 self.penalize(judged.1);
             }
         }
@@ -162,13 +159,7 @@ impl Node {
         }
         // Lazy voter: remember the request (the newest per candidate, so memory is bounded
         // by n) and grant it when, and if, we come to believe our leader faulty.
-        let newer = self
-            .pending_votes
-            .get(&b.candidate)
-            .is_none_or(|old| old.body.term < b.term);
-        if newer {
-            self.pending_votes.insert(b.candidate, rv);
-        }
+        self.ballot.remember(rv);
         if !self.rules.lazy_voting || self.suspect.is_some() || self.follow.is_none() {
             self.grant_remembered_vote();
         }
@@ -179,13 +170,8 @@ impl Node {
     /// (PROTOCOL.md rule E4)
     fn grant_remembered_vote(&mut self) -> bool {
         let floor = self.voted_term().max(self.follow_term());
-        self.pending_votes.retain(|_, rv| rv.body.term > floor);
-        let best = self
-            .pending_votes
-            .values()
-            .filter(|rv| self.may_vote_for(&rv.body))
-            .max_by_key(|rv| (rv.body.term, rv.body.candidate))
-            .cloned();
+        self.ballot.forget_up_to(floor);
+        let best = self.ballot.best(|rv| self.may_vote_for(rv));
         match best {
             Some(rv) => {
                 self.grant(&rv);
@@ -203,10 +189,7 @@ impl Node {
         {
             return false;
         }
-        let penalized = self
-            .penalties
-            .get(&rv.candidate)
-            .is_some_and(|&until| until > self.now);
+        let penalized = self.ballot.is_penalized(rv.candidate, self.now);
         if penalized || self.accounts.is_convicted(rv.candidate) {
             return false;
         }
@@ -242,7 +225,7 @@ impl Node {
         self.hard.term = self.hard.term.max(rv.term);
         self.hard.ack_floor = self.hard.ack_floor.max(rv.term);
         self.save_hard();
-        self.pending_votes.remove(&rv.candidate);
+        self.ballot.forget_candidate(rv.candidate);
         self.role = Role::Follower;
         self.reset_election_timer();
         let vote = self.sign(Vote {
@@ -322,7 +305,7 @@ impl Node {
             lock: lock.clone(),
         });
         self.suspect = None;
-        self.pending_votes.clear();
+        self.ballot.forget_all();
         self.role = Role::Leader(Box::new(LeaderState::new(
             proof,
             lock,

@@ -2,6 +2,7 @@
 //! inputs to outputs, and every rule of `docs/PROTOCOL.md` lives here.
 
 pub mod auth;
+mod ballot;
 mod catchup;
 mod client_watch;
 mod clients;

@@ -10,9 +10,7 @@
 //! `clients`, `evidence`.
 
 use super::log::Log;
-use super::message::{
-    Ack, Commit, ElectionProof, Entry, Evidence, Message, PreparedCert, RequestVote, Vote,
-};
+use super::message::{Ack, Commit, ElectionProof, Entry, Evidence, Message, PreparedCert, Vote};
 use super::types::{ClientId, Index, NodeId, Quorum, Rules, Term, Timing};
 use crate::crypto::{Domain, Principal, Signable, Signed};
 use ed25519_dalek::SigningKey;
@@ -246,13 +244,8 @@ pub struct Node {
     pub(super) election_elapsed: u32,
     pub(super) election_timeout: u32,
     pub(super) suspect: Option<Suspicion>,
-    /// Lazy voting: the latest RequestVote of each candidate, granted if and when this node
-    /// comes to believe its leader faulty.
-    pub(super) pending_votes: BTreeMap<NodeId, Signed<RequestVote>>,
-    /// Until which tick a judged-faulty node gets no vote from us.
-    pub(super) penalties: BTreeMap<NodeId, u64>,
-    /// The leadership (term, leader) we last penalized: judged once, penalized once.
-    pub(super) penalized_for: Option<(Term, NodeId)>,
+    /// Lazy voting's held-back RequestVotes and the penalties (`ballot.rs`).
+    pub(super) ballot: super::ballot::Ballot,
     /// How far terms may rise: proven and campaigned terms seen.
     pub(super) reach: super::term_reach::TermReach,
     /// When we last answered a peer's repeated Commit with ours, and with which.
@@ -332,9 +325,7 @@ impl Node {
             election_elapsed: 0,
             election_timeout: 0,
             suspect: None,
-            pending_votes: BTreeMap::new(),
-            penalties: BTreeMap::new(),
-            penalized_for: None,
+            ballot: Default::default(),
             acks: vec![VecDeque::new(); n],
             commits: vec![None; n],
             my_ack: None,

@@ -263,7 +263,7 @@ impl Node {
         self.follow = Some(Follow { term, leader, lock });
         self.role = Role::Follower;
         self.suspect = None;
-        self.pending_votes.retain(|_, rv| rv.body.term > term);
+        self.ballot.forget_up_to(term);
         self.accounts.forget_accepted();
         tracing::debug!(
             node = self.cfg.id,
