@@ -9,9 +9,8 @@
 
 use super::message::{CatchUp, Entry, Message};
 use super::node::{Node, Output, Persist, MAX_BATCH, MAX_BATCH_BYTES};
-use super::types::{Index, Term};
+use super::types::{Index, NodeId};
 use crate::crypto::Digest;
-use std::collections::BTreeMap;
 
 impl Node {
     /// Every heartbeat interval: push committed entries to peers that lag, at most once per
@@ -55,13 +54,7 @@ impl Node {
     /// The highest index at which peer `j` has told us (by Ack or Commit) that its log
     /// equals ours; the genesis if none (a forked peer Acked nothing we hold).
     fn known_match(&self, j: usize) -> Index {
-        let acks = self.acks[j].iter().map(|a| (a.body.index, a.body.hash));
-        let commit = self.commits[j].iter().map(|c| (c.body.index, c.body.hash));
-        acks.chain(commit)
-            .filter(|(i, h)| self.log.hash_at(*i) == Some(*h))
-            .map(|(i, _)| i)
-            .max()
-            .unwrap_or(0)
+        self.tally.known_match(j as NodeId, |i| self.log.hash_at(i))
     }
 
     /// (PROTOCOL.md rule R9)
@@ -122,22 +115,7 @@ impl Node {
                 hashes.get((i - base - 1) as usize).copied()
             }
         };
-        let mut by_term: BTreeMap<Term, Vec<Index>> = BTreeMap::new();
-        for c in self.commits.iter().flatten() {
-            if hash_at(c.body.index) == Some(c.body.hash) {
-                by_term.entry(c.body.term).or_default().push(c.body.index);
-            }
-        }
-        let q = self.quorum.q;
-        by_term
-            .into_values()
-            .filter(|v| v.len() >= q)
-            .map(|mut v| {
-                v.sort_unstable_by(|a, b| b.cmp(a));
-                v[q - 1]
-            })
-            .max()
-            .unwrap_or(0)
+        self.tally.commit_point(self.quorum.q, hash_at)
     }
 
     /// Puts committed entries into the log, replacing whatever conflicts with them.

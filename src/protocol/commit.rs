@@ -2,10 +2,10 @@
 //! (PROTOCOL.md, "Replication and commit").
 
 use super::message::{lock_rank, Ack, Commit, Evidence, Message, PreparedCert};
-use super::node::{Node, Output, ACKS_KEPT};
-use super::types::{Index, Term};
+use super::node::{Node, Output};
+use super::tally::AckKept;
+use super::types::Index;
 use crate::crypto::Signed;
-use std::collections::BTreeMap;
 
 impl Node {
     pub(super) fn on_ack(&mut self, a: Signed<Ack>) {
@@ -20,25 +20,11 @@ impl Node {
     ///
     /// (PROTOCOL.md rule R4, V1)
     pub(super) fn record_ack(&mut self, a: Signed<Ack>) {
-        let from = a.body.from as usize;
-        let kept = &self.acks[from];
-        if kept.iter().any(|k| k.body == a.body) {
-            return;
+        match self.tally.keep_ack(a.clone()) {
+            AckKept::Known => {}
+            AckKept::Clash(old) => self.record_evidence(Evidence::Acks(old, a)),
+            AckKept::Kept => self.try_prepare(),
         }
-        let clash = kept
-            .iter()
-            .find(|k| k.body.term == a.body.term && k.body.index == a.body.index)
-            .cloned();
-        if let Some(old) = clash {
-            self.record_evidence(Evidence::Acks(old, a));
-            return;
-        }
-        let kept = &mut self.acks[from];
-        kept.push_back(a);
-        if kept.len() > ACKS_KEPT {
-            kept.pop_front();
-        }
-        self.try_prepare();
     }
 
     /// Looks for a prepared certificate above our lock: Acks of one term from q distinct
@@ -47,17 +33,9 @@ impl Node {
     /// (PROTOCOL.md rule R4)
     pub(super) fn try_prepare(&mut self) {
         let floor = lock_rank(&self.hard.lock);
-        let mut support: BTreeMap<(Term, Index), Vec<&Signed<Ack>>> = BTreeMap::new();
-        for kept in &self.acks {
-            for a in kept {
-                let b = &a.body;
-                if (b.term, b.index) > floor && self.log.hash_at(b.index) == Some(b.hash) {
-                    support.entry((b.term, b.index)).or_default().push(a);
-                }
-            }
-        }
-        let q = self.quorum.q;
-        let best = support.into_iter().rev().find(|(_, v)| v.len() >= q);
+        let best = self
+            .tally
+            .best_prepared(self.quorum.q, floor, |i| self.log.hash_at(i));
         let Some(((term, index), acks)) = best else {
             return;
         };
@@ -65,7 +43,7 @@ impl Node {
             term,
             index,
             hash: self.log.hash_at(index).expect("checked above"),
-            acks: acks.into_iter().cloned().collect(),
+            acks,
         };
         self.set_lock(cert);
     }
@@ -92,7 +70,7 @@ impl Node {
                 hash,
             });
             self.my_commit = Some(c.clone());
-            self.commits[self.cfg.id as usize] = Some(c.clone());
+            self.tally.set_commit(c.clone());
             self.broadcast(Message::Commit(c));
             self.try_commit();
         } else {
@@ -106,7 +84,7 @@ impl Node {
         if !self.rules.commit_round || !self.is_node(from) || from == self.cfg.id {
             return;
         }
-        let slot = &self.commits[from as usize];
+        let slot = self.tally.commit_of(from);
         let rank = |c: &Signed<Commit>| (c.body.term, c.body.index);
         match slot {
             Some(old) if old.body == c.body && self.rules.commit_retransmit => {
@@ -131,7 +109,7 @@ impl Node {
             Some(old) if rank(old) >= rank(&c) => return,
             _ => {}
         }
-        self.commits[from as usize] = Some(c);
+        self.tally.set_commit(c);
         self.try_commit();
     }
 
@@ -170,7 +148,7 @@ impl Node {
                 hash: lock.hash,
             };
             let c = self.sign(body);
-            self.commits[self.cfg.id as usize] = Some(c.clone());
+            self.tally.set_commit(c.clone());
             self.my_commit = Some(c);
         }
         let c = self.my_commit.clone().expect("set above");

@@ -19,6 +19,7 @@ mod replication;
 #[cfg(test)]
 mod rule_tests;
 mod rulebook;
+mod tally;
 mod term_reach;
 pub mod types;
 

@@ -252,8 +252,8 @@ pub struct Node {
     pub(super) helped: Vec<Option<(Term, Index, u64)>>,
     /// When we last pushed committed entries to each peer.
     pub(super) pushed: Vec<Option<u64>>,
-    pub(super) acks: Vec<VecDeque<Signed<Ack>>>,
-    pub(super) commits: Vec<Option<Signed<Commit>>>,
+    /// Peers' Acks and Commits: certificates, commit points, known matches (`tally.rs`).
+    pub(super) tally: super::tally::Tally,
     pub(super) my_ack: Option<Signed<Ack>>,
     pub(super) my_commit: Option<Signed<Commit>>,
     /// Evidence held, who stands convicted, and what later conflicts are proven against.
@@ -326,8 +326,7 @@ impl Node {
             election_timeout: 0,
             suspect: None,
             ballot: Default::default(),
-            acks: vec![VecDeque::new(); n],
-            commits: vec![None; n],
+            tally: super::tally::Tally::new(n),
             my_ack: None,
             my_commit: None,
             accounts: super::evidence::Accountability::restored(durable.evidence),

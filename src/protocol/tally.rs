@@ -1,0 +1,222 @@
+//! What a node has heard of its peers' Acks and Commits (PROTOCOL.md rules R4, R6, R9):
+//! the material of prepared certificates and commit points, and of how far each peer's
+//! log is known to match ours. A part of `Node` with its own tests; it never signs, and it
+//! judges hashes only through the `hash_at` its caller passes (our log, or our log
+//! followed by a chain a peer pushed).
+
+use super::message::{Ack, Commit};
+use super::node::ACKS_KEPT;
+use super::types::{Index, NodeId, Term};
+use crate::crypto::{Digest, Signed};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A certificate's `(term, index)`, by which locks are ordered.
+pub(super) type Rank = (Term, Index);
+
+pub(super) struct Tally {
+    /// Per node, its latest positive Acks (at most `ACKS_KEPT`).
+    acks: Vec<VecDeque<Signed<Ack>>>,
+    /// Per node, its highest Commit.
+    commits: Vec<Option<Signed<Commit>>>,
+}
+
+/// What keeping an Ack did.
+pub(super) enum AckKept {
+    /// We held it already.
+    Known,
+    /// It disagrees with one we hold from that node at that `(term, index)`: that one is
+    /// returned, and the pair is Evidence.
+    Clash(Signed<Ack>),
+    Kept,
+}
+
+impl Tally {
+    pub fn new(n: usize) -> Tally {
+        Tally {
+            acks: vec![VecDeque::new(); n],
+            commits: vec![None; n],
+        }
+    }
+
+    /// Keeps a positive Ack of a cluster member.
+    pub fn keep_ack(&mut self, a: Signed<Ack>) -> AckKept {
+        let kept = &mut self.acks[a.body.from as usize];
+        if kept.iter().any(|k| k.body == a.body) {
+            return AckKept::Known;
+        }
+        let clash = kept
+            .iter()
+            .find(|k| k.body.term == a.body.term && k.body.index == a.body.index);
+        if let Some(old) = clash {
+            return AckKept::Clash(old.clone());
+        }
+        kept.push_back(a);
+        if kept.len() > ACKS_KEPT {
+            kept.pop_front();
+        }
+        AckKept::Kept
+    }
+
+    /// The highest `(term, index)` above `floor` that q distinct nodes Acked with the hash
+    /// `hash_at` gives there, and those Acks.
+    pub fn best_prepared(
+        &self,
+        q: usize,
+        floor: Rank,
+        hash_at: impl Fn(Index) -> Option<Digest>,
+    ) -> Option<(Rank, Vec<Signed<Ack>>)> {
+        let mut support: BTreeMap<Rank, Vec<&Signed<Ack>>> = BTreeMap::new();
+        for a in self.acks.iter().flatten() {
+            let b = &a.body;
+            if (b.term, b.index) > floor && hash_at(b.index) == Some(b.hash) {
+                support.entry((b.term, b.index)).or_default().push(a);
+            }
+        }
+        let (rank, acks) = support.into_iter().rev().find(|(_, v)| v.len() >= q)?;
+        Some((rank, acks.into_iter().cloned().collect()))
+    }
+
+    pub fn commit_of(&self, node: NodeId) -> Option<&Signed<Commit>> {
+        self.commits[node as usize].as_ref()
+    }
+
+    pub fn set_commit(&mut self, c: Signed<Commit>) {
+        let from = c.body.from as usize;
+        self.commits[from] = Some(c);
+    }
+
+    /// The highest index q nodes' Commits of one term prove committed on the chain
+    /// `hash_at` describes: each Commit counts for its index and every index below it.
+    pub fn commit_point(&self, q: usize, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
+        let mut by_term: BTreeMap<Term, Vec<Index>> = BTreeMap::new();
+        for c in self.commits.iter().flatten() {
+            if hash_at(c.body.index) == Some(c.body.hash) {
+                by_term.entry(c.body.term).or_default().push(c.body.index);
+            }
+        }
+        by_term
+            .into_values()
+            .filter(|v| v.len() >= q)
+            .map(|mut v| {
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                v[q - 1]
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The highest index at which `node` told us (by Ack or Commit) that its log is the
+    /// chain `hash_at` describes; the genesis if none.
+    pub fn known_match(&self, node: NodeId, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
+        let j = node as usize;
+        let acks = self.acks[j].iter().map(|a| (a.body.index, a.body.hash));
+        let commit = self.commits[j].iter().map(|c| (c.body.index, c.body.hash));
+        acks.chain(commit)
+            .filter(|(i, h)| hash_at(*i) == Some(*h))
+            .map(|(i, _)| i)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{signing_key_from_seed, Domain};
+    use crate::protocol::Variant;
+
+    fn domain() -> Domain {
+        Domain::new(Variant::Bft, "t")
+    }
+
+    fn key(from: NodeId) -> ed25519_dalek::SigningKey {
+        signing_key_from_seed([from as u8 + 1; 32])
+    }
+
+    fn ack(from: NodeId, term: Term, index: Index, hash: u8) -> Signed<Ack> {
+        let body = Ack {
+            term,
+            from,
+            index,
+            hash: Digest([hash; 32]),
+            success: true,
+        };
+        domain().sign(&key(from), body)
+    }
+
+    fn commit(from: NodeId, term: Term, index: Index, hash: u8) -> Signed<Commit> {
+        let body = Commit {
+            term,
+            from,
+            index,
+            hash: Digest([hash; 32]),
+        };
+        domain().sign(&key(from), body)
+    }
+
+    /// Our log in these tests: hash `i` at index `i`.
+    fn ours(i: Index) -> Option<Digest> {
+        (i <= 10).then_some(Digest([i as u8; 32]))
+    }
+
+    #[test]
+    fn a_certificate_needs_q_distinct_acks_matching_our_log_above_the_floor() {
+        let mut t = Tally::new(4);
+        for from in [0, 1] {
+            t.keep_ack(ack(from, 2, 5, 5));
+        }
+        t.keep_ack(ack(2, 2, 5, 9)); // another chain
+        assert!(t.best_prepared(3, (0, 0), ours).is_none());
+        t.keep_ack(ack(3, 2, 5, 5));
+        let (rank, acks) = t.best_prepared(3, (0, 0), ours).expect("q = 3 match");
+        assert_eq!((rank, acks.len()), ((2, 5), 3));
+        assert!(
+            t.best_prepared(3, (2, 5), ours).is_none(),
+            "not above the floor"
+        );
+    }
+
+    #[test]
+    fn two_acks_of_one_term_and_index_that_disagree_clash() {
+        let mut t = Tally::new(4);
+        assert!(matches!(t.keep_ack(ack(1, 2, 5, 5)), AckKept::Kept));
+        assert!(matches!(t.keep_ack(ack(1, 2, 5, 5)), AckKept::Known));
+        assert!(matches!(t.keep_ack(ack(1, 2, 5, 6)), AckKept::Clash(_)));
+        assert!(
+            matches!(t.keep_ack(ack(1, 3, 5, 6)), AckKept::Kept),
+            "another term"
+        );
+    }
+
+    #[test]
+    fn acks_kept_per_node_are_bounded() {
+        let mut t = Tally::new(2);
+        for i in 0..(ACKS_KEPT as Index + 10) {
+            t.keep_ack(ack(1, 1, i, 0));
+        }
+        assert_eq!(t.acks[1].len(), ACKS_KEPT);
+    }
+
+    #[test]
+    fn the_commit_point_is_the_qth_highest_matching_commit_of_one_term() {
+        let mut t = Tally::new(4);
+        t.set_commit(commit(0, 1, 9, 9));
+        t.set_commit(commit(1, 1, 7, 7));
+        t.set_commit(commit(2, 2, 8, 8)); // another term: not counted with these
+        assert_eq!(t.commit_point(3, ours), 0);
+        t.set_commit(commit(3, 1, 4, 4));
+        assert_eq!(t.commit_point(3, ours), 4);
+        t.set_commit(commit(3, 1, 6, 66)); // a fork's hash
+        assert_eq!(t.commit_point(3, ours), 0);
+    }
+
+    #[test]
+    fn a_peer_is_known_to_match_where_its_acks_or_commit_name_our_hash() {
+        let mut t = Tally::new(4);
+        assert_eq!(t.known_match(2, ours), 0);
+        t.keep_ack(ack(2, 1, 3, 3));
+        t.keep_ack(ack(2, 1, 8, 99));
+        t.set_commit(commit(2, 1, 5, 5));
+        assert_eq!(t.known_match(2, ours), 5);
+    }
+}
