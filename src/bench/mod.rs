@@ -16,6 +16,7 @@ use crate::protocol::{NodeId, Variant};
 use crate::runtime::client::Session;
 use crate::runtime::local::{LocalCluster, LocalSpec};
 use crate::runtime::Loaded;
+use crate::transport::verify::{ClientVerify, CLIENT_VERIFY_ENV};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct BenchSpec {
     pub warmup: Duration,
     pub binary: PathBuf,
     pub workdir: PathBuf,
+    /// How the nodes verify client requests: one run per choice, side by side.
+    pub client_verify: Vec<ClientVerify>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +77,9 @@ pub struct RunResult {
     /// In-process runs only: where the loop's time went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_process: Option<inproc::Breakdown>,
+    /// How the nodes verified requests straight from clients (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_verify: Option<ClientVerify>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -114,34 +120,53 @@ pub fn run(spec: &BenchSpec, progress: &mut dyn Progress) -> Result<BenchReport,
     for &n in &spec.nodes {
         for &variant in &spec.variants {
             for &clients in &spec.clients {
-                let r = run_one(
-                    spec,
-                    variant,
-                    n,
-                    clients,
-                    cost.bound_rps(cores, n),
-                    progress,
-                )?;
-                progress.run_done(&r);
-                results.push(r);
+                for &verify in &spec.client_verify {
+                    let cell = Cell {
+                        variant,
+                        n,
+                        clients,
+                        verify,
+                    };
+                    let r = run_one(spec, cell, cost.bound_rps(cores, n), progress)?;
+                    progress.run_done(&r);
+                    results.push(r);
+                }
             }
         }
     }
     Ok(BenchReport { machine, results })
 }
 
-fn run_one(
-    spec: &BenchSpec,
+/// One run's coordinates.
+#[derive(Clone, Copy)]
+struct Cell {
     variant: Variant,
     n: usize,
     clients: usize,
+    verify: ClientVerify,
+}
+
+fn run_one(
+    spec: &BenchSpec,
+    cell: Cell,
     crypto_bound_rps: f64,
     progress: &mut dyn Progress,
 ) -> Result<RunResult, String> {
-    let dir = spec
-        .workdir
-        .join(format!("{}-n{n}-c{clients}", variant.name()));
+    let Cell {
+        variant,
+        n,
+        clients,
+        verify,
+    } = cell;
+    let dir = spec.workdir.join(format!(
+        "{}-n{n}-c{clients}-{}",
+        variant.name(),
+        verify.name()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
+    // The node processes inherit it. Set while no other thread of ours reads the
+    // environment: the previous run's runtime is gone, the next one not yet built.
+    std::env::set_var(CLIENT_VERIFY_ENV, verify.name());
     let cluster = LocalCluster::start(LocalSpec {
         nodes: n,
         clients,
@@ -158,7 +183,11 @@ fn run_one(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let label = format!("{} n={n} clients={clients}", variant.name());
+    let label = format!(
+        "{} n={n} clients={clients} {}",
+        variant.name(),
+        verify.name()
+    );
     let expected = match spec.stop {
         StopAfter::Duration(d) => d + spec.warmup,
         StopAfter::Requests(_) => spec.warmup + Duration::from_secs(5),
@@ -265,6 +294,7 @@ fn run_one(
             .flatten(),
         timeline,
         in_process: None,
+        client_verify: Some(verify),
     })
 }
 

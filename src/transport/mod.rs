@@ -14,6 +14,7 @@ pub mod frame;
 mod listen;
 pub(crate) mod peer;
 pub mod tls;
+pub mod verify;
 
 pub use frame::{Counters, NodeReport, Wire};
 
@@ -265,12 +266,17 @@ impl Net {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind)?;
+        let verifiers =
+            (verify::ClientVerify::from_env() == verify::ClientVerify::Batched).then(|| {
+                verify::Verifiers::start(setup.ring.clone(), inbound.clone(), counters.clone())
+            });
         tokio::spawn(listen::accept_loop(
             endpoint.clone(),
             setup.pins.clone(),
             setup.ring.clone(),
             inbound,
             counters.clone(),
+            verifiers,
         ));
         let mut peers = Vec::with_capacity(setup.addresses.len());
         for (id, &peer_addr) in setup.addresses.iter().enumerate() {
