@@ -10,6 +10,7 @@
 //! defined so that batch and single verification agree (PROTOCOL.md, "Keys and identity").
 //! ZIP-215 accepts small-order public keys, so those are refused wherever keys enter.
 
+use crate::cost::{timed, timed_cpu, Work};
 use crate::protocol::types::{ClientId, Index, NodeId, Term, Variant};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -40,25 +41,29 @@ impl fmt::Display for Digest {
 }
 
 pub fn sha256(bytes: &[u8]) -> Digest {
-    Digest(Sha256::digest(bytes).into())
+    timed(Work::Hash, || Digest(Sha256::digest(bytes).into()))
 }
 
 /// `hash(0) = SHA-256("tangaroa/genesis" || cluster_id)`.
 pub fn genesis_hash(cluster_id: &str) -> Digest {
-    let mut h = Sha256::new();
-    h.update(b"tangaroa/genesis");
-    h.update(cluster_id.as_bytes());
-    Digest(h.finalize().into())
+    timed(Work::Hash, || {
+        let mut h = Sha256::new();
+        h.update(b"tangaroa/genesis");
+        h.update(cluster_id.as_bytes());
+        Digest(h.finalize().into())
+    })
 }
 
 /// `hash(i) = SHA-256(hash(i-1) || term_i || index_i || encode(request_i))`.
 pub fn chain_hash(prev: &Digest, term: Term, index: Index, payload: &[u8]) -> Digest {
-    let mut h = Sha256::new();
-    h.update(prev.0);
-    h.update(term.to_be_bytes());
-    h.update(index.to_be_bytes());
-    h.update(payload);
-    Digest(h.finalize().into())
+    timed(Work::Hash, || {
+        let mut h = Sha256::new();
+        h.update(prev.0);
+        h.update(term.to_be_bytes());
+        h.update(index.to_be_bytes());
+        h.update(payload);
+        Digest(h.finalize().into())
+    })
 }
 
 /// Who signed something: a cluster member or a registered client.
@@ -123,7 +128,8 @@ impl Domain {
         if !self.signed {
             return Signed { body, sig: None };
         }
-        let sig = key.sign(&self.signing_bytes(&body));
+        let bytes = self.signing_bytes(&body);
+        let sig = timed_cpu(Work::Sign, 1, || key.sign(&bytes));
         Signed {
             body,
             sig: Some(sig),
@@ -165,14 +171,15 @@ impl Domain {
         }
         let Some(sig) = &msg.sig else { return false };
         let bytes = self.signing_bytes(&msg.body);
+        let verify = || timed_cpu(Work::VerifySingle, 1, || key.verify(sig, &bytes).is_ok());
         let Some(cache) = cache else {
-            return key.verify(sig, &bytes).is_ok();
+            return verify();
         };
         let id = cache_id(key.as_ref(), sig, &bytes);
         if cache.ok.contains(&id) {
             return true;
         }
-        let ok = key.verify(sig, &bytes).is_ok();
+        let ok = verify();
         if ok {
             cache.insert(id);
         }
@@ -182,11 +189,13 @@ impl Domain {
 
 /// What the cache remembers of one verified signature: a digest of key, signature and bytes.
 fn cache_id(key: &[u8], sig: &Signature, bytes: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(key);
-    h.update(sig.to_bytes());
-    h.update(bytes);
-    h.finalize().into()
+    timed(Work::Hash, || {
+        let mut h = Sha256::new();
+        h.update(key);
+        h.update(sig.to_bytes());
+        h.update(bytes);
+        h.finalize().into()
+    })
 }
 
 /// Signatures already verified: digests of (key, signature, signed bytes). Bounded: when
@@ -444,8 +453,10 @@ struct Queued {
 
 impl Queued {
     fn verify_alone(&self) -> bool {
-        ed25519_zebra::VerificationKey::try_from(self.key)
-            .is_ok_and(|k| k.verify(&self.sig, &self.bytes).is_ok())
+        timed_cpu(Work::VerifySingle, 1, || {
+            ed25519_zebra::VerificationKey::try_from(self.key)
+                .is_ok_and(|k| k.verify(&self.sig, &self.bytes).is_ok())
+        })
     }
 }
 
@@ -464,7 +475,10 @@ fn bisect(queued: &[(usize, Queued)], verdicts: &mut [bool]) {
             for (_, q) in queued {
                 batch.queue((q.key, q.sig, &q.bytes));
             }
-            if batch.verify(rand::thread_rng()).is_ok() {
+            let ok = timed_cpu(Work::VerifyBatched, queued.len() as u64, || {
+                batch.verify(rand::thread_rng()).is_ok()
+            });
+            if ok {
                 for (i, _) in queued {
                     verdicts[*i] = true;
                 }
@@ -492,7 +506,10 @@ fn verify_chunk(
         Signature,
         Vec<u8>,
     )| {
-        ed25519_zebra::VerificationKey::try_from(*key).is_ok_and(|k| k.verify(sig, bytes).is_ok())
+        timed_cpu(Work::VerifySingle, 1, || {
+            ed25519_zebra::VerificationKey::try_from(*key)
+                .is_ok_and(|k| k.verify(sig, bytes).is_ok())
+        })
     };
     if chunk.len() == 1 {
         return single(&chunk[0]);
@@ -501,7 +518,9 @@ fn verify_chunk(
     for (_, key, sig, bytes) in chunk {
         batch.queue((*key, *sig, bytes));
     }
-    batch.verify(rand::thread_rng()).is_ok() || chunk.iter().all(single)
+    timed_cpu(Work::VerifyBatched, chunk.len() as u64, || {
+        batch.verify(rand::thread_rng()).is_ok()
+    }) || chunk.iter().all(single)
 }
 
 #[cfg(test)]

@@ -645,6 +645,7 @@ pub fn run_one(
     );
     let measured_from = c.done.len();
     let cpu_before = super::cpu_seconds(std::process::id());
+    let costs_before = crate::cost::snapshot();
     let window_start = Instant::now();
     c.t_auth = Duration::ZERO;
     c.auth_by_kind.clear();
@@ -669,6 +670,7 @@ pub fn run_one(
     }
     let window = window_start.elapsed().max(Duration::from_micros(1));
     let cpu = super::cpu_seconds(std::process::id()) - cpu_before;
+    let costs = crate::cost::snapshot().since(&costs_before);
     c.load = false;
     // Let outstanding requests finish so that every node applies the same prefix (the
     // test compares them); not measured.
@@ -725,6 +727,7 @@ pub fn run_one(
         recovery_ms: None,
         timeline,
         in_process: Some(breakdown),
+        cost: Some(costs.per_request(requests, per_req(cpu * 1e6))),
         client_verify: Some(cell.verify),
     };
     #[cfg(test)]
@@ -802,6 +805,9 @@ pub fn table(r: &super::BenchReport) -> String {
             s.push_str(&format!("  ({} wrong answers)", x.failed));
         }
         s.push('\n');
+        if let Some(c) = &x.cost {
+            s.push_str(&format!("    CPU µs/put: {}\n", c.line()));
+        }
         if signed {
             let kinds: Vec<String> = b
                 .auth_us_by_kind

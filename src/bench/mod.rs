@@ -12,6 +12,7 @@ pub mod load;
 pub mod report;
 
 use crate::adversary::Behaviour;
+use crate::cost::{CostPerRequest, Costs};
 use crate::protocol::{NodeId, Variant};
 use crate::runtime::client::Session;
 use crate::runtime::local::{LocalCluster, LocalSpec};
@@ -77,6 +78,9 @@ pub struct RunResult {
     /// In-process runs only: where the loop's time went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_process: Option<inproc::Breakdown>,
+    /// Where the nodes' CPU went per request (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostPerRequest>,
     /// How the nodes verified requests straight from clients (absent in older reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_verify: Option<ClientVerify>,
@@ -268,6 +272,11 @@ fn run_one(
     lat.sort();
     let pct = |p: f64| percentile_ms(&lat, p);
     let timeline = timeline(&samples.done, end);
+    let cpu_us_per_req = per_req((after.cpu - before.cpu) * 1e6);
+    let cost = after
+        .cost
+        .since(&before.cost)
+        .per_request(requests, cpu_us_per_req);
     Ok(RunResult {
         variant: variant.name().into(),
         nodes: n,
@@ -282,7 +291,7 @@ fn run_one(
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
         max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-        cpu_us_per_req: per_req((after.cpu - before.cpu) * 1e6),
+        cpu_us_per_req,
         client_cpu_us_per_req: per_req((after.client_cpu - before.client_cpu) * 1e6),
         bytes_per_req: per_req(after.bytes.saturating_sub(before.bytes) as f64),
         msgs_per_req: per_req(after.msgs.saturating_sub(before.msgs) as f64),
@@ -294,6 +303,7 @@ fn run_one(
             .flatten(),
         timeline,
         in_process: None,
+        cost: Some(cost),
         client_verify: Some(verify),
     })
 }
@@ -303,22 +313,26 @@ struct Snapshot {
     client_cpu: f64,
     bytes: u64,
     msgs: u64,
+    /// The nodes' cost counters, summed.
+    cost: Costs,
 }
 
 /// Node CPU seconds (from /proc) and traffic counters (from the nodes' status), summed
 /// over all nodes.
 async fn snapshot(s: &mut Session, pids: &[u32]) -> Snapshot {
     let reports = s.status(Duration::from_secs(2)).await;
-    let (mut bytes, mut msgs) = (0, 0);
+    let (mut bytes, mut msgs, mut cost) = (0, 0, Costs::default());
     for r in reports.iter().flatten() {
         bytes += r.counters.bytes_sent;
         msgs += r.counters.msgs_sent;
+        cost = cost.plus(&r.counters.cost);
     }
     Snapshot {
         cpu: pids.iter().map(|&p| cpu_seconds(p)).sum(),
         client_cpu: cpu_seconds(std::process::id()),
         bytes,
         msgs,
+        cost,
     }
 }
 

@@ -60,7 +60,17 @@ pub fn table(r: &BenchReport) -> String {
             ));
         }
         s.push('\n');
+        if let Some(c) = &x.cost {
+            s.push_str(&format!("    node CPU µs/req: {}\n", c.line()));
+        }
     }
+    s.push_str(
+        "\nnode CPU µs/req: the nodes' CPU per request from counters around each call (sign, \
+         verify one by one, verify in batches with signatures per request, SHA-256, postcard \
+         encode/decode, fsync's CPU and its wall time apart); rest: the CPU they do not \
+         account for (protocol, transport: QUIC, TLS, syscalls). bound: cores / (client sign + \
+         n x verify); batched: the same with ZIP-215 batched verification.\n",
+    );
     s
 }
 

@@ -189,6 +189,7 @@ impl LiveCounters {
             rejected: g(&self.rejected),
             bad_frames: g(&self.bad_frames),
             dropped: g(&self.dropped),
+            cost: crate::cost::snapshot(),
         }
     }
 }
