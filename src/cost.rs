@@ -5,13 +5,13 @@
 //! some hundreds of ns). The counters are process-wide: a node process reports its own in
 //! its status, the in-process bench reads the sum over its nodes and clients.
 //!
-//! Signing, verifying and fsync are timed on the thread's CPU clock: on a busy machine
-//! a thread is often preempted in the middle of a 30 µs signature or a 1 ms batch, and
-//! the wall clock would count the other threads' time too; reading that clock is a
-//! system call of some hundred ns, small next to those calls. Hashing and codec calls
-//! last well under a µs each, too short for that clock and rarely preempted: they are
-//! timed on the wall clock. fsync mostly waits for the disk, so its wall time is counted
-//! apart.
+//! Batch verification and fsync are timed on the thread's CPU clock: on a busy machine a
+//! thread is often preempted in the middle of a millisecond batch, and the wall clock
+//! would count other threads' time too; reading that clock is a system call of some
+//! hundred ns, small next to those calls. Everything else (a signature, a single
+//! verification, a hash, an encoding: from well under a µs to some tens) is rarely
+//! preempted and too frequent for a system call each: it is timed on the (vDSO) wall
+//! clock. fsync mostly waits for the disk, so its wall time is counted apart.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -129,7 +129,7 @@ impl Domain {
             return Signed { body, sig: None };
         }
         let bytes = self.signing_bytes(&body);
-        let sig = timed_cpu(Work::Sign, 1, || key.sign(&bytes));
+        let sig = timed(Work::Sign, || key.sign(&bytes));
         Signed {
             body,
             sig: Some(sig),
@@ -171,7 +171,7 @@ impl Domain {
         }
         let Some(sig) = &msg.sig else { return false };
         let bytes = self.signing_bytes(&msg.body);
-        let verify = || timed_cpu(Work::VerifySingle, 1, || key.verify(sig, &bytes).is_ok());
+        let verify = || timed(Work::VerifySingle, || key.verify(sig, &bytes).is_ok());
         let Some(cache) = cache else {
             return verify();
         };
@@ -453,7 +453,7 @@ struct Queued {
 
 impl Queued {
     fn verify_alone(&self) -> bool {
-        timed_cpu(Work::VerifySingle, 1, || {
+        timed(Work::VerifySingle, || {
             ed25519_zebra::VerificationKey::try_from(self.key)
                 .is_ok_and(|k| k.verify(&self.sig, &self.bytes).is_ok())
         })
@@ -506,7 +506,7 @@ fn verify_chunk(
         Signature,
         Vec<u8>,
     )| {
-        timed_cpu(Work::VerifySingle, 1, || {
+        timed(Work::VerifySingle, || {
             ed25519_zebra::VerificationKey::try_from(*key)
                 .is_ok_and(|k| k.verify(sig, bytes).is_ok())
         })
