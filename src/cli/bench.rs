@@ -19,7 +19,10 @@ messages are what the nodes sent, replies to clients included.
 
 The crypto bound is measured in the same run: cores / (client sign + n x verify), the most
 requests per second any implementation could commit given that every node must verify
-every request's signature.
+every request's signature; the batched bound uses ZIP-215 batch verification's cost per
+signature instead. Under each row, the nodes' CPU per request is broken down into signing,
+verifying (single and batched), hashing, encoding, fsync and the rest. --client-verify
+single,batched runs each cell both ways, to compare how nodes verify client requests.
 
 With --in-process no process is started: the protocol cores run in this process over an
 in-memory router (no network, no fsync), with the same signed clients and message

@@ -8,7 +8,8 @@
 //!   ([`listen`]). Who is on the other end comes from the pinned certificate ([`tls`]).
 //! - Every protocol message is authenticated (`protocol::authenticate_cached`) before it
 //!   reaches the node: bad signatures and messages whose claimed sender is not the link's
-//!   peer are counted and dropped.
+//!   peer are counted and dropped. Client requests are verified in batches across
+//!   clients ([`verify`]), with the same verdicts.
 
 pub mod frame;
 mod listen;
