@@ -11,6 +11,7 @@
 //! Signatures and the hash chain cover this encoding too (`crypto::Domain`,
 //! `protocol::log::payload_bytes`), so the signing domain names the wire version.
 
+use crate::cost::{timed, Work};
 use serde::{Deserialize, Serialize};
 
 /// The version of the frame format, the first byte of every frame body.
@@ -22,18 +23,24 @@ pub const DISK_VERSION: u32 = 2;
 /// Encodes `v`. Every type tangaroa encodes has a known length for each sequence, so
 /// encoding into memory cannot fail.
 pub fn encode<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
-    postcard::to_stdvec(v).expect("in-memory postcard encoding cannot fail")
+    timed(Work::Codec, || {
+        postcard::to_stdvec(v).expect("in-memory postcard encoding cannot fail")
+    })
 }
 
 /// Appends the encoding of `v` to `buf`.
 pub fn encode_into<T: Serialize + ?Sized>(v: &T, buf: Vec<u8>) -> Vec<u8> {
-    postcard::to_extend(v, buf).expect("in-memory postcard encoding cannot fail")
+    timed(Work::Codec, || {
+        postcard::to_extend(v, buf).expect("in-memory postcard encoding cannot fail")
+    })
 }
 
 /// The length of `v`'s encoding, without allocating it.
 pub fn encoded_size<T: Serialize + ?Sized>(v: &T) -> usize {
-    postcard::serialize_with_flavor::<T, _, usize>(v, postcard::ser_flavors::Size::default())
-        .expect("in-memory postcard encoding cannot fail")
+    timed(Work::Codec, || {
+        postcard::serialize_with_flavor::<T, _, usize>(v, postcard::ser_flavors::Size::default())
+            .expect("in-memory postcard encoding cannot fail")
+    })
 }
 
 /// Why bytes did not decode.
@@ -49,7 +56,7 @@ pub enum DecodeError {
 /// garbage. A sequence's claimed length is never trusted for an allocation beyond what
 /// serde's cautious size hint allows (1 MiB); it fails when the bytes run out.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
-    let (v, rest) = postcard::take_from_bytes(bytes)?;
+    let (v, rest) = timed(Work::Codec, || postcard::take_from_bytes(bytes))?;
     if !rest.is_empty() {
         return Err(DecodeError::Trailing(rest.len()));
     }

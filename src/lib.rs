@@ -48,6 +48,7 @@ pub(crate) mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod cost;
 pub mod crypto;
 pub mod driver;
 pub mod keygen;

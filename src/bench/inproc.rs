@@ -28,10 +28,12 @@ use super::{Progress, RunResult, StopAfter};
 use crate::client::{ClientCore, ClientOutput};
 use crate::crypto::{signing_key_from_seed, Domain, Keyring, Principal, SigCache};
 use crate::kv::Kv;
+use crate::protocol::auth::authenticate_batch;
 use crate::protocol::{
     authenticate_cached, AuthError, ClientId, Input, Message, Node, NodeConfig, NodeId, Op,
     OpResult, Output, Rules, Timing, Variant,
 };
+use crate::transport::verify::ClientVerify;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -102,6 +104,8 @@ struct Cluster {
     pending: Vec<Vec<(Principal, Message)>>,
     /// Threads that share a round's per-node work.
     threads: usize,
+    /// How requests straight from clients are verified.
+    verify: ClientVerify,
     clients: Vec<ClientCore>,
     sent_at: Vec<Instant>,
     queue: Vec<(To, Principal, Message)>,
@@ -128,7 +132,17 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(variant: Variant, n: usize, clients: usize, payload: usize, threads: usize) -> Cluster {
+    fn new(cell: &Cell) -> Cluster {
+        let Cell {
+            variant,
+            nodes: n,
+            clients,
+            payload,
+            threads,
+            verify,
+            ..
+        } = *cell;
+        let threads = threads.max(1);
         let key = |tag: u8, i: u32| {
             let mut s = [tag; 32];
             s[..4].copy_from_slice(&i.to_le_bytes());
@@ -177,6 +191,7 @@ impl Cluster {
             inbox: vec![Vec::new(); n],
             pending: vec![Vec::new(); n],
             threads,
+            verify,
             sent_at: vec![now; clients.len()],
             issued: vec![0; clients.len()],
             clients,
@@ -290,6 +305,7 @@ impl Cluster {
         let parallel =
             self.threads > 1 && ((self.ring.domain.signed && to_nodes >= 4) || to_nodes >= 512);
         let ring = &self.ring;
+        let verify = self.verify;
         let work = self
             .nodes
             .iter_mut()
@@ -310,10 +326,10 @@ impl Cluster {
                 let mine = chunks.next().expect("nodes");
                 let handles: Vec<_> = chunks
                     .map(|chunk| {
-                        scope.spawn(move || chunk.iter_mut().map(|j| j.run(ring)).collect())
+                        scope.spawn(move || chunk.iter_mut().map(|j| j.run(ring, verify)).collect())
                     })
                     .collect();
-                let mut all: Vec<Worked> = mine.iter_mut().map(|j| j.run(ring)).collect();
+                let mut all: Vec<Worked> = mine.iter_mut().map(|j| j.run(ring, verify)).collect();
                 for h in handles {
                     let part: Vec<Worked> = h.join().expect("a node's work panicked");
                     all.extend(part);
@@ -321,7 +337,7 @@ impl Cluster {
                 all
             })
         } else {
-            jobs.iter_mut().map(|j| j.run(ring)).collect()
+            jobs.iter_mut().map(|j| j.run(ring, verify)).collect()
         };
         drop(jobs);
         for (n, w) in done.into_iter().enumerate() {
@@ -448,22 +464,13 @@ struct Worked {
 impl NodeWork<'_> {
     /// What the transport does (authenticate each message on its link's cache), then what
     /// the node loop does (step everything that arrived as one batch).
-    fn run(&mut self, ring: &Keyring) -> Worked {
+    fn run(&mut self, ring: &Keyring, verify: ClientVerify) -> Worked {
         let t = Instant::now();
         let mut rejected = 0;
         let mut by_kind: Vec<(&'static str, Duration)> = Vec::new();
-        for (from, msg) in self.pending.drain(..) {
-            let cache = self
-                .caches
-                .entry(from)
-                .or_insert_with(|| SigCache::new(SIG_CACHE));
-            let started = Instant::now();
-            let checked = authenticate_cached(ring, cache, from, &msg);
-            let took = started.elapsed();
-            match by_kind.iter_mut().find(|(k, _)| *k == msg.kind()) {
-                Some((_, d)) => *d += took,
-                None => by_kind.push((msg.kind(), took)),
-            }
+        let verdicts = self.authenticate(ring, verify, &mut by_kind);
+        assert_eq!(verdicts.len(), self.pending.len(), "a verdict per message");
+        for ((from, msg), checked) in self.pending.drain(..).zip(verdicts) {
             match checked {
                 Ok(()) => self.inbox.push(Input::Message { from, msg }),
                 Err(AuthError::SignedForgery(culprit, _)) => {
@@ -497,6 +504,60 @@ impl NodeWork<'_> {
     }
 }
 
+impl NodeWork<'_> {
+    /// A verdict for every pending message, in order: with `Batched`, the requests that
+    /// came straight from clients checked together as one batch (as the transport's
+    /// verifiers do), everything else one by one on its link's cache.
+    fn authenticate(
+        &mut self,
+        ring: &Keyring,
+        verify: ClientVerify,
+        by_kind: &mut Vec<(&'static str, Duration)>,
+    ) -> Vec<Result<(), AuthError>> {
+        let mut add =
+            |kind: &'static str, took: Duration| match by_kind.iter_mut().find(|(k, _)| *k == kind)
+            {
+                Some((_, d)) => *d += took,
+                None => by_kind.push((kind, took)),
+            };
+        let mut verdicts: Vec<Option<Result<(), AuthError>>> = vec![None; self.pending.len()];
+        let from_clients: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| {
+                verify == ClientVerify::Batched
+                    && matches!(self.pending[i], (Principal::Client(_), Message::Request(_)))
+            })
+            .collect();
+        if !from_clients.is_empty() {
+            let started = Instant::now();
+            let msgs: Vec<(Principal, &Message)> = from_clients
+                .iter()
+                .map(|&i| (self.pending[i].0, &self.pending[i].1))
+                .collect();
+            let batch = authenticate_batch(ring, &msgs);
+            add("request", started.elapsed());
+            for (&i, v) in from_clients.iter().zip(batch) {
+                verdicts[i] = Some(v);
+            }
+        }
+        for (i, (from, msg)) in self.pending.iter().enumerate() {
+            if verdicts[i].is_some() {
+                continue;
+            }
+            let cache = self
+                .caches
+                .entry(*from)
+                .or_insert_with(|| SigCache::new(SIG_CACHE));
+            let started = Instant::now();
+            verdicts[i] = Some(authenticate_cached(ring, cache, *from, msg));
+            add(msg.kind(), started.elapsed());
+        }
+        verdicts
+            .into_iter()
+            .map(|v| v.expect("every message has its verdict"))
+            .collect()
+    }
+}
+
 // `Actor::reply_to` is how the runtime builds replies; the honest node is the actor here.
 use crate::actor::Actor as _;
 
@@ -517,6 +578,8 @@ pub struct Cell {
     /// Threads sharing the nodes' work (authentication and stepping); 1: everything on
     /// the calling thread.
     pub threads: usize,
+    /// How requests straight from clients are verified (the transport's lever).
+    pub verify: ClientVerify,
 }
 
 /// One cell: a fresh in-memory cluster of `n` nodes of `variant` under `clients`
@@ -530,13 +593,16 @@ pub fn run_one(
         variant,
         nodes: n,
         clients,
-        payload,
         warmup,
         stop,
-        threads,
+        ..
     } = cell;
-    let mut c = Cluster::new(variant, n, clients, payload, threads.max(1));
-    let label = format!("in-process {} n={n} clients={clients}", variant.name());
+    let mut c = Cluster::new(&cell);
+    let label = format!(
+        "in-process {} n={n} clients={clients} {}",
+        variant.name(),
+        cell.verify.name()
+    );
     let expected = match stop {
         StopAfter::Duration(d) => d + warmup,
         StopAfter::Requests(_) => warmup + Duration::from_secs(5),
@@ -579,6 +645,7 @@ pub fn run_one(
     );
     let measured_from = c.done.len();
     let cpu_before = super::cpu_seconds(std::process::id());
+    let costs_before = crate::cost::snapshot();
     let window_start = Instant::now();
     c.t_auth = Duration::ZERO;
     c.auth_by_kind.clear();
@@ -603,6 +670,7 @@ pub fn run_one(
     }
     let window = window_start.elapsed().max(Duration::from_micros(1));
     let cpu = super::cpu_seconds(std::process::id()) - cpu_before;
+    let costs = crate::cost::snapshot().since(&costs_before);
     c.load = false;
     // Let outstanding requests finish so that every node applies the same prefix (the
     // test compares them); not measured.
@@ -659,6 +727,8 @@ pub fn run_one(
         recovery_ms: None,
         timeline,
         in_process: Some(breakdown),
+        cost: Some(costs.per_request(requests, per_req(cpu * 1e6))),
+        client_verify: Some(cell.verify),
     };
     #[cfg(test)]
     check_agreement(&c);
@@ -705,8 +775,8 @@ pub fn table(r: &super::BenchReport) -> String {
         m.cores, m.sign_us, m.verify_us, m.verify_batch_us
     );
     s.push_str(&format!(
-        "{:<9} {:>5} {:>7} {:>3} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>6} {:>9} {:>6}\n",
-        "variant", "nodes", "clients", "thr", "put/s", "p50 ms", "p99 ms", "µs/req", "auth", "step", "apply",
+        "{:<9} {:>5} {:>7} {:>3} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>6} {:>9} {:>6}\n",
+        "variant", "nodes", "clients", "thr", "verify", "put/s", "p50 ms", "p99 ms", "µs/req", "auth", "step", "apply",
         "client", "msgs", "in/batch", "e/AE", "bound", "%", "batched", "%"
     ));
     for x in &r.results {
@@ -726,8 +796,8 @@ pub fn table(r: &super::BenchReport) -> String {
             }
         };
         s.push_str(&format!(
-            "{:<9} {:>5} {:>7} {:>3} {:>9.0} {:>7.2} {:>7.2} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>6.1} {:>9.0} {:>6} {:>9.0} {:>6}",
-            x.variant, x.nodes, x.clients, b.threads, x.throughput_rps, x.p50_ms, x.p99_ms, x.cpu_us_per_req,
+            "{:<9} {:>5} {:>7} {:>3} {:>7} {:>9.0} {:>7.2} {:>7.2} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>6.1} {:>9.0} {:>6} {:>9.0} {:>6}",
+            x.variant, x.nodes, x.clients, b.threads, x.client_verify.map_or("-", |v| v.name()), x.throughput_rps, x.p50_ms, x.p99_ms, x.cpu_us_per_req,
             b.auth_us, b.step_us, b.apply_us, b.client_us, x.msgs_per_req, b.inputs_per_batch,
             b.entries_per_append, x.crypto_bound_rps, pct(x.crypto_bound_rps), batched, pct(batched)
         ));
@@ -735,6 +805,9 @@ pub fn table(r: &super::BenchReport) -> String {
             s.push_str(&format!("  ({} wrong answers)", x.failed));
         }
         s.push('\n');
+        if let Some(c) = &x.cost {
+            s.push_str(&format!("    CPU µs/put: {}\n", c.line()));
+        }
         if signed {
             let kinds: Vec<String> = b
                 .auth_us_by_kind
@@ -775,7 +848,12 @@ mod tests {
             verify_batch_us: 20.0,
         };
         for variant in [Variant::Raft, Variant::Bft] {
-            for (clients, threads) in [(1, 1), (8, 1), (8, 2)] {
+            for (clients, threads, verify) in [
+                (1, 1, ClientVerify::Batched),
+                (8, 1, ClientVerify::Batched),
+                (8, 1, ClientVerify::Single),
+                (8, 2, ClientVerify::Batched),
+            ] {
                 let cell = Cell {
                     variant,
                     nodes: 4,
@@ -784,6 +862,7 @@ mod tests {
                     warmup: Duration::from_millis(50),
                     stop: StopAfter::Requests(40),
                     threads,
+                    verify,
                 };
                 let r = run_one(cell, &cost, &mut Quiet).expect("a leader is elected");
                 assert!(

@@ -12,10 +12,12 @@ pub mod load;
 pub mod report;
 
 use crate::adversary::Behaviour;
+use crate::cost::{CostPerRequest, Costs};
 use crate::protocol::{NodeId, Variant};
 use crate::runtime::client::Session;
 use crate::runtime::local::{LocalCluster, LocalSpec};
 use crate::runtime::Loaded;
+use crate::transport::verify::{ClientVerify, CLIENT_VERIFY_ENV};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +37,8 @@ pub struct BenchSpec {
     pub warmup: Duration,
     pub binary: PathBuf,
     pub workdir: PathBuf,
+    /// How the nodes verify client requests: one run per choice, side by side.
+    pub client_verify: Vec<ClientVerify>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +78,12 @@ pub struct RunResult {
     /// In-process runs only: where the loop's time went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_process: Option<inproc::Breakdown>,
+    /// Where the nodes' CPU went per request (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostPerRequest>,
+    /// How the nodes verified requests straight from clients (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_verify: Option<ClientVerify>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -114,34 +124,53 @@ pub fn run(spec: &BenchSpec, progress: &mut dyn Progress) -> Result<BenchReport,
     for &n in &spec.nodes {
         for &variant in &spec.variants {
             for &clients in &spec.clients {
-                let r = run_one(
-                    spec,
-                    variant,
-                    n,
-                    clients,
-                    cost.bound_rps(cores, n),
-                    progress,
-                )?;
-                progress.run_done(&r);
-                results.push(r);
+                for &verify in &spec.client_verify {
+                    let cell = Cell {
+                        variant,
+                        n,
+                        clients,
+                        verify,
+                    };
+                    let r = run_one(spec, cell, cost.bound_rps(cores, n), progress)?;
+                    progress.run_done(&r);
+                    results.push(r);
+                }
             }
         }
     }
     Ok(BenchReport { machine, results })
 }
 
-fn run_one(
-    spec: &BenchSpec,
+/// One run's coordinates.
+#[derive(Clone, Copy)]
+struct Cell {
     variant: Variant,
     n: usize,
     clients: usize,
+    verify: ClientVerify,
+}
+
+fn run_one(
+    spec: &BenchSpec,
+    cell: Cell,
     crypto_bound_rps: f64,
     progress: &mut dyn Progress,
 ) -> Result<RunResult, String> {
-    let dir = spec
-        .workdir
-        .join(format!("{}-n{n}-c{clients}", variant.name()));
+    let Cell {
+        variant,
+        n,
+        clients,
+        verify,
+    } = cell;
+    let dir = spec.workdir.join(format!(
+        "{}-n{n}-c{clients}-{}",
+        variant.name(),
+        verify.name()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
+    // The node processes inherit it. Set while no other thread of ours reads the
+    // environment: the previous run's runtime is gone, the next one not yet built.
+    std::env::set_var(CLIENT_VERIFY_ENV, verify.name());
     let cluster = LocalCluster::start(LocalSpec {
         nodes: n,
         clients,
@@ -158,7 +187,11 @@ fn run_one(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let label = format!("{} n={n} clients={clients}", variant.name());
+    let label = format!(
+        "{} n={n} clients={clients} {}",
+        variant.name(),
+        verify.name()
+    );
     let expected = match spec.stop {
         StopAfter::Duration(d) => d + spec.warmup,
         StopAfter::Requests(_) => spec.warmup + Duration::from_secs(5),
@@ -239,6 +272,11 @@ fn run_one(
     lat.sort();
     let pct = |p: f64| percentile_ms(&lat, p);
     let timeline = timeline(&samples.done, end);
+    let cpu_us_per_req = per_req((after.cpu - before.cpu) * 1e6);
+    let cost = after
+        .cost
+        .since(&before.cost)
+        .per_request(requests, cpu_us_per_req);
     Ok(RunResult {
         variant: variant.name().into(),
         nodes: n,
@@ -253,7 +291,7 @@ fn run_one(
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
         max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-        cpu_us_per_req: per_req((after.cpu - before.cpu) * 1e6),
+        cpu_us_per_req,
         client_cpu_us_per_req: per_req((after.client_cpu - before.client_cpu) * 1e6),
         bytes_per_req: per_req(after.bytes.saturating_sub(before.bytes) as f64),
         msgs_per_req: per_req(after.msgs.saturating_sub(before.msgs) as f64),
@@ -265,6 +303,8 @@ fn run_one(
             .flatten(),
         timeline,
         in_process: None,
+        cost: Some(cost),
+        client_verify: Some(verify),
     })
 }
 
@@ -273,22 +313,26 @@ struct Snapshot {
     client_cpu: f64,
     bytes: u64,
     msgs: u64,
+    /// The nodes' cost counters, summed.
+    cost: Costs,
 }
 
 /// Node CPU seconds (from /proc) and traffic counters (from the nodes' status), summed
 /// over all nodes.
 async fn snapshot(s: &mut Session, pids: &[u32]) -> Snapshot {
     let reports = s.status(Duration::from_secs(2)).await;
-    let (mut bytes, mut msgs) = (0, 0);
+    let (mut bytes, mut msgs, mut cost) = (0, 0, Costs::default());
     for r in reports.iter().flatten() {
         bytes += r.counters.bytes_sent;
         msgs += r.counters.msgs_sent;
+        cost = cost.plus(&r.counters.cost);
     }
     Snapshot {
         cpu: pids.iter().map(|&p| cpu_seconds(p)).sum(),
         client_cpu: cpu_seconds(std::process::id()),
         bytes,
         msgs,
+        cost,
     }
 }
 

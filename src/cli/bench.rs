@@ -3,6 +3,7 @@
 use super::BadInput;
 use crate::bench::{self, BenchSpec, Progress, RunResult, StopAfter};
 use crate::protocol::{NodeId, Variant};
+use crate::transport::verify::ClientVerify;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -18,7 +19,10 @@ messages are what the nodes sent, replies to clients included.
 
 The crypto bound is measured in the same run: cores / (client sign + n x verify), the most
 requests per second any implementation could commit given that every node must verify
-every request's signature.
+every request's signature; the batched bound uses ZIP-215 batch verification's cost per
+signature instead. Under each row, the nodes' CPU per request is broken down into signing,
+verifying (single and batched), hashing, encoding, fsync and the rest. --client-verify
+single,batched runs each cell both ways, to compare how nodes verify client requests.
 
 With --in-process no process is started: the protocol cores run in this process over an
 in-memory router (no network, no fsync), with the same signed clients and message
@@ -73,6 +77,15 @@ pub struct BenchArgs {
     /// each round; 1 runs everything on one thread.
     #[arg(long, default_value_t = 1, requires = "in_process", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub threads: usize,
+    /// How nodes verify requests straight from clients, comma-separated for one run each
+    /// side by side: batched (requests queued together checked as one ZIP-215 batch) or
+    /// single (each alone, as before batching).
+    #[arg(long, value_delimiter = ',', default_value = "batched", value_parser = parse_client_verify)]
+    pub client_verify: Vec<ClientVerify>,
+}
+
+fn parse_client_verify(s: &str) -> Result<ClientVerify, String> {
+    ClientVerify::parse(s).ok_or_else(|| format!("{s}: batched or single"))
 }
 
 struct Bar {
@@ -155,6 +168,7 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
         warmup: Duration::from_secs_f64(args.warmup),
         binary: std::env::current_exe().map_err(|e| BadInput(e.to_string()))?,
         workdir: workdir.clone(),
+        client_verify: args.client_verify,
     };
     let bar = ProgressBar::new(1);
     bar.set_style(
@@ -194,19 +208,22 @@ fn in_process(args: &BenchArgs, stop: StopAfter) -> Result<u8, BadInput> {
                 continue;
             }
             for &clients in &args.clients {
-                let cell = bench::inproc::Cell {
-                    variant,
-                    nodes: n,
-                    clients,
-                    payload: args.payload,
-                    warmup: Duration::from_secs_f64(args.warmup),
-                    stop,
-                    threads: args.threads,
-                };
-                let r = bench::inproc::run_one(cell, &cost, &mut progress)
-                    .map_err(|e| BadInput(format!("benchmark failed: {e}")))?;
-                progress.run_done(&r);
-                results.push(r);
+                for &verify in &args.client_verify {
+                    let cell = bench::inproc::Cell {
+                        variant,
+                        nodes: n,
+                        clients,
+                        payload: args.payload,
+                        warmup: Duration::from_secs_f64(args.warmup),
+                        stop,
+                        threads: args.threads,
+                        verify,
+                    };
+                    let r = bench::inproc::run_one(cell, &cost, &mut progress)
+                        .map_err(|e| BadInput(format!("benchmark failed: {e}")))?;
+                    progress.run_done(&r);
+                    results.push(r);
+                }
             }
         }
     }

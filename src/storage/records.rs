@@ -120,7 +120,7 @@ impl RecordFile {
     /// Makes every appended record durable (one fsync for a whole batch).
     pub fn sync(&mut self) -> Result<(), RecordError> {
         if self.dirty {
-            self.file.sync_data().map_err(io(&self.path))?;
+            crate::cost::timed_wait(|| self.file.sync_data()).map_err(io(&self.path))?;
             self.dirty = false;
         }
         Ok(())

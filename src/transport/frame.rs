@@ -164,6 +164,9 @@ pub struct Counters {
     pub bad_frames: u64,
     /// Messages dropped because a peer's bounded send queue was full.
     pub dropped: u64,
+    /// Where this process's CPU went (signing, verifying, hashing, codec, fsync).
+    #[serde(default)]
+    pub cost: crate::cost::Costs,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::tls::Pins;
+use super::verify::{Pending, Verifiers};
 
 /// Indexes into [`super::FRAME_REASONS`] and [`super::REJECT_REASONS`] of the failures
 /// that are not a `FrameError` or an `AuthError`.
@@ -90,19 +91,21 @@ pub(super) async fn accept_loop(
     ring: Arc<Keyring>,
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
+    verifiers: Option<Verifiers>,
 ) {
     let census = Census::default();
     while let Some(incoming) = endpoint.accept().await {
-        let (pins, ring, inbound, counters, census) = (
+        let (pins, ring, inbound, counters, census, verifiers) = (
             pins.clone(),
             ring.clone(),
             inbound.clone(),
             counters.clone(),
             census.clone(),
+            verifiers.clone(),
         );
         tokio::spawn(async move {
             match incoming.await {
-                Ok(conn) => serve(conn, pins, ring, inbound, counters, census).await,
+                Ok(conn) => serve(conn, pins, ring, inbound, counters, census, verifiers).await,
                 // Unknown or wrong certificates end here, refused by the TLS verifier.
                 Err(e) => tracing::info!("refused a connection at the handshake: {e}"),
             }
@@ -128,6 +131,8 @@ struct Stream {
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
     quota: Quota,
+    /// Where a client's messages go to be verified in batches; `None`: on this stream.
+    verifiers: Option<Verifiers>,
 }
 
 async fn serve(
@@ -137,6 +142,7 @@ async fn serve(
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
     census: Census,
+    verifiers: Option<Verifiers>,
 ) {
     let Some(from) = principal_of(&conn, &pins) else {
         // The verifier admits only pinned certificates; this cannot happen, but if it
@@ -162,6 +168,7 @@ async fn serve(
         inbound: inbound.clone(),
         counters: counters.clone(),
         quota: counted.quota.clone(),
+        verifiers: verifiers.clone(),
     };
     loop {
         tokio::select! {
@@ -290,38 +297,83 @@ impl Stream {
             tracing::debug!(peer = ?self.from, "a client sent a {}", msg.kind());
             return true;
         }
+        if let (Principal::Client(client), Some(verifiers)) = (self.from, &self.verifiers) {
+            // Verified with whatever other clients sent meanwhile; our share of the queue
+            // first, so that at the quota only this client waits.
+            let Ok(permit) = self.quota.clone().acquire_owned().await else {
+                return false;
+            };
+            let pending = Pending {
+                from: self.from,
+                msg,
+                bytes,
+                permit,
+            };
+            return verifiers.queue_of(client).send(pending).await.is_ok();
+        }
         let started = std::time::Instant::now();
         let checked = authenticate_cached(&self.ring, &mut self.cache, self.from, &msg);
         self.counters.verify_seconds[k].observe(started.elapsed().as_secs_f64());
-        if let Err(e) = &checked {
-            LiveCounters::add(&self.counters.rejected_by[k][reject_index(e)], 1);
-        }
-        let input = match checked {
-            Ok(()) => {
-                // Our share of the queue first: at the quota, only this peer waits.
-                let Ok(permit) = self.quota.clone().acquire_owned().await else {
-                    return false;
-                };
-                Inbound::Message {
-                    from: self.from,
-                    msg,
-                    bytes,
-                    permit: Some(permit),
-                }
-            }
-            Err(AuthError::SignedForgery(culprit, what)) => {
-                LiveCounters::add(&self.counters.rejected, 1);
-                tracing::warn!("{culprit:?} signed a {} with a forged {what}", msg.kind());
-                Inbound::Misbehaved(culprit)
-            }
-            Err(e) => {
-                LiveCounters::add(&self.counters.rejected, 1);
-                tracing::debug!(peer = ?self.from, "rejected a {}: {e}", msg.kind());
-                return true;
-            }
+        let permit = match checked {
+            // Our share of the queue first: at the quota, only this peer waits.
+            Ok(()) => match self.quota.clone().acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return false,
+            },
+            Err(_) => None,
         };
-        self.inbound.send(input).await.is_ok()
+        forward(
+            &self.inbound,
+            &self.counters,
+            self.from,
+            msg,
+            bytes,
+            checked,
+            permit,
+        )
+        .await
     }
+}
+
+/// Hands an authenticated message to the protocol loop; counts and drops a refused one,
+/// and reports the signer of a forgery. False once the protocol loop is gone.
+pub(super) async fn forward(
+    inbound: &mpsc::Sender<Inbound>,
+    counters: &LiveCounters,
+    from: Principal,
+    msg: Message,
+    bytes: usize,
+    checked: Result<(), AuthError>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> bool {
+    if let Err(e) = &checked {
+        LiveCounters::add(&counters.rejected_by[kind_index(&msg)][reject_index(e)], 1);
+    }
+    let input = match checked {
+        Ok(()) => {
+            assert!(
+                permit.is_some(),
+                "an accepted message holds its queue share"
+            );
+            Inbound::Message {
+                from,
+                msg,
+                bytes,
+                permit,
+            }
+        }
+        Err(AuthError::SignedForgery(culprit, what)) => {
+            LiveCounters::add(&counters.rejected, 1);
+            tracing::warn!("{culprit:?} signed a {} with a forged {what}", msg.kind());
+            Inbound::Misbehaved(culprit)
+        }
+        Err(e) => {
+            LiveCounters::add(&counters.rejected, 1);
+            tracing::debug!(peer = ?from, "rejected a {}: {e}", msg.kind());
+            return true;
+        }
+    };
+    inbound.send(input).await.is_ok()
 }
 
 #[cfg(test)]

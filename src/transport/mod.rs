@@ -8,12 +8,14 @@
 //!   ([`listen`]). Who is on the other end comes from the pinned certificate ([`tls`]).
 //! - Every protocol message is authenticated (`protocol::authenticate_cached`) before it
 //!   reaches the node: bad signatures and messages whose claimed sender is not the link's
-//!   peer are counted and dropped.
+//!   peer are counted and dropped. Client requests are verified in batches across
+//!   clients ([`verify`]), with the same verdicts.
 
 pub mod frame;
 mod listen;
 pub(crate) mod peer;
 pub mod tls;
+pub mod verify;
 
 pub use frame::{Counters, NodeReport, Wire};
 
@@ -188,6 +190,7 @@ impl LiveCounters {
             rejected: g(&self.rejected),
             bad_frames: g(&self.bad_frames),
             dropped: g(&self.dropped),
+            cost: crate::cost::snapshot(),
         }
     }
 }
@@ -265,12 +268,17 @@ impl Net {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind)?;
+        let verifiers =
+            (verify::ClientVerify::from_env() == verify::ClientVerify::Batched).then(|| {
+                verify::Verifiers::start(setup.ring.clone(), inbound.clone(), counters.clone())
+            });
         tokio::spawn(listen::accept_loop(
             endpoint.clone(),
             setup.pins.clone(),
             setup.ring.clone(),
             inbound,
             counters.clone(),
+            verifiers,
         ));
         let mut peers = Vec::with_capacity(setup.addresses.len());
         for (id, &peer_addr) in setup.addresses.iter().enumerate() {
