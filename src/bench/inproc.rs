@@ -5,15 +5,17 @@
 //! (`runtime::node`): every message a node receives is authenticated first
 //! (`protocol::authenticate_cached`, one signature cache per link, as the transport keeps
 //! one per stream), whatever arrived together is stepped as one batch
-//! (`Node::step_batch`), committed entries are applied to a [`Kv`] and answered with the
-//! core's reply, and retries of applied requests are answered from the state machine.
+//! (`Node::step_batch`) through the driver the runtime and the simulator use
+//! ([`crate::driver`]): it applies committed entries to the key-value store, builds the
+//! replies, and answers retries of applied requests from the state machine.
 //! Clients are the real [`ClientCore`]: each signs its request, keeps one outstanding and
 //! accepts a result with enough matching replies (f+1 in bft, 1 in raft).
 //!
 //! One loop delivers, authenticates, steps and applies for every node and client in
 //! rounds, on one thread by default; with `threads` > 1 each round's per-node work
 //! (authenticating what the node received, then stepping it) is shared among that many
-//! scoped threads, while clients, routing and applying stay on the loop's thread. Time is the wall clock: the cores are ticked every
+//! scoped threads (applying is part of stepping), while clients and routing stay on the
+//! loop's thread. Time is the wall clock: the cores are ticked every
 //! [`TICK`] of it, and throughput and latency are measured on it. So the figures are what
 //! one core (or `threads` cores) can do for the whole cluster and its clients; the crypto
 //! bound printed beside them is the bound for that many cores.
@@ -27,11 +29,11 @@ use super::crypto_bound::CryptoCost;
 use super::{Progress, RunResult, StopAfter};
 use crate::client::{ClientCore, ClientOutput};
 use crate::crypto::{signing_key_from_seed, Domain, Keyring, Principal, SigCache};
-use crate::kv::Kv;
+use crate::driver::{self, Admission, Driver, Effect, Ready};
 use crate::protocol::auth::authenticate_batch;
 use crate::protocol::{
     authenticate_cached, AuthError, ClientId, Input, Message, Node, NodeConfig, NodeId, Op,
-    OpResult, Output, Rules, Timing, Variant,
+    OpResult, Reply, Rules, Timing, Variant,
 };
 use crate::transport::verify::ClientVerify;
 use serde::{Deserialize, Serialize};
@@ -69,9 +71,11 @@ pub const CLUSTER_ID: &str = "inproc";
 pub struct Breakdown {
     /// `authenticate_cached` on every delivered message (signature checks, bounds).
     pub auth_us: f64,
-    /// `Node::step_batch` of every node (the protocol, including its own signing).
+    /// `Driver::step_batch` of every node: the protocol (including its own signing),
+    /// applying committed entries to the key-value store and building replies.
     pub step_us: f64,
-    /// Applying committed entries to the key-value store and building replies.
+    /// Releasing each batch: routing its messages and replies (the name is kept from
+    /// when applying happened here, so that earlier JSON still reads).
     pub apply_us: f64,
     /// The clients: signing requests, counting replies.
     pub client_us: f64,
@@ -94,8 +98,8 @@ enum To {
 }
 
 struct Cluster {
-    nodes: Vec<Node>,
-    kvs: Vec<Kv>,
+    /// Each node's driver (`crate::driver`, as the runtime and the simulator use it).
+    nodes: Vec<Driver>,
     ring: Keyring,
     /// Per receiving node, per link: signatures already verified.
     caches: Vec<HashMap<Principal, SigCache>>,
@@ -164,7 +168,8 @@ impl Cluster {
                     rules: Rules::for_variant(variant),
                     timing: timing(),
                 };
-                Node::new(cfg, k.clone(), 0x5eed ^ i as u64, Default::default())
+                let node = Node::new(cfg, k.clone(), 0x5eed ^ i as u64, Default::default());
+                Driver::new(Box::new(node))
             })
             .collect();
         let clients = client_keys
@@ -185,7 +190,6 @@ impl Cluster {
         let now = Instant::now();
         Cluster {
             nodes,
-            kvs: vec![Kv::new(); n],
             ring,
             caches: (0..n).map(|_| HashMap::new()).collect(),
             inbox: vec![Vec::new(); n],
@@ -217,9 +221,9 @@ impl Cluster {
 
     /// The leader every node follows, if they agree and it knows it leads.
     fn agreed_leader(&self) -> Option<(u64, NodeId)> {
-        let first = self.nodes[0].leader()?;
-        (self.nodes.iter().all(|x| x.leader() == Some(first))
-            && self.nodes[first.1 as usize].is_leader())
+        let first = self.nodes[0].node().leader()?;
+        (self.nodes.iter().all(|x| x.node().leader() == Some(first))
+            && self.nodes[first.1 as usize].node().is_leader())
         .then_some(first)
     }
 
@@ -292,13 +296,13 @@ impl Cluster {
                     self.t_client += t.elapsed();
                     self.client_outputs(c, out);
                 }
-                To::Node(n) => {
-                    if self.answered_from_state(n, from, &msg) {
-                        continue;
+                To::Node(n) => match self.nodes[n as usize].admit(from, msg) {
+                    Admission::Answered { client, reply } => self.reply(n, client, reply),
+                    Admission::Deliver(msg) => {
+                        to_nodes += 1;
+                        self.pending[n as usize].push((from, msg));
                     }
-                    to_nodes += 1;
-                    self.pending[n as usize].push((from, msg));
-                }
+                },
             }
         }
         // A thread per round costs tens of µs: worth it only for verification work.
@@ -312,8 +316,8 @@ impl Cluster {
             .zip(self.caches.iter_mut())
             .zip(self.inbox.iter_mut())
             .zip(self.pending.iter_mut())
-            .map(|(((node, caches), inbox), pending)| NodeWork {
-                node,
+            .map(|(((driver, caches), inbox), pending)| NodeWork {
+                driver,
                 caches,
                 inbox,
                 pending,
@@ -351,34 +355,22 @@ impl Cluster {
                 self.batches += 1;
                 self.batch_inputs += w.inputs as u64;
             }
-            self.release(n as NodeId, w.out);
+            let t = Instant::now();
+            self.release(n as NodeId, w.ready);
+            self.t_apply += t.elapsed();
         }
     }
 
-    /// What the node process answers itself: a retry of an applied request.
-    fn answered_from_state(&mut self, n: NodeId, from: Principal, msg: &Message) -> bool {
-        if let (Principal::Client(c), Message::Request(r)) = (from, msg) {
-            if let Some(result) = self.kvs[n as usize].cached(r.body.client, r.body.seq) {
-                if r.body.client == c {
-                    self.reply(n, c, r.body.seq, result);
-                }
-                return true;
-            }
-        }
-        false
-    }
-
-    /// What the node process does with a batch's outputs, minus the disk: persists are
-    /// dropped (nothing here crashes), messages are routed, entries applied and answered.
-    fn release(&mut self, me: NodeId, out: Vec<Output>) {
-        for o in out {
-            match o {
-                Output::Persist(_) => {}
-                Output::Send { to, msg } => {
+    /// What the node process does with a batch's `Ready`, minus the disk: persists are
+    /// dropped (nothing here crashes), messages are routed, applied requests answered.
+    fn release(&mut self, me: NodeId, ready: Ready) {
+        for effect in ready.effects {
+            match effect {
+                Effect::Send { to, msg } => {
                     self.count(&msg, 1);
                     self.queue.push((To::Node(to), Principal::Node(me), msg));
                 }
-                Output::Broadcast(msg) => {
+                Effect::Broadcast(msg) => {
                     let n = self.nodes.len();
                     self.count(&msg, n - 1);
                     for to in (0..n as NodeId).filter(|&t| t != me) {
@@ -386,15 +378,10 @@ impl Cluster {
                             .push((To::Node(to), Principal::Node(me), msg.clone()));
                     }
                 }
-                Output::Apply(entry) => {
-                    let Some(r) = entry.payload.request() else {
-                        continue;
-                    };
-                    let t = Instant::now();
-                    let applied = self.kvs[me as usize].apply(&r.body);
-                    self.t_apply += t.elapsed();
-                    self.reply(me, r.body.client, r.body.seq, applied.result());
-                }
+                Effect::Applied {
+                    request: Some(r), ..
+                } => self.reply(me, r.client, r.reply),
+                Effect::Applied { request: None, .. } => {}
             }
         }
     }
@@ -409,13 +396,10 @@ impl Cluster {
         }
     }
 
-    fn reply(&mut self, n: NodeId, client: ClientId, seq: u64, result: OpResult) {
+    fn reply(&mut self, n: NodeId, client: ClientId, reply: Option<Reply>) {
         if client as usize >= self.clients.len() {
             return;
         }
-        let t = Instant::now();
-        let reply = self.nodes[n as usize].reply_to(client, seq, result);
-        self.t_apply += t.elapsed();
         if let Some(reply) = reply {
             self.msgs += 1;
             self.queue.push((
@@ -446,14 +430,14 @@ impl Cluster {
 
 /// One node's share of a round: its deliveries to authenticate, then its batch to step.
 struct NodeWork<'a> {
-    node: &'a mut Node,
+    driver: &'a mut Driver,
     caches: &'a mut HashMap<Principal, SigCache>,
     inbox: &'a mut Vec<Input>,
     pending: &'a mut Vec<(Principal, Message)>,
 }
 
 struct Worked {
-    out: Vec<Output>,
+    ready: Ready,
     auth: Duration,
     by_kind: Vec<(&'static str, Duration)>,
     step: Duration,
@@ -471,11 +455,8 @@ impl NodeWork<'_> {
         let verdicts = self.authenticate(ring, verify, &mut by_kind);
         assert_eq!(verdicts.len(), self.pending.len(), "a verdict per message");
         for ((from, msg), checked) in self.pending.drain(..).zip(verdicts) {
-            match checked {
-                Ok(()) => self.inbox.push(Input::Message { from, msg }),
-                Err(AuthError::SignedForgery(culprit, _)) => {
-                    self.inbox.push(Input::Misbehaved(culprit))
-                }
+            match driver::input_for(from, msg, checked) {
+                Ok(input) => self.inbox.push(input),
                 Err(_) => rejected += 1,
             }
         }
@@ -483,7 +464,7 @@ impl NodeWork<'_> {
         let inputs = self.inbox.len();
         if inputs == 0 {
             return Worked {
-                out: vec![],
+                ready: Ready::default(),
                 auth,
                 by_kind,
                 step: Duration::ZERO,
@@ -492,9 +473,10 @@ impl NodeWork<'_> {
             };
         }
         let t = Instant::now();
-        let out = self.node.step_batch(std::mem::take(self.inbox));
+        // Stepping includes applying committed entries and building replies (the driver's).
+        let ready = self.driver.step_batch(std::mem::take(self.inbox));
         Worked {
-            out,
+            ready,
             auth,
             by_kind,
             step: t.elapsed(),
@@ -559,7 +541,6 @@ impl NodeWork<'_> {
 }
 
 // `Actor::reply_to` is how the runtime builds replies; the honest node is the actor here.
-use crate::actor::Actor as _;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |c| c.get())
@@ -738,23 +719,23 @@ pub fn run_one(
 /// Every node applied the same puts, and every accepted put is in every node's store.
 #[cfg(test)]
 fn check_agreement(c: &Cluster) {
-    let applied: Vec<u64> = c.nodes.iter().map(|x| x.commit_index()).collect();
+    let applied: Vec<u64> = c.nodes.iter().map(|x| x.node().commit_index()).collect();
     let least = *applied.iter().min().expect("nodes");
     for (i, x) in c.nodes.iter().enumerate() {
         assert_eq!(
-            x.log().hash_at(least),
-            c.nodes[0].log().hash_at(least),
+            x.node().log().hash_at(least),
+            c.nodes[0].node().log().hash_at(least),
             "node {i} disagrees at {least}"
         );
     }
     let top = (0..c.nodes.len())
-        .max_by_key(|&i| c.nodes[i].commit_index())
+        .max_by_key(|&i| c.nodes[i].node().commit_index())
         .expect("nodes");
     for (client, &issued) in c.issued.iter().enumerate() {
         assert!(!c.clients[client].busy(), "client {client} still waits");
         for i in 0..issued {
             assert_eq!(
-                c.kvs[top].get(&format!("c{client}-{i}")),
+                c.nodes[top].kv().get(&format!("c{client}-{i}")),
                 Some(c.value.as_slice()),
                 "put {i} of client {client} accepted but not applied"
             );
@@ -769,7 +750,7 @@ pub fn table(r: &super::BenchReport) -> String {
     let mut s = format!(
         "in-process: no network, no fsync; {} cores here; threads: 1 = one thread does every node's and \
          client's work, more = the nodes' authentication and stepping shared among them each round \
-         (clients, routing and applying stay on one thread)\n\
+         (clients and routing stay on one thread)\n\
          Ed25519 sign {:.1} µs, ZIP-215 verify {:.1} µs single, {:.1} µs per signature in batches of 64\n\
          crypto bound (on min(threads, cores) cores): sign + n x verify; batched: sign + n x batched verify\n\n",
         m.cores, m.sign_us, m.verify_us, m.verify_batch_us
@@ -820,7 +801,8 @@ pub fn table(r: &super::BenchReport) -> String {
     }
     s.push_str(
         "\nµs/req: this process's CPU per committed put; auth/step/apply/client: the loop's \
-         wall time (summed over threads) in message authentication, Node::step_batch, applying and replying, and \
+         wall time (summed over threads) in message authentication, Driver::step_batch (protocol, applying, \
+         building replies), releasing batches (routing), and \
          the clients (signing, counting replies); msgs: messages routed per put (replies \
          included); in/batch: inputs per step_batch; e/AE: entries per AppendEntries.\n",
     );
