@@ -55,6 +55,7 @@ impl Disk {
             hard: self.hard.clone(),
             entries: self.entries.clone(),
             evidence: self.evidence.clone(),
+            snapshot: None,
         }
     }
 }
