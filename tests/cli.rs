@@ -328,7 +328,7 @@ fn runtime_commands_explain_bad_input_with_exit_2() {
         ),
         (
             vec!["node", "--config", config, "--id", "0", "--data", old_data],
-            "data format version 1, but this build reads version 2",
+            "data format version 1, but this build reads version 3",
         ),
     ]);
     for (args, needle) in cases {
