@@ -263,7 +263,6 @@ impl Storage {
             .as_ref()
             .and_then(|s| s.meta.replaced_log.as_ref())
             .map_or(0, |(first, _)| *first);
-        delete_segments_before(dir, first_live)?;
         let mut replay = match snapshot.as_ref().and_then(|s| s.meta.replaced_log.clone()) {
             Some((_, hard)) => Replay::after_install(hard),
             None => Replay::default(),
@@ -285,6 +284,9 @@ impl Storage {
                 replay.last_index()
             )));
         }
+        // Only now that the live segments proved enough are the others deleted: if they
+        // were not, they stay for whoever repairs the directory.
+        delete_dead_segments(dir, &opened.dead)?;
         // The files may have just been created: make their directory entries durable.
         sync_dir(dir)?;
         let mut storage = Storage {
@@ -690,6 +692,8 @@ struct OpenedSegments {
     segments: Vec<(u64, u64)>,
     /// Records read across all of them.
     records: u64,
+    /// Segments found that are not part of the log.
+    dead: Vec<u64>,
 }
 
 /// The segments to replay: those from `first_live` on, in the unbroken run of ids that
@@ -708,14 +712,13 @@ fn live_run(ids: &[u64], first_live: u64) -> Vec<u64> {
     run
 }
 
-/// Deletes segments below `first_live`, which an installed snapshot replaced.
-fn delete_segments_before(dir: &Path, first_live: u64) -> Result<(), StorageError> {
-    let io = |path: PathBuf| move |source| RecordError::Io { path, source };
-    for id in segments::list(dir).map_err(io(dir.to_path_buf()))? {
-        if id < first_live {
-            let path = segment_path(dir, id);
-            std::fs::remove_file(&path).map_err(io(path.clone()))?;
-        }
+/// Deletes segments that are not live: replaced by an installed snapshot, or left
+/// behind by an interrupted compaction.
+fn delete_dead_segments(dir: &Path, dead: &[u64]) -> Result<(), StorageError> {
+    for id in dead {
+        let path = segment_path(dir, *id);
+        tracing::warn!(path = %path.display(), "deleting a segment no longer part of the log");
+        std::fs::remove_file(&path).map_err(|source| RecordError::Io { path, source })?;
     }
     Ok(())
 }
@@ -732,11 +735,8 @@ fn open_segments(
         source,
     })?;
     let live = live_run(&ids, first_live);
-    for dead in ids.iter().filter(|id| !live.contains(id)) {
-        let path = segment_path(dir, *dead);
-        tracing::warn!(path = %path.display(), "deleting a segment a compaction left behind");
-        std::fs::remove_file(&path).map_err(|source| RecordError::Io { path, source })?;
-    }
+    // The live run is a suffix of the ids: everything before it is dead.
+    let dead = ids[..ids.len() - live.len()].to_vec();
     let newest = live
         .last()
         .copied()
@@ -771,6 +771,7 @@ fn open_segments(
         segment_bytes,
         segments: opened_segments,
         records,
+        dead,
     })
 }
 
