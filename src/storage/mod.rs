@@ -30,11 +30,11 @@ mod segments;
 mod snapshot_file;
 
 pub use records::RecordError;
-pub use segments::{SegmentLimits, SEGMENT_BYTES, SEGMENT_RECORDS};
+pub use segments::{segment_path, SegmentLimits, SEGMENT_BYTES, SEGMENT_RECORDS};
 
 use crate::protocol::{Durable, Entry, Evidence, HardState, LogBase, Persist, Snapshot};
 use records::{sync_dir, RecordFile};
-use segments::{segment_path, Batch, LogOp, Record, Replay, StoredRecord};
+use segments::{Batch, LogOp, Record, Replay, StoredRecord};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

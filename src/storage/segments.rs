@@ -71,6 +71,7 @@ pub enum LogOp<E> {
 
 pub type StoredRecord = Record<Vec<Entry>, HardState>;
 
+/// The file of segment `id` in `dir` (a new directory's log begins with segment 1).
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{PREFIX}{id:0ID_DIGITS$}"))
 }
