@@ -259,34 +259,8 @@ impl Storage {
         snapshot_file::remove_stray_tmp(dir)?;
         let snapshot = snapshot_file::read(dir, crate::kv::MAX_SNAPSHOT_BYTES)?;
         let (evidence, ev) = open_evidence(dir)?;
-        let first_live = snapshot
-            .as_ref()
-            .and_then(|s| s.meta.replaced_log.as_ref())
-            .map_or(0, |(first, _)| *first);
-        let mut replay = match snapshot.as_ref().and_then(|s| s.meta.replaced_log.clone()) {
-            Some((_, hard)) => Replay::after_install(hard),
-            None => Replay::default(),
-        };
-        let opened = open_segments(dir, first_live, &mut replay)?;
         let base = snapshot.as_ref().map(|s| s.meta.base);
-        let inconsistent = |reason: String| StorageError::Inconsistent {
-            path: segment_path(dir, opened.id),
-            index: opened.records as usize,
-            reason,
-        };
-        replay
-            .rebase(base.map_or(0, |b| b.index))
-            .map_err(inconsistent)?;
-        if replay.hard.commit > replay.last_index() {
-            return Err(inconsistent(format!(
-                "commit index {} beyond the log's last entry {}",
-                replay.hard.commit,
-                replay.last_index()
-            )));
-        }
-        // Only now that the live segments proved enough are the others deleted: if they
-        // were not, they stay for whoever repairs the directory.
-        delete_dead_segments(dir, &opened.dead)?;
+        let (opened, replay) = load_log(dir, snapshot.as_ref().map(|s| &s.meta))?;
         // The files may have just been created: make their directory entries durable.
         sync_dir(dir)?;
         let mut storage = Storage {
@@ -710,6 +684,41 @@ fn live_run(ids: &[u64], first_live: u64) -> Vec<u64> {
     }
     run.reverse();
     run
+}
+
+/// Replays the log after the snapshot described by `meta` (if any), checks that with the
+/// snapshot it is whole, and only then deletes the segments found dead (so a directory
+/// refused here keeps every file for whoever repairs it).
+fn load_log(
+    dir: &Path,
+    meta: Option<&snapshot_file::Meta>,
+) -> Result<(OpenedSegments, Replay), StorageError> {
+    let (first_live, mut replay) = match meta.and_then(|m| m.replaced_log.clone()) {
+        Some((first, hard)) => (first, Replay::after_install(hard)),
+        None => (0, Replay::default()),
+    };
+    let opened = open_segments(dir, first_live, &mut replay)?;
+    let base = meta.map_or(0, |m| m.base.index);
+    replay
+        .rebase(base)
+        .map_err(|reason| StorageError::Inconsistent {
+            path: dir.join(snapshot_file::SNAPSHOT_FILE),
+            index: 0,
+            reason,
+        })?;
+    if replay.hard.commit > replay.last_index() {
+        return Err(StorageError::Inconsistent {
+            path: segment_path(dir, opened.id),
+            index: opened.segment_records as usize,
+            reason: format!(
+                "commit index {} beyond the log's last entry {}",
+                replay.hard.commit,
+                replay.last_index()
+            ),
+        });
+    }
+    delete_dead_segments(dir, &opened.dead)?;
+    Ok((opened, replay))
 }
 
 /// Deletes segments that are not live: replaced by an installed snapshot, or left
