@@ -31,6 +31,7 @@ mod snapshot_file;
 
 pub use records::RecordError;
 pub use segments::{segment_path, SegmentLimits, SEGMENT_BYTES, SEGMENT_RECORDS};
+pub use snapshot_file::SnapshotWriter;
 
 use crate::protocol::{Durable, Entry, Evidence, HardState, LogBase, Persist, Snapshot};
 use records::{sync_dir, RecordFile};
@@ -428,11 +429,34 @@ impl Storage {
         Ok(())
     }
 
+    /// Starts writing a snapshot's state to disk, chunk by chunk as it is produced or
+    /// received (`SnapshotWriter::push`), so that neither side holds the encoding whole.
+    /// Nothing of it is the snapshot until `commit_snapshot` or
+    /// `commit_installed_snapshot`; a writer dropped unfinished leaves a temp file that
+    /// the next one replaces and opening removes.
+    pub fn begin_snapshot(&self) -> Result<SnapshotWriter, StorageError> {
+        Ok(SnapshotWriter::begin(
+            &self.dir,
+            crate::kv::MAX_SNAPSHOT_BYTES,
+        )?)
+    }
+
     /// Durably records `state` as the state-machine snapshot at `base`, replacing the
     /// previous snapshot (atomically). The log is unchanged: `compact_below` frees it.
     /// `base` must be in the log (a node snapshots what it applied) and not below the
     /// previous snapshot.
     pub fn write_snapshot(&mut self, base: LogBase, state: &[u8]) -> Result<(), StorageError> {
+        let mut w = self.begin_snapshot()?;
+        w.push(state)?;
+        self.commit_snapshot(w, base)
+    }
+
+    /// `write_snapshot` for a state streamed through `writer`.
+    pub fn commit_snapshot(
+        &mut self,
+        writer: SnapshotWriter,
+        base: LogBase,
+    ) -> Result<(), StorageError> {
         if base.index > self.last_index {
             return Err(self.bug(format!(
                 "snapshot at {} beyond the log's last entry {} (a peer's snapshot is installed, not written)",
@@ -440,7 +464,11 @@ impl Storage {
             )));
         }
         self.check_snapshot_order(base)?;
-        snapshot_file::write(&self.dir, base, state, None)?;
+        let meta = snapshot_file::Meta {
+            base,
+            replaced_log: None,
+        };
+        writer.finish(&self.dir, &meta)?;
         self.snapshot = Some(base);
         Ok(())
     }
@@ -451,6 +479,18 @@ impl Storage {
     /// segments are dead the moment it is renamed into place; they are deleted before
     /// this returns (or on the next open, after a crash).
     pub fn install_snapshot(&mut self, base: LogBase, state: &[u8]) -> Result<(), StorageError> {
+        let mut w = self.begin_snapshot()?;
+        w.push(state)?;
+        self.commit_installed_snapshot(w, base)
+    }
+
+    /// `install_snapshot` for a state streamed through `writer` (as chunks arrived and
+    /// passed `kv::SnapshotBuilder`, whose digest matched the certified one).
+    pub fn commit_installed_snapshot(
+        &mut self,
+        writer: SnapshotWriter,
+        base: LogBase,
+    ) -> Result<(), StorageError> {
         self.check_snapshot_order(base)?;
         if base.index < self.hard.commit {
             return Err(self.bug(format!(
@@ -460,7 +500,11 @@ impl Storage {
         }
         self.segment.sync()?;
         let first = self.segment_id.saturating_add(1);
-        snapshot_file::write(&self.dir, base, state, Some((first, self.hard.clone())))?;
+        let meta = snapshot_file::Meta {
+            base,
+            replaced_log: Some((first, self.hard.clone())),
+        };
+        writer.finish(&self.dir, &meta)?;
         self.snapshot = Some(base);
         self.last_index = base.index;
         self.begin_segment(first)?;
@@ -1489,5 +1533,55 @@ mod tests {
         let (_, d) = Storage::open(dir.path()).unwrap();
         assert_eq!(d.entries.len(), 5);
         assert_eq!(d.hard.commit, 5);
+    }
+
+    /// A state streamed chunk by chunk is the same snapshot; one over the bound is
+    /// refused; an abandoned writer leaves nothing that counts.
+    #[test]
+    fn snapshots_stream_to_disk_chunk_by_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        for i in 1..=3 {
+            append_committed(&mut s, i);
+        }
+        let mut kv = crate::kv::Kv::new();
+        for i in 0..100u64 {
+            let Payload::Request(r) = &entry(i + 1).payload else {
+                unreachable!()
+            };
+            let mut req = r.body.clone();
+            req.client = i as u32;
+            kv.apply(&req);
+        }
+        let mut w = s.begin_snapshot().unwrap();
+        for chunk in kv.snapshot_chunks(100) {
+            w.push(&chunk).unwrap();
+        }
+        assert_eq!(w.len(), kv.snapshot_bytes().len() as u64);
+        s.commit_snapshot(w, base_at(3)).unwrap();
+        // Abandoned half way: the committed snapshot stands.
+        let mut w = s.begin_snapshot().unwrap();
+        w.push(b"half of another state").unwrap();
+        drop(w);
+        drop(s);
+        let (mut s, d) = Storage::open(dir.path()).unwrap();
+        let state = d.snapshot.unwrap().state;
+        let (back, digest) = crate::kv::Kv::from_snapshot_bytes(&state).unwrap();
+        assert_eq!((back, digest), (kv.clone(), kv.state_digest()));
+        // A peer's snapshot, streamed and installed.
+        let mut w = s.begin_snapshot().unwrap();
+        for chunk in kv.snapshot_chunks(7) {
+            w.push(&chunk).unwrap();
+        }
+        s.commit_installed_snapshot(w, base_at(50)).unwrap();
+        drop(s);
+        let (_, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.snapshot.unwrap().state, kv.snapshot_bytes());
+        assert!(d.entries.is_empty());
+        // The bound is checked before writing.
+        let mut w = SnapshotWriter::begin(dir.path(), 10).unwrap();
+        w.push(b"0123456789").unwrap();
+        assert!(w.push(b"x").is_err());
+        assert_eq!(w.len(), 10);
     }
 }

@@ -1,7 +1,9 @@
 //! The latest state-machine snapshot, in one file `snapshot`:
-//! `[len: u32 LE][crc32: u32 LE][postcard(Meta)][state bytes]`, the meta carrying the
-//! state's length and CRC-32.
+//! `[magic: 8 bytes][state length: u64 LE][state crc32: u32 LE][state bytes]`
+//! `[meta length: u32 LE][meta crc32: u32 LE][postcard(Meta)]`.
 //!
+//! The state comes first so that it can be streamed to disk chunk by chunk as it is
+//! produced or received (`SnapshotWriter`), the fixed header filled in at the end.
 //! Written whole to `snapshot.tmp`, synced, renamed over `snapshot`, and the directory
 //! synced: a crash leaves the old snapshot or the new one, never a mix, and at most a
 //! stray temp file, which opening ignores and removes. A `snapshot` that does not check
@@ -10,20 +12,23 @@
 use super::records::{sync_dir, RecordError};
 use crate::protocol::{HardState, LogBase};
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
-use std::path::Path;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 pub const SNAPSHOT_FILE: &str = "snapshot";
 pub const SNAPSHOT_TMP: &str = "snapshot.tmp";
+const MAGIC: &[u8; 8] = b"TGSNAP03";
+/// Magic, state length, state CRC-32.
+const FIXED_HEADER: u64 = 8 + 8 + 4;
+/// Meta length and CRC-32.
+const META_HEADER: u64 = 8;
 /// Largest meta record: the hard state with its retained lock chain fits a log record.
 const MAX_META: u32 = super::records::MAX_RECORD;
-const HEADER: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     pub base: LogBase,
-    pub state_len: u64,
-    pub state_crc: u32,
     /// For a snapshot installed from a peer, which replaced the whole log: the first
     /// segment of the new log (older ones are dead) and the hard state when it was
     /// installed. `None` for a node's own checkpoint: the log goes on past it.
@@ -50,38 +55,82 @@ fn corrupt(path: &Path, offset: u64, after: u64) -> RecordError {
     }
 }
 
-/// Writes `state` as the snapshot, atomically replacing the previous one.
-pub fn write(
-    dir: &Path,
-    base: LogBase,
-    state: &[u8],
-    replaced_log: Option<(u64, HardState)>,
-) -> Result<(), RecordError> {
-    let meta = Meta {
-        base,
-        state_len: state.len() as u64,
-        state_crc: crc32fast::hash(state),
-        replaced_log,
-    };
-    let body = crate::codec::encode(&meta);
-    if body.len() > MAX_META as usize {
-        return Err(RecordError::TooLarge {
-            path: dir.join(SNAPSHOT_TMP),
-            len: body.len(),
-        });
+/// A snapshot being written to the temp file, chunk by chunk; nothing of it is the
+/// snapshot until `finish` renames it into place. Dropping it abandons it (the next
+/// `begin` or open replaces or removes the temp file).
+pub struct SnapshotWriter {
+    file: File,
+    path: PathBuf,
+    state_len: u64,
+    state_crc: crc32fast::Hasher,
+    max_state: u64,
+}
+
+impl SnapshotWriter {
+    /// Starts a new temp file in `dir`, replacing any abandoned one.
+    pub fn begin(dir: &Path, max_state: u64) -> Result<SnapshotWriter, RecordError> {
+        let path = dir.join(SNAPSHOT_TMP);
+        let mut file = File::create(&path).map_err(io(&path))?;
+        // The fixed header is written for real by `finish`, once the state is known.
+        file.write_all(&[0; FIXED_HEADER as usize])
+            .map_err(io(&path))?;
+        Ok(SnapshotWriter {
+            file,
+            path,
+            state_len: 0,
+            state_crc: crc32fast::Hasher::new(),
+            max_state,
+        })
     }
-    let tmp = dir.join(SNAPSHOT_TMP);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&(body.len() as u32).to_le_bytes())?;
-        f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-        f.write_all(&body)?;
-        f.write_all(state)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))
-    };
-    write().map_err(io(&tmp))?;
-    sync_dir(dir)
+
+    /// Appends the next chunk of the state; refused (nothing written) past the bound.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), RecordError> {
+        let len = self.state_len.saturating_add(chunk.len() as u64);
+        if len > self.max_state {
+            return Err(RecordError::TooLarge {
+                path: self.path.clone(),
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+            });
+        }
+        self.file.write_all(chunk).map_err(io(&self.path))?;
+        self.state_crc.update(chunk);
+        self.state_len = len;
+        Ok(())
+    }
+
+    /// Bytes of state written so far.
+    pub fn len(&self) -> u64 {
+        self.state_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state_len == 0
+    }
+
+    /// Writes the meta and the header, syncs, and renames the file over the snapshot.
+    pub fn finish(mut self, dir: &Path, meta: &Meta) -> Result<(), RecordError> {
+        let body = crate::codec::encode(meta);
+        if body.len() > MAX_META as usize {
+            return Err(RecordError::TooLarge {
+                path: self.path.clone(),
+                len: body.len(),
+            });
+        }
+        let crc = std::mem::take(&mut self.state_crc).finalize();
+        let write = |f: &mut File| -> std::io::Result<()> {
+            f.write_all(&(body.len() as u32).to_le_bytes())?;
+            f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+            f.write_all(&body)?;
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(MAGIC)?;
+            f.write_all(&self.state_len.to_le_bytes())?;
+            f.write_all(&crc.to_le_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&self.path, dir.join(SNAPSHOT_FILE))
+        };
+        write(&mut self.file).map_err(io(&self.path))?;
+        sync_dir(dir)
+    }
 }
 
 /// Removes a temp file a crash left behind: it was never renamed, so never the snapshot.
@@ -94,37 +143,49 @@ pub fn remove_stray_tmp(dir: &Path) -> Result<(), RecordError> {
     }
 }
 
-/// The snapshot, if there is one; `max_state` bounds what is read into memory.
+/// The snapshot, if there is one; `max_state` bounds what is read into memory. Every
+/// length is checked against the file's size before anything is allocated.
 pub fn read(dir: &Path, max_state: u64) -> Result<Option<Loaded>, RecordError> {
     let path = dir.join(SNAPSHOT_FILE);
-    let mut file = match std::fs::File::open(&path) {
+    let mut file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&path)(e)),
     };
     let size = file.metadata().map_err(io(&path))?.len();
-    let mut header = [0u8; HEADER];
+    let mut header = [0u8; FIXED_HEADER as usize];
     file.read_exact(&mut header)
         .map_err(|_| corrupt(&path, 0, size))?;
-    let meta_len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-    let meta_crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-    if meta_len == 0 || meta_len > MAX_META || u64::from(meta_len) + HEADER as u64 > size {
+    let state_len = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    let state_crc = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
+    let meta_at = FIXED_HEADER.saturating_add(state_len);
+    if &header[..8] != MAGIC || state_len > max_state || meta_at.saturating_add(META_HEADER) > size
+    {
         return Err(corrupt(&path, 0, size));
     }
-    let mut body = vec![0u8; meta_len as usize];
-    file.read_exact(&mut body).map_err(io(&path))?;
-    let meta: Meta = (crc32fast::hash(&body) == meta_crc)
-        .then(|| crate::codec::decode(&body).ok())
-        .flatten()
-        .ok_or_else(|| corrupt(&path, 0, size))?;
-    let state_at = HEADER as u64 + u64::from(meta_len);
-    if meta.state_len > max_state || state_at.saturating_add(meta.state_len) != size {
-        return Err(corrupt(&path, state_at, size - state_at));
-    }
-    let mut state = vec![0u8; meta.state_len as usize];
+    let mut state = vec![0u8; state_len as usize];
     file.read_exact(&mut state).map_err(io(&path))?;
-    if crc32fast::hash(&state) != meta.state_crc {
-        return Err(corrupt(&path, state_at, meta.state_len));
+    if crc32fast::hash(&state) != state_crc {
+        return Err(corrupt(&path, FIXED_HEADER, state_len));
     }
+    let meta = read_meta(&mut file, size - meta_at)
+        .ok_or_else(|| corrupt(&path, meta_at, size - meta_at))?;
     Ok(Some(Loaded { meta, state }))
+}
+
+/// The meta record, which must fill exactly the `rest` bytes left in the file.
+fn read_meta(file: &mut File, rest: u64) -> Option<Meta> {
+    let mut header = [0u8; META_HEADER as usize];
+    file.read_exact(&mut header).ok()?;
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_META || META_HEADER + u64::from(len) != rest {
+        return None;
+    }
+    let mut body = vec![0u8; len as usize];
+    file.read_exact(&mut body).ok()?;
+    if crc32fast::hash(&body) != crc {
+        return None;
+    }
+    crate::codec::decode(&body).ok()
 }
