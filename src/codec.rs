@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 /// The version of the frame format, the first byte of every frame body.
 pub const WIRE_VERSION: u8 = 2;
 
-/// The version of the data directory's record format, in its `format` file.
-pub const DISK_VERSION: u32 = 2;
+/// The version of the data directory's record format, in its `format` file. Version 3:
+/// the log in segment files starting with a segment start, and a snapshot file.
+pub const DISK_VERSION: u32 = 3;
 
 /// Encodes `v`. Every type tangaroa encodes has a known length for each sequence, so
 /// encoding into memory cannot fail.

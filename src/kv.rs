@@ -2,7 +2,14 @@
 //! most once per `(client, seq)`.
 
 use crate::protocol::{ClientId, Op, OpResult, Request};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+mod snapshot;
+
+pub use snapshot::{
+    SnapshotBuilder, SnapshotChunks, SnapshotError, MAX_CHUNK_BYTES, MAX_ITEM_BYTES,
+    MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_CHUNKS, SNAPSHOT_CHUNK_BYTES,
+};
 
 /// What applying one committed request did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,11 +31,12 @@ impl Applied {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Kv {
     data: BTreeMap<String, Vec<u8>>,
-    /// Per client: the latest applied sequence number and its result.
-    sessions: HashMap<ClientId, (u64, OpResult)>,
+    /// Per client: the latest applied sequence number and its result. Ordered, so that
+    /// snapshots encode it canonically.
+    sessions: BTreeMap<ClientId, (u64, OpResult)>,
 }
 
 impl Kv {

@@ -328,7 +328,7 @@ fn runtime_commands_explain_bad_input_with_exit_2() {
         ),
         (
             vec!["node", "--config", config, "--id", "0", "--data", old_data],
-            "data format version 1, but this build reads version 2",
+            "data format version 1, but this build reads version 3",
         ),
     ]);
     for (args, needle) in cases {
@@ -359,7 +359,7 @@ fn a_node_refuses_to_start_on_a_log_damaged_in_the_middle() {
             s.apply(&[&Persist::Append(vec![e])]).unwrap();
         }
     }
-    let log = data.join("log");
+    let log = tangaroa::storage::segment_path(&data, 1);
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&log, &bytes).unwrap();
@@ -669,7 +669,10 @@ fn a_node_binds_listen_and_reads_its_flags_from_the_environment() {
         err.contains(&list),
         "the advertised address is logged: {err}"
     );
-    assert!(data.join("log").exists(), "TANGAROA_DATA was not used");
+    assert!(
+        tangaroa::storage::segment_path(&data, 1).exists(),
+        "TANGAROA_DATA was not used"
+    );
     // A flag wins over its variable.
     let flag_listen = format!("127.0.0.1:{flag}");
     let err = stderr_until(&["node", "--listen", &flag_listen], &env, "listening on");

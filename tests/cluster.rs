@@ -557,7 +557,11 @@ fn the_cluster_command_runs_nodes_shows_status_and_leaves_their_logs() {
     assert!(out.contains("logs and data stay in"), "{out}");
     for i in 0..4 {
         assert!(dir.path().join(format!("node-{i}.log")).exists());
-        assert!(dir.path().join(format!("data/node-{i}/log")).exists());
+        // The log's first segment (storage: `log.<20-digit id>`).
+        assert!(dir
+            .path()
+            .join(format!("data/node-{i}/log.00000000000000000001"))
+            .exists());
     }
     // The same folder again: keys are reused, not overwritten.
     let key = std::fs::read(dir.path().join("node-0.key")).unwrap();

@@ -487,21 +487,40 @@ fn opening_a_damaged_log_never_panics() {
             ])
             .unwrap();
         }
+        let base = tangaroa::protocol::LogBase {
+            index: 3,
+            ..Default::default()
+        };
+        s.write_snapshot(base, &tangaroa::kv::Kv::new().snapshot_bytes())
+            .unwrap();
     }
-    let log = std::fs::read(good.join("log")).unwrap();
+    // Damage the log segment and the snapshot file in turn, next to intact others.
+    let segment = tangaroa::storage::segment_path(&good, 1);
+    let files = [segment.clone(), good.join("snapshot")];
+    let originals: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     let mut k = 0u64;
     fuzz(
         "storage",
         (iters() / 20).max(50),
-        |rng| mutate(rng, &log),
-        |bytes| {
+        |rng| {
+            let which = rng.gen_range(0..files.len());
+            (which, mutate(rng, &originals[which]))
+        },
+        |(which, bytes)| {
             k += 1;
             let d = dir.path().join(format!("d{}", k % 4));
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("log"), &bytes).unwrap();
+            std::fs::copy(good.join("format"), d.join("format")).unwrap();
+            for (f, original) in files.iter().zip(&originals) {
+                std::fs::write(d.join(f.file_name().unwrap()), original).unwrap();
+            }
+            std::fs::write(d.join(files[which].file_name().unwrap()), &bytes).unwrap();
             if let Ok((_, durable)) = tangaroa::storage::Storage::open(&d) {
                 let _ = durable.validate(4, "fuzz", true);
+                if let Some(snapshot) = &durable.snapshot {
+                    let _ = tangaroa::kv::Kv::from_snapshot_bytes(&snapshot.state);
+                }
             }
         },
     );

@@ -285,6 +285,7 @@ impl ForgeProof {
             hard: hard.clone(),
             entries,
             evidence: self.inner.evidence().to_vec(),
+            snapshot: None,
         };
         self.inner = Node::new(
             self.cfg.clone(),

@@ -59,15 +59,34 @@ pub fn run(args: StatusArgs) -> Result<u8, BadInput> {
     })
 }
 
+/// `bytes` in the largest binary unit that keeps it at least 1 (`812 B`, `3.4 MiB`).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// The status table shared by `status`, `cluster` and `demo`.
 pub fn table(reports: &[Option<NodeReport>]) -> String {
     let mut s = format!(
-        "{:<5} {:<10} {:>5} {:>7} {:>7} {:<14} {:<13} {:>8} {:>9} {:>9}\n",
+        "{:<5} {:<10} {:>5} {:>7} {:>7} {:>7} {:>8} {:>9} {:<14} {:<13} {:>8} {:>9} {:>9}\n",
         "node",
         "role",
         "term",
+        "base",
         "last",
         "commit",
+        "snapshot",
+        "disk",
         "commit hash",
         "leader",
         "evidence",
@@ -82,13 +101,17 @@ pub fn table(reports: &[Option<NodeReport>]) -> String {
                     .leader
                     .map_or("-".to_string(), |(t, l)| format!("{l} (term {t})"));
                 let hash: String = r.commit_hash.chars().take(12).collect();
+                let snapshot = r.snapshot_index.map_or("-".to_string(), |i| i.to_string());
                 s.push_str(&format!(
-                    "{:<5} {:<10} {:>5} {:>7} {:>7} {:<14} {:<13} {:>8} {:>9} {:>9}\n",
+                    "{:<5} {:<10} {:>5} {:>7} {:>7} {:>7} {:>8} {:>9} {:<14} {:<13} {:>8} {:>9} {:>9}\n",
                     r.id,
                     r.role,
                     r.term,
+                    r.log_base,
                     r.last_index,
                     r.commit,
+                    snapshot,
+                    human_bytes(r.disk_bytes),
                     hash,
                     leader,
                     r.evidence,
@@ -99,4 +122,33 @@ pub fn table(reports: &[Option<NodeReport>]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_base_snapshot_and_disk_use() {
+        let report = NodeReport {
+            log_base: 1000,
+            last_index: 1200,
+            commit: 1190,
+            snapshot_index: Some(1000),
+            disk_bytes: 3 << 20,
+            ..NodeReport::default()
+        };
+        let t = table(&[Some(report), Some(NodeReport::default()), None]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].contains("base") && lines[0].contains("snapshot") && lines[0].contains("disk")
+        );
+        assert!(
+            lines[1].contains("1000") && lines[1].contains("3.0 MiB"),
+            "{t}"
+        );
+        assert!(lines[2].contains(" - ") && lines[2].contains("0 B"), "{t}");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
 }

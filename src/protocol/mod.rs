@@ -24,6 +24,7 @@ mod term_reach;
 pub mod types;
 
 pub use auth::{authenticate, authenticate_cached, AuthError};
+pub use log::{LogBase, Snapshot};
 pub use message::*;
 pub use node::{Durable, HardState, Input, Node, NodeConfig, Output, Persist, Status};
 pub use types::*;

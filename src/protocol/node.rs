@@ -87,8 +87,11 @@ pub struct AckedPosition {
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
     pub hard: HardState,
+    /// The log after the snapshot's base (after the genesis if there is no snapshot).
     pub entries: Vec<Entry>,
     pub evidence: Vec<Evidence>,
+    /// The latest stored state-machine snapshot, which replaced the log up to its base.
+    pub snapshot: Option<super::log::Snapshot>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -38,10 +38,13 @@ impl Durable {
     /// Whether this state is one an honest node could have written, for a cluster of `n`
     /// nodes named `cluster_id` (the hash chain is recomputed from the entries).
     pub fn validate(&self, n: usize, cluster_id: &str, hashing: bool) -> Result<(), RecoveryError> {
-        let mut log = Log::new(cluster_id, hashing);
-        let mut before = 0;
+        let mut log = match &self.snapshot {
+            Some(s) => Log::from_base(hashing, s.base),
+            None => Log::new(cluster_id, hashing),
+        };
+        let mut before = log.base().term;
         for (k, e) in self.entries.iter().enumerate() {
-            let position = k as Index + 1;
+            let position = log.base().index + k as Index + 1;
             if e.index != position {
                 return Err(RecoveryError::Gap {
                     position,
@@ -84,7 +87,10 @@ impl Durable {
             });
         }
         if let Some(lock) = &h.lock {
-            let on_log = log.hash_at(lock.index) == Some(lock.hash);
+            // A lock below the base stays a valid lock (PROTOCOL.md, "Checkpoints"): its
+            // entries are committed and in the snapshot.
+            let on_log =
+                lock.index < log.base().index || log.hash_at(lock.index) == Some(lock.hash);
             let retained = h.lock_chain.last().is_some_and(|e| e.index == lock.index);
             if !on_log && !retained {
                 return Err(RecoveryError::LockLost { index: lock.index });
@@ -120,6 +126,7 @@ mod tests {
             hard,
             entries,
             evidence: vec![],
+            snapshot: None,
         }
     }
 

@@ -134,6 +134,7 @@ fn restart(h: &Harness, n: &Node, rules: Rules) -> Node {
         hard: n.hard_state().clone(),
         entries: n.log().entries().to_vec(),
         evidence: vec![],
+        snapshot: None,
     };
     h.node(n.id(), rules, durable)
 }

@@ -501,6 +501,10 @@ impl Process {
             evidence: s.evidence,
             applied: self.driver.applied(),
             counters: self.net.counters.snapshot(),
+            log_base: node.log().base().index,
+            snapshot_index: self.storage.snapshot_base().map(|b| b.index),
+            // Best effort: a status answer is no reason to fail; 0 means unreadable.
+            disk_bytes: self.storage.disk_use().unwrap_or_default(),
         }
     }
 }

@@ -63,17 +63,7 @@ impl RecordFile {
             .map_err(io(path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(path))?;
-        let mut records = Vec::new();
-        let mut at = 0usize;
-        while at < bytes.len() {
-            match parse(&bytes[at..]) {
-                Some((body, used)) => {
-                    records.push(body.to_vec());
-                    at += used;
-                }
-                None => break,
-            }
-        }
+        let (records, at) = scan(&bytes);
         let dropped = (bytes.len() - at) as u64;
         if dropped > 0 {
             if !is_torn_tail(&bytes[at..]) || !no_record_after(&bytes, at) {
@@ -99,9 +89,9 @@ impl RecordFile {
         ))
     }
 
-    /// Appends one record; one over [`MAX_RECORD`] is refused (nothing is written), since
-    /// reading would take it for damage.
-    pub fn append(&mut self, body: &[u8]) -> Result<(), RecordError> {
+    /// Appends one record and returns the bytes it took; one over [`MAX_RECORD`] is
+    /// refused (nothing is written), since reading would take it for damage.
+    pub fn append(&mut self, body: &[u8]) -> Result<u64, RecordError> {
         if body.len() > MAX_RECORD as usize || body.is_empty() {
             return Err(RecordError::TooLarge {
                 path: self.path.clone(),
@@ -114,7 +104,7 @@ impl RecordFile {
         buf.extend_from_slice(body);
         self.file.write_all(&buf).map_err(io(&self.path))?;
         self.dirty = true;
-        Ok(())
+        Ok(buf.len() as u64)
     }
 
     /// Makes every appended record durable (one fsync for a whole batch).
@@ -125,6 +115,32 @@ impl RecordFile {
         }
         Ok(())
     }
+}
+
+/// Every intact record of a file that was synced whole before anything was written after
+/// it (a log segment other than the last): anything that does not check out is damage.
+pub fn read_sealed(path: &Path) -> Result<Vec<Vec<u8>>, RecordError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let (records, at) = scan(&bytes);
+    if at < bytes.len() {
+        return Err(RecordError::Corrupt {
+            path: path.to_path_buf(),
+            offset: at as u64,
+            after: (bytes.len() - at) as u64,
+        });
+    }
+    Ok(records)
+}
+
+/// The intact records from the start of `bytes`, and where the first that is not begins.
+fn scan(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while let Some((body, used)) = parse(&bytes[at..]) {
+        records.push(body.to_vec());
+        at += used;
+    }
+    (records, at)
 }
 
 /// One record at the start of `bytes`: its body and the bytes it spans.

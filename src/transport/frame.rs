@@ -150,6 +150,12 @@ pub struct NodeReport {
     /// Requests applied to the key-value store since this process started.
     pub applied: u64,
     pub counters: Counters,
+    /// The log's base: entries at or below it were replaced by a snapshot (0: none).
+    pub log_base: Index,
+    /// Index of the latest snapshot in the data directory, if any.
+    pub snapshot_index: Option<Index>,
+    /// Bytes in the node's data directory (log segments, snapshot, evidence).
+    pub disk_bytes: u64,
 }
 
 /// Traffic counters of one node process since it started.
