@@ -14,8 +14,9 @@
 use crate::cost::{timed, Work};
 use serde::{Deserialize, Serialize};
 
-/// The version of the frame format, the first byte of every frame body.
-pub const WIRE_VERSION: u8 = 2;
+/// The version of the frame format, the first byte of every frame body. Version 3: status
+/// reports carry the log base, snapshot index and disk use.
+pub const WIRE_VERSION: u8 = 3;
 
 /// The version of the data directory's record format, in its `format` file. Version 3:
 /// the log in segment files starting with a segment start, and a snapshot file.
