@@ -588,7 +588,7 @@ fn a_raft_leader_commits_by_counting_only_entries_of_its_own_term() {
             ..Default::default()
         },
         entries: vec![old],
-        evidence: vec![],
+        ..Default::default()
     };
     let mut n = h.node(0, raft_rules(), durable);
     n.step(Input::Timeout);
