@@ -102,6 +102,16 @@ impl Driver {
         }
     }
 
+    /// A restarted node whose state machine starts from its snapshot (the core replays
+    /// only the committed entries after the snapshot's base into it).
+    pub fn restored(actor: Box<dyn Actor>, kv: Kv) -> Driver {
+        Driver {
+            actor,
+            kv,
+            applied: 0,
+        }
+    }
+
     pub fn node(&self) -> &Node {
         self.actor.node()
     }

@@ -292,7 +292,14 @@ impl Node {
         check_config(&cfg);
         let rules = cfg.rules;
         let quorum = Quorum::new(rules.variant, cfg.n);
-        let mut log = Log::new(&cfg.cluster_id, rules.signed);
+        // A snapshot replaces the log up to its base: the log goes on from there, and what
+        // it covers is committed and applied (the state machine starts from it).
+        let base = durable.snapshot.as_ref().map(|s| s.base);
+        let mut log = match base {
+            Some(b) => Log::from_base(rules.signed, b),
+            None => Log::new(&cfg.cluster_id, rules.signed),
+        };
+        let covered = log.base().index;
         for e in durable.entries {
             log.append(e);
         }
@@ -302,6 +309,7 @@ impl Node {
         if !rules.durable_acks {
             hard.acked = None; // the planted bug: forget what we Acked
         }
+        hard.commit = hard.commit.max(covered);
         assert!(
             hard.commit <= log.last_index(),
             "durable commit index beyond durable log"
@@ -334,7 +342,7 @@ impl Node {
             my_commit: None,
             accounts: super::evidence::Accountability::restored(durable.evidence),
             watch: Default::default(),
-            applied: 0,
+            applied: covered,
             applied_seq: HashMap::new(),
             hard_dirty: false,
             out: Vec::new(),
@@ -566,8 +574,10 @@ impl Node {
         }
         if let Some(lock) = &self.hard.lock {
             let on_log = self.log.hash_at(lock.index) == Some(lock.hash);
+            // A lock below the log's base stays valid: its entries are in the snapshot.
+            let below_base = lock.index < self.log.base().index;
             assert!(
-                on_log || !self.hard.lock_chain.is_empty(),
+                on_log || below_base || !self.hard.lock_chain.is_empty(),
                 "node {}: lock {:?} neither on the log nor retained",
                 self.cfg.id,
                 lock.rank()

@@ -10,6 +10,7 @@ use super::{Loaded, SetupError, StopSignals};
 use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::crypto::Principal;
+use crate::kv::Kv;
 use crate::driver::{Admission, Driver, Effect, Ready, MAX_INPUTS_PER_BATCH};
 use crate::protocol::{
     ClientId, Input, Message, NodeConfig, NodeId, Persist, Reply, Rules, Variant,
@@ -63,6 +64,12 @@ pub enum NodeError {
         dir: String,
         why: crate::protocol::recovery::RecoveryError,
     },
+    /// The snapshot file is intact (its checksum holds) but does not decode as a state.
+    #[error("the snapshot in {dir} is not a valid state: {why}")]
+    Snapshot {
+        dir: String,
+        why: crate::kv::SnapshotError,
+    },
 }
 
 /// Runs a node until it is told to stop (SIGINT/SIGTERM). Blocks the calling thread.
@@ -115,8 +122,20 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
             dir: data.display().to_string(),
             why,
         })?;
+    // The state machine from the snapshot, if the directory holds one: decoded (and its
+    // encoding checked) before anything else starts.
+    let restored = durable
+        .snapshot
+        .as_ref()
+        .map(|s| Kv::from_snapshot_bytes(&s.state))
+        .transpose()
+        .map_err(|why| NodeError::Snapshot {
+            dir: data.display().to_string(),
+            why,
+        })?;
     tracing::info!(
         node = me,
+        base = durable.snapshot.as_ref().map_or(0, |s| s.base.index),
         entries = durable.entries.len(),
         commit = durable.hard.commit,
         term = durable.hard.term,
@@ -200,7 +219,10 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         super::metrics::Tracker::new(me, cfg.nodes.len(), liars, window)
     });
     let mut process = Process {
-        driver: Driver::new(actor),
+        driver: match restored {
+            Some((kv, _digest)) => Driver::restored(actor, kv),
+            None => Driver::new(actor),
+        },
         tracker,
         storage,
         net,

@@ -299,6 +299,11 @@ impl World {
         };
         let seed = self.cfg.seed ^ ((s as u64) << 40) ^ (slot.incarnation << 56) ^ 0x9e37_79b9;
         let durable = slot.disk.durable();
+        let restored = durable.snapshot.as_ref().map(|s| {
+            crate::kv::Kv::from_snapshot_bytes(&s.state)
+                .expect("the simulated disk holds only snapshots a node wrote")
+                .0
+        });
         let actor: Box<dyn Actor> = match slot.kind {
             SlotKind::Honest => Box::new(Node::new(cfg, slot.key.clone(), seed, durable)),
             SlotKind::Byzantine(b) => adversary::make(
@@ -312,7 +317,10 @@ impl World {
                 },
             ),
         };
-        slot.driver = Some(Driver::new(actor));
+        slot.driver = Some(match restored {
+            Some(kv) => Driver::restored(actor, kv),
+            None => Driver::new(actor),
+        });
         slot.inbox.clear();
     }
 
