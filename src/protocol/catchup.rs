@@ -119,15 +119,25 @@ impl Node {
                 hashes.get((i - base - 1) as usize).copied()
             }
         };
-        let mut by_term: BTreeMap<Term, Vec<Index>> = BTreeMap::new();
-        for c in self.commits.iter().flatten() {
-            if hash_at(c.body.index) == Some(c.body.hash) {
-                by_term.entry(c.body.term).or_default().push(c.body.index);
+        // Per term, per node: the highest index at which one of its Commits of that term
+        // matches (a node counts once per term, however many of its Commits match).
+        let mut by_term: BTreeMap<Term, BTreeMap<usize, Index>> = BTreeMap::new();
+        for (j, kept) in self.commits.iter().enumerate() {
+            for c in kept {
+                if hash_at(c.body.index) == Some(c.body.hash) {
+                    let at = by_term
+                        .entry(c.body.term)
+                        .or_default()
+                        .entry(j)
+                        .or_default();
+                    *at = (*at).max(c.body.index);
+                }
             }
         }
         let q = self.quorum.q;
         by_term
             .into_values()
+            .map(|m| m.into_values().collect::<Vec<Index>>())
             .filter(|v| v.len() >= q)
             .map(|mut v| {
                 v.sort_unstable_by(|a, b| b.cmp(a));

@@ -2,7 +2,7 @@
 //! (PROTOCOL.md, "Replication and commit").
 
 use super::message::{lock_rank, Ack, Commit, Evidence, Message, PreparedCert};
-use super::node::{Node, Output, ACKS_KEPT};
+use super::node::{Node, Output, ACKS_KEPT, COMMITS_KEPT};
 use super::types::{Index, Term};
 use crate::crypto::Signed;
 use std::collections::BTreeMap;
@@ -86,7 +86,7 @@ impl Node {
                 hash,
             });
             self.my_commit = Some(c.clone());
-            self.commits[self.cfg.id as usize] = Some(c.clone());
+            self.keep_commit(c.clone());
             self.broadcast(Message::Commit(c));
             self.try_commit();
         } else {
@@ -99,12 +99,12 @@ impl Node {
         if !self.rules.commit_round || !self.is_node(from) || from == self.cfg.id {
             return;
         }
-        let slot = &self.commits[from as usize];
-        let rank = |c: &Signed<Commit>| (c.body.term, c.body.index);
-        match slot {
-            Some(old) if old.body == c.body && self.rules.commit_retransmit => {
-                // A retransmission: the sender is still waiting to commit. Help it, once
-                // per election timeout per peer, so that two helpers never ping-pong.
+        let kept = &self.commits[from as usize];
+        if let Some(at) = kept.iter().position(|k| k.body == c.body) {
+            if at + 1 == kept.len() && self.rules.commit_retransmit {
+                // A retransmission of its latest: the sender is still waiting to commit.
+                // Help it, once per election timeout per peer, so that two helpers never
+                // ping-pong.
                 let Some(mine) = self.my_commit.clone() else {
                     return;
                 };
@@ -119,13 +119,34 @@ impl Node {
                     self.helped[from as usize] = Some((key.0, key.1, now));
                     self.send(from, Message::Commit(mine));
                 }
-                return;
             }
-            Some(old) if rank(old) >= rank(&c) => return,
-            _ => {}
+            return;
         }
-        self.commits[from as usize] = Some(c);
+        self.keep_commit(c);
         self.try_commit();
+    }
+
+    /// Keeps a node's Commit among its latest `COMMITS_KEPT`. PROTOCOL.md counts the
+    /// Commits a node *holds* from q distinct nodes; it does not say to keep only each
+    /// node's highest. **Chosen**: keep each node's recent distinct Commits, whatever their
+    /// rank, and count a node when any of them matches. Keeping only the highest-ranked
+    /// one let a single signed Commit of an unreachable rank (term or index u64::MAX, from
+    /// a Byzantine node) shadow every later Commit of that node for ever: a victim lagging
+    /// below its Ack floor then never gathered q Commits while the rest of the cluster
+    /// committed (the simulator found it, n=7, seed 60000149). It also let a peer's newest
+    /// Commit, past the end of a catch-up chain, shadow the one that proves that chain.
+    /// Every Commit is a signed claim "I hold a lock at (t, i, h)", and locks only rise, so
+    /// an older one stays true: counting it is sound. A liar can flush only its own
+    /// Commits, which it could as well withhold.
+    pub(super) fn keep_commit(&mut self, c: Signed<Commit>) {
+        let kept = &mut self.commits[c.body.from as usize];
+        if kept.iter().any(|k| k.body == c.body) {
+            return;
+        }
+        kept.push_back(c);
+        if kept.len() > COMMITS_KEPT {
+            kept.pop_front();
+        }
     }
 
     /// bft: commit index i once q distinct nodes sent Commits of one term whose
@@ -159,7 +180,7 @@ impl Node {
                 hash: lock.hash,
             };
             let c = self.sign(body);
-            self.commits[self.cfg.id as usize] = Some(c.clone());
+            self.keep_commit(c.clone());
             self.my_commit = Some(c);
         }
         let c = self.my_commit.clone().expect("set above");

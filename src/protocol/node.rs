@@ -31,6 +31,8 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 pub const MAX_CATCHUP: usize = 4096;
 /// Recent Acks kept per peer for assembling prepared certificates.
 pub const ACKS_KEPT: usize = 32;
+/// Recent Commits kept per node (ours included) for the commit rule and catch-up.
+pub const COMMITS_KEPT: usize = 32;
 /// AppendEntries with new entries outstanding per follower before new entries wait.
 pub const MAX_IN_FLIGHT: usize = 1;
 /// Bound on the in-flight record (heartbeats send past `MAX_IN_FLIGHT`).
@@ -260,7 +262,9 @@ pub struct Node {
     /// When we last pushed committed entries to each peer.
     pub(super) pushed: Vec<Option<u64>>,
     pub(super) acks: Vec<VecDeque<Signed<Ack>>>,
-    pub(super) commits: Vec<Option<Signed<Commit>>>,
+    /// Per node, its latest distinct Commits (at most `COMMITS_KEPT`, oldest first). Not
+    /// only its highest: see `Node::on_commit`.
+    pub(super) commits: Vec<VecDeque<Signed<Commit>>>,
     pub(super) my_ack: Option<Signed<Ack>>,
     pub(super) my_commit: Option<Signed<Commit>>,
     /// Evidence held, who stands convicted, and what later conflicts are proven against.
@@ -336,7 +340,7 @@ impl Node {
             penalties: BTreeMap::new(),
             penalized_for: None,
             acks: vec![VecDeque::new(); n],
-            commits: vec![None; n],
+            commits: vec![VecDeque::new(); n],
             my_ack: None,
             my_commit: None,
             accounts: super::evidence::Accountability::restored(durable.evidence),
