@@ -70,7 +70,7 @@ impl Node {
                 hash,
             });
             self.my_commit = Some(c.clone());
-            self.tally.set_commit(c.clone());
+            self.tally.keep_commit(c.clone());
             self.broadcast(Message::Commit(c));
             self.try_commit();
         } else {
@@ -84,12 +84,11 @@ impl Node {
         if !self.rules.commit_round || !self.is_node(from) || from == self.cfg.id {
             return;
         }
-        let slot = self.tally.commit_of(from);
-        let rank = |c: &Signed<Commit>| (c.body.term, c.body.index);
-        match slot {
-            Some(old) if old.body == c.body && self.rules.commit_retransmit => {
-                // A retransmission: the sender is still waiting to commit. Help it, once
-                // per election timeout per peer, so that two helpers never ping-pong.
+        match self.tally.holds_commit(&c.body) {
+            Some(true) if self.rules.commit_retransmit => {
+                // A retransmission of its latest: the sender is still waiting to commit.
+                // Help it, once per election timeout per peer, so that two helpers never
+                // ping-pong.
                 let Some(mine) = self.my_commit.clone() else {
                     return;
                 };
@@ -104,13 +103,13 @@ impl Node {
                     self.helped[from as usize] = Some((key.0, key.1, now));
                     self.send(from, Message::Commit(mine));
                 }
-                return;
             }
-            Some(old) if rank(old) >= rank(&c) => return,
-            _ => {}
+            Some(_) => {} // held already
+            None => {
+                self.tally.keep_commit(c);
+                self.try_commit();
+            }
         }
-        self.tally.set_commit(c);
-        self.try_commit();
     }
 
     /// bft: commit index i once q distinct nodes sent Commits of one term whose
@@ -148,7 +147,7 @@ impl Node {
                 hash: lock.hash,
             };
             let c = self.sign(body);
-            self.tally.set_commit(c.clone());
+            self.tally.keep_commit(c.clone());
             self.my_commit = Some(c);
         }
         let c = self.my_commit.clone().expect("set above");

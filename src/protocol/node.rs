@@ -29,6 +29,8 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 pub const MAX_CATCHUP: usize = 4096;
 /// Recent Acks kept per peer for assembling prepared certificates.
 pub const ACKS_KEPT: usize = 32;
+/// Recent Commits kept per node (ours included) for the commit rule and catch-up.
+pub const COMMITS_KEPT: usize = 32;
 /// AppendEntries with new entries outstanding per follower before new entries wait.
 pub const MAX_IN_FLIGHT: usize = 1;
 /// Bound on the in-flight record (heartbeats send past `MAX_IN_FLIGHT`).

@@ -459,6 +459,37 @@ fn catch_up_from_a_liar_installs_nothing() {
     assert_eq!(n.commit_index(), 2, "the real chain is then installed");
 }
 
+/// PROTOCOL.md, "Replication and commit" (bft): a node commits on the Commits it holds
+/// from q distinct nodes. One signed Commit of an unreachable rank from a liar (term and
+/// index u64::MAX, the `extreme` behaviour) must not shadow that node's real Commits: in
+/// the n=7 run that found it, the liar's Commit was one a victim below its Ack floor
+/// needed, and the victim never committed again while the rest of the cluster did.
+#[test]
+fn an_out_of_range_commit_does_not_shadow_the_senders_later_commits() {
+    let h = Harness::new();
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    let junk = (Term::MAX, u64::MAX, Digest::default());
+    commits_from(&h, &mut n, [3], junk);
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    n.step(h.append(&n, 1, 0, chain.clone()));
+    commits_from_peers(&h, &mut n, 1, 2, chain_hash(&chain, 2));
+    assert_eq!(n.commit_index(), 2, "node 3's real Commit counts");
+}
+
+/// Catch-up proves a pushed chain with the Commits the lagging node holds. A peer's newer
+/// Commit (past the chain's end: the cluster moved on while the push travelled) must not
+/// replace the one that proves the chain, or a node that lags under load never catches up.
+#[test]
+fn catch_up_is_proven_by_commits_older_than_the_newest() {
+    let h = Harness::new();
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2), h.entry(1, 3, 3)];
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    commits_from_peers(&h, &mut n, 1, 2, chain_hash(&chain, 2));
+    commits_from_peers(&h, &mut n, 1, 3, chain_hash(&chain, 3));
+    n.step(catch_up(1, chain[..2].to_vec()));
+    assert_eq!((n.commit_index(), n.log().last_index()), (2, 2));
+}
+
 // ---- clients ----------------------------------------------------------------------
 
 /// PROTOCOL.md, clients: a follower forwards a client's request to its leader and times

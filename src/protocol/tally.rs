@@ -5,7 +5,7 @@
 //! followed by a chain a peer pushed).
 
 use super::message::{Ack, Commit};
-use super::node::ACKS_KEPT;
+use super::node::{ACKS_KEPT, COMMITS_KEPT};
 use super::types::{Index, NodeId, Term};
 use crate::crypto::{Digest, Signed};
 use std::collections::{BTreeMap, VecDeque};
@@ -16,8 +16,9 @@ pub(super) type Rank = (Term, Index);
 pub(super) struct Tally {
     /// Per node, its latest positive Acks (at most `ACKS_KEPT`).
     acks: Vec<VecDeque<Signed<Ack>>>,
-    /// Per node, its highest Commit.
-    commits: Vec<Option<Signed<Commit>>>,
+    /// Per node, its latest distinct Commits (at most `COMMITS_KEPT`, oldest first): not
+    /// only its highest, see `keep_commit`.
+    commits: Vec<VecDeque<Signed<Commit>>>,
 }
 
 /// What keeping an Ack did.
@@ -34,7 +35,7 @@ impl Tally {
     pub fn new(n: usize) -> Tally {
         Tally {
             acks: vec![VecDeque::new(); n],
-            commits: vec![None; n],
+            commits: vec![VecDeque::new(); n],
         }
     }
 
@@ -76,26 +77,57 @@ impl Tally {
         Some((rank, acks.into_iter().cloned().collect()))
     }
 
-    pub fn commit_of(&self, node: NodeId) -> Option<&Signed<Commit>> {
-        self.commits[node as usize].as_ref()
+    /// Whether we hold this Commit, and if so whether it is its sender's latest (a
+    /// repeat of the latest is a retransmission: the sender still waits to commit).
+    pub fn holds_commit(&self, c: &Commit) -> Option<bool> {
+        let kept = &self.commits[c.from as usize];
+        let at = kept.iter().position(|k| k.body == *c)?;
+        Some(at + 1 == kept.len())
     }
 
-    pub fn set_commit(&mut self, c: Signed<Commit>) {
-        let from = c.body.from as usize;
-        self.commits[from] = Some(c);
+    /// Keeps a node's Commit among its latest `COMMITS_KEPT`. PROTOCOL.md counts the
+    /// Commits a node *holds* from q distinct nodes; it does not say to keep only each
+    /// node's highest. **Chosen**: keep each node's recent distinct Commits, whatever their
+    /// rank, and count a node when any of them matches. Keeping only the highest-ranked
+    /// one let a single signed Commit of an unreachable rank (term or index u64::MAX, from
+    /// a Byzantine node) shadow every later Commit of that node for ever: a victim lagging
+    /// below its Ack floor then never gathered q Commits while the rest of the cluster
+    /// committed (the simulator found it, n=7, seed 60000149). It also let a peer's newest
+    /// Commit, past the end of a catch-up chain, shadow the one that proves that chain.
+    /// Every Commit is a signed claim "I hold a lock at (t, i, h)", and locks only rise, so
+    /// an older one stays true: counting it is sound. A liar can flush only its own
+    /// Commits, which it could as well withhold.
+    pub fn keep_commit(&mut self, c: Signed<Commit>) {
+        let kept = &mut self.commits[c.body.from as usize];
+        if kept.iter().any(|k| k.body == c.body) {
+            return;
+        }
+        kept.push_back(c);
+        if kept.len() > COMMITS_KEPT {
+            kept.pop_front();
+        }
     }
 
     /// The highest index q nodes' Commits of one term prove committed on the chain
-    /// `hash_at` describes: each Commit counts for its index and every index below it.
+    /// `hash_at` describes: each Commit counts for its index and every index below it, and
+    /// a node counts once per term, at its highest matching Commit of that term.
     pub fn commit_point(&self, q: usize, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
-        let mut by_term: BTreeMap<Term, Vec<Index>> = BTreeMap::new();
-        for c in self.commits.iter().flatten() {
-            if hash_at(c.body.index) == Some(c.body.hash) {
-                by_term.entry(c.body.term).or_default().push(c.body.index);
+        let mut by_term: BTreeMap<Term, BTreeMap<usize, Index>> = BTreeMap::new();
+        for (j, kept) in self.commits.iter().enumerate() {
+            for c in kept {
+                if hash_at(c.body.index) == Some(c.body.hash) {
+                    let at = by_term
+                        .entry(c.body.term)
+                        .or_default()
+                        .entry(j)
+                        .or_default();
+                    *at = (*at).max(c.body.index);
+                }
             }
         }
         by_term
             .into_values()
+            .map(|per_node| per_node.into_values().collect::<Vec<Index>>())
             .filter(|v| v.len() >= q)
             .map(|mut v| {
                 v.sort_unstable_by(|a, b| b.cmp(a));
@@ -200,14 +232,38 @@ mod tests {
     #[test]
     fn the_commit_point_is_the_qth_highest_matching_commit_of_one_term() {
         let mut t = Tally::new(4);
-        t.set_commit(commit(0, 1, 9, 9));
-        t.set_commit(commit(1, 1, 7, 7));
-        t.set_commit(commit(2, 2, 8, 8)); // another term: not counted with these
+        t.keep_commit(commit(0, 1, 9, 9));
+        t.keep_commit(commit(1, 1, 7, 7));
+        t.keep_commit(commit(2, 2, 8, 8)); // another term: not counted with these
         assert_eq!(t.commit_point(3, ours), 0);
-        t.set_commit(commit(3, 1, 4, 4));
+        t.keep_commit(commit(3, 1, 4, 4));
         assert_eq!(t.commit_point(3, ours), 4);
-        t.set_commit(commit(3, 1, 6, 66)); // a fork's hash
-        assert_eq!(t.commit_point(3, ours), 0);
+        t.keep_commit(commit(3, 1, 6, 66)); // a fork's hash: node 3's earlier one still counts
+        assert_eq!(t.commit_point(3, ours), 4);
+        for i in 0..3 {
+            t.keep_commit(commit(0, 1, i + 1, i as u8 + 1)); // older ones: node 0 counts once
+        }
+        assert_eq!(t.commit_point(3, ours), 4);
+    }
+
+    #[test]
+    fn an_out_of_range_commit_does_not_hide_its_senders_later_ones() {
+        let mut t = Tally::new(4);
+        t.keep_commit(commit(3, u64::MAX, u64::MAX, 1));
+        for from in 0..4 {
+            t.keep_commit(commit(from, 1, 4, 4));
+        }
+        assert_eq!(t.commit_point(4, ours), 4);
+        assert_eq!(
+            t.holds_commit(&commit(3, 1, 4, 4).body),
+            Some(true),
+            "the latest"
+        );
+        assert_eq!(
+            t.holds_commit(&commit(3, u64::MAX, u64::MAX, 1).body),
+            Some(false)
+        );
+        assert_eq!(t.holds_commit(&commit(3, 1, 5, 5).body), None);
     }
 
     #[test]
@@ -216,7 +272,7 @@ mod tests {
         assert_eq!(t.known_match(2, ours), 0);
         t.keep_ack(ack(2, 1, 3, 3));
         t.keep_ack(ack(2, 1, 8, 99));
-        t.set_commit(commit(2, 1, 5, 5));
+        t.keep_commit(commit(2, 1, 5, 5));
         assert_eq!(t.known_match(2, ours), 5);
     }
 }

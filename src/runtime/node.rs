@@ -10,8 +10,8 @@ use super::{Loaded, SetupError, StopSignals};
 use crate::actor::Actor;
 use crate::adversary::{self, Behaviour};
 use crate::crypto::Principal;
-use crate::kv::Kv;
 use crate::driver::{Admission, Driver, Effect, Ready, MAX_INPUTS_PER_BATCH};
+use crate::kv::Kv;
 use crate::protocol::{
     ClientId, Input, Message, NodeConfig, NodeId, Persist, Reply, Rules, Variant,
 };
