@@ -52,11 +52,10 @@ impl Node {
             }
             return;
         }
-        self.heard_from_leader();
         let b = &ae.body;
         let (term, prev) = (b.term, b.prev_index);
-        if prev > self.log.last_index() {
-            return self.send_nack(leader, term, self.log.last_index());
+        if !self.reaches_prev(leader, term, prev) {
+            return;
         }
         if self.log.term_at(prev) != Some(b.prev_term) {
             return self.send_nack(leader, term, prev.saturating_sub(1));

@@ -280,11 +280,10 @@ impl Node {
         if !self.accept_leader(&ae) {
             return;
         }
-        self.heard_from_leader();
         let b = &ae.body;
         let (term, prev) = (b.term, b.prev_index);
-        if prev > self.log.last_index() {
-            return self.send_nack(leader, term, self.log.last_index());
+        if !self.reaches_prev(leader, term, prev) {
+            return;
         }
         if self.log.hash_at(prev) != Some(b.prev_hash) {
             if self.rules.append_only_in_term && prev <= self.acked_in(term) {
@@ -314,9 +313,20 @@ impl Node {
         }
     }
 
+    /// Every variant, once it accepted `leader`'s AppendEntries: the leader is heard from,
+    /// and a log that ends before `prev` says where it ends. Whether the log reaches `prev`.
+    pub(super) fn reaches_prev(&mut self, leader: NodeId, term: Term, prev: Index) -> bool {
+        self.heard_from_leader();
+        let last = self.log.last_index();
+        if prev > last {
+            self.send_nack(leader, term, last);
+        }
+        prev <= last
+    }
+
     /// A valid AppendEntries from our leader: it is not silent, and while we do not
     /// suspect it otherwise our election timer starts over.
-    pub(super) fn heard_from_leader(&mut self) {
+    fn heard_from_leader(&mut self) {
         if self.suspect == Some(Suspicion::Silence) {
             self.suspect = None;
         }
