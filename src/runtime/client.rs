@@ -114,8 +114,7 @@ impl Session {
                 .node_cert(n.id as usize)
                 .expect("every node is pinned")
                 .clone();
-            let quic = quic_client_config(&identity, expected)
-                .map_err(|e| SetupError::Invalid(e.to_string()))?;
+            let quic = quic_client_config(&identity, expected).map_err(SetupError::from)?;
             let (tx, rx) = mpsc::channel(transport::CLIENT_QUEUE);
             tokio::spawn(link(Link {
                 endpoint: endpoint.clone(),

@@ -17,12 +17,37 @@ use crate::transport::tls::{Identity, Pins};
 use ed25519_dalek::SigningKey;
 use std::path::{Path, PathBuf};
 
+/// Why a node or client could not start: each cause keeps its own type, so callers (and
+/// tests) can tell a bad configuration from a missing key or a certificate problem.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A key file that cannot be read or is not a key.
+    #[error(transparent)]
+    Key(#[from] crate::keygen::KeygenError),
+    /// A certificate or TLS key that cannot be loaded or used.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::tls::TlsError),
+    /// The configuration's keys do not make a keyring (e.g. a small-order key).
+    #[error("the configuration's keys: {0}")]
+    Keyring(String),
+    #[error("the configuration registers no clients")]
+    NoClients,
+    #[error("{path}: this key is not registered as a client of the cluster")]
+    UnregisteredKey { path: PathBuf },
+    #[error("no {who} in the configuration")]
+    NotConfigured { who: String },
+    #[error(
+        "{path}: this secret key is not {who}'s (its public key differs from the configuration)"
+    )]
+    NotItsKey { path: PathBuf, who: String },
+    /// The metrics endpoint cannot listen where it was asked to.
     #[error("{0}")]
-    Invalid(String),
+    Metrics(String),
+    /// A request the configuration or this build cannot honour (an option's value).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// SIGINT and SIGTERM, installed at once (so a signal that arrives before anyone waits
@@ -80,29 +105,29 @@ impl Loaded {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let pins = Pins::load(&cfg, &dir).map_err(|e| SetupError::Invalid(e.to_string()))?;
+        let pins = Pins::load(&cfg, &dir)?;
         Ok(Loaded { cfg, dir, pins })
     }
 
     /// The registered client whose secret key is at `secret` (default: the first client).
     pub fn client_id(&self, secret: Option<&Path>) -> Result<ClientId, SetupError> {
         let Some(path) = secret else {
-            return self.cfg.clients.first().map(|c| c.id).ok_or_else(|| {
-                SetupError::Invalid("the configuration registers no clients".into())
-            });
+            return self
+                .cfg
+                .clients
+                .first()
+                .map(|c| c.id)
+                .ok_or(SetupError::NoClients);
         };
-        let key = read_secret(path).map_err(|e| SetupError::Invalid(e.to_string()))?;
+        let key = read_secret(path)?;
         let public = hex::encode(key.verifying_key().to_bytes());
         self.cfg
             .clients
             .iter()
             .find(|c| c.public_key == public)
             .map(|c| c.id)
-            .ok_or_else(|| {
-                SetupError::Invalid(format!(
-                    "{}: this key is not registered as a client of the cluster",
-                    path.display()
-                ))
+            .ok_or_else(|| SetupError::UnregisteredKey {
+                path: path.to_path_buf(),
             })
     }
 
@@ -113,24 +138,25 @@ impl Loaded {
         who: Principal,
         secret: Option<&Path>,
     ) -> Result<(SigningKey, Identity), SetupError> {
-        let (prefix, public, cert) = match who {
-            Principal::Node(i) => {
-                let n = self.cfg.nodes.get(i as usize).ok_or_else(|| {
-                    SetupError::Invalid(format!(
-                        "no node {i} in the configuration (it has {} nodes)",
-                        self.cfg.nodes.len()
-                    ))
-                })?;
-                (format!("node-{i}"), &n.public_key, &n.cert)
-            }
-            Principal::Client(c) => {
-                let e =
-                    self.cfg.clients.iter().find(|e| e.id == c).ok_or_else(|| {
-                        SetupError::Invalid(format!("client {c} is not registered"))
+        let (prefix, public, cert) =
+            match who {
+                Principal::Node(i) => {
+                    let n = self.cfg.nodes.get(i as usize).ok_or_else(|| {
+                        SetupError::NotConfigured {
+                            who: format!("node {i} (it has nodes 0..{})", self.cfg.nodes.len()),
+                        }
                     })?;
-                (format!("client-{c}"), &e.public_key, &e.cert)
-            }
-        };
+                    (format!("node-{i}"), &n.public_key, &n.cert)
+                }
+                Principal::Client(c) => {
+                    let e = self.cfg.clients.iter().find(|e| e.id == c).ok_or_else(|| {
+                        SetupError::NotConfigured {
+                            who: format!("client {c}"),
+                        }
+                    })?;
+                    (format!("client-{c}"), &e.public_key, &e.cert)
+                }
+            };
         let (default_secret, default_tls) = secret_paths(&self.dir, &prefix);
         let secret_path = secret.map(Path::to_path_buf).unwrap_or(default_secret);
         let tls_path = match secret {
@@ -138,19 +164,18 @@ impl Loaded {
             Some(p) => p.with_extension("tls.key"),
             None => default_tls,
         };
-        let key = read_secret(&secret_path).map_err(|e| SetupError::Invalid(e.to_string()))?;
+        let key = read_secret(&secret_path)?;
         if hex::encode(key.verifying_key().to_bytes()) != *public {
-            return Err(SetupError::Invalid(format!(
-                "{}: this secret key is not {who:?}'s (its public key differs from the configuration)",
-                secret_path.display()
-            )));
+            return Err(SetupError::NotItsKey {
+                path: secret_path,
+                who: format!("{who:?}"),
+            });
         }
         let cert_path = match secret {
             Some(p) => p.with_extension("crt"),
             None => self.dir.join(cert),
         };
-        let identity = Identity::load(&cert_path, &tls_path)
-            .map_err(|e| SetupError::Invalid(e.to_string()))?;
+        let identity = Identity::load(&cert_path, &tls_path)?;
         Ok((key, identity))
     }
 }
@@ -170,4 +195,53 @@ pub fn agreed_leader(
         .into_iter()
         .max_by_key(|&(l, c)| (c, l))
         .map(|(l, _)| l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keygen::{keygen, KeygenSpec};
+    use crate::protocol::Variant;
+
+    fn cluster(dir: &Path, clients: usize) -> Loaded {
+        let spec = KeygenSpec {
+            nodes: 4,
+            clients,
+            out: dir.into(),
+            base_port: 9,
+            variant: Variant::Bft,
+            force: false,
+        };
+        let config = keygen(&spec).expect("keygen");
+        Loaded::load(&config).expect("fresh keys load")
+    }
+
+    /// The error of a result whose success holds secrets (and so has no `Debug`).
+    fn failure<T>(r: Result<T, SetupError>) -> SetupError {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e,
+        }
+    }
+
+    /// Each way credentials can be wrong is its own error, not one string.
+    #[test]
+    fn setup_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = cluster(dir.path(), 1);
+        assert!(loaded.credentials(Principal::Node(0), None).is_ok());
+        let other = dir.path().join("node-1.key");
+        let err = failure(loaded.credentials(Principal::Node(0), Some(&other)));
+        assert!(matches!(err, SetupError::NotItsKey { .. }), "{err}");
+        let missing = dir.path().join("nowhere.key");
+        let err = failure(loaded.credentials(Principal::Node(0), Some(&missing)));
+        assert!(matches!(err, SetupError::Key(_)), "{err}");
+        let err = failure(loaded.credentials(Principal::Node(9), None));
+        assert!(matches!(err, SetupError::NotConfigured { .. }), "{err}");
+        let err = loaded.client_id(Some(&other)).unwrap_err();
+        assert!(matches!(err, SetupError::UnregisteredKey { .. }), "{err}");
+        let empty = tempfile::tempdir().unwrap();
+        let err = cluster(empty.path(), 0).client_id(None).unwrap_err();
+        assert!(matches!(err, SetupError::NoClients), "{err}");
+    }
 }

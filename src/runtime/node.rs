@@ -78,20 +78,19 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let cfg = &loaded.cfg;
     let me = opts.id;
     if me as usize >= cfg.nodes.len() {
-        return Err(SetupError::Invalid(format!(
-            "--id {me}: the configuration has nodes 0..{}",
-            cfg.nodes.len()
-        ))
+        return Err(SetupError::NotConfigured {
+            who: format!("node {me} (--id; it has nodes 0..{})", cfg.nodes.len()),
+        }
         .into());
     }
     if opts.byzantine == Some(Behaviour::Twins) {
-        return Err(SetupError::Invalid(
+        return Err(SetupError::Unsupported(
             "twins runs only in the simulator: two processes cannot share one address".into(),
         )
         .into());
     }
     let (key, identity) = loaded.credentials(Principal::Node(me), None)?;
-    let ring = Arc::new(cfg.keyring().map_err(SetupError::Invalid)?);
+    let ring = Arc::new(cfg.keyring().map_err(SetupError::Keyring)?);
     let data = opts
         .data
         .unwrap_or_else(|| loaded.dir.join("data").join(format!("node-{me}")));
@@ -192,7 +191,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         Some(addr) => {
             let _guard = rt.enter();
             let m = Arc::new(super::metrics::Metrics::new(net.counters.clone()));
-            super::metrics::start(addr, m.clone(), tx.clone()).map_err(SetupError::Invalid)?;
+            super::metrics::start(addr, m.clone(), tx.clone()).map_err(SetupError::Metrics)?;
             Some(m)
         }
         None => None,
