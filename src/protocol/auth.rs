@@ -42,7 +42,7 @@ pub fn check_bounds(nodes: usize, msg: &Message) -> Result<(), AuthError> {
     let ok = match msg {
         Message::RequestVote(m) => cert_ok(&m.body.lock),
         Message::AppendEntries(m) => ae_ok(&m.body),
-        Message::CatchUp(c) => c.entries.len() <= MAX_BATCH,
+        Message::CatchUp(c) => c.entries.len() <= MAX_BATCH && c.proof.len() <= nodes,
         Message::Evidence(Evidence::AppendEntries(a, b)) => ae_ok(&a.body) && ae_ok(&b.body),
         _ => true,
     };
@@ -229,6 +229,9 @@ fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthE
             let requests = c.entries.iter().filter_map(|e| e.payload.request());
             if !ring.verify_all(requests) {
                 return Err(AuthError::BadSignature("request in catch-up"));
+            }
+            if !ring.verify_all(&c.proof) {
+                return Err(AuthError::BadSignature("commit in catch-up"));
             }
         }
     }
@@ -455,6 +458,7 @@ mod tests {
                 prev_index: 0,
                 prev_hash: Digest::default(),
                 entries: (1..=n).map(noop).collect(),
+                proof: vec![],
             })
         };
         assert_eq!(

@@ -423,6 +423,7 @@ fn catch_up(from: NodeId, entries: Vec<Entry>) -> Input {
         prev_index: 0,
         prev_hash: super::log::Log::new("t", true).hash_at(0).unwrap(),
         entries,
+        proof: vec![],
     };
     deliver(from, Message::CatchUp(c))
 }

@@ -137,6 +137,39 @@ impl Tally {
             .unwrap_or(0)
     }
 
+    /// The Commits behind our commit point on the chain `hash_at` describes: per node, its
+    /// highest matching Commit of the term that gives the point (at most one per node, so
+    /// at most n). Empty if nothing is committed. What a catch-up push carries as proof.
+    pub fn commit_proof(
+        &self,
+        q: usize,
+        hash_at: impl Fn(Index) -> Option<Digest>,
+    ) -> Vec<Signed<Commit>> {
+        let point = self.commit_point(q, &hash_at);
+        if point == 0 {
+            return Vec::new();
+        }
+        let mut best: BTreeMap<(Term, usize), &Signed<Commit>> = BTreeMap::new();
+        for (j, kept) in self.commits.iter().enumerate() {
+            for c in kept {
+                if c.body.index >= point && hash_at(c.body.index) == Some(c.body.hash) {
+                    let slot = best.entry((c.body.term, j)).or_insert(c);
+                    if c.body.index > slot.body.index {
+                        *slot = c;
+                    }
+                }
+            }
+        }
+        let mut by_term: BTreeMap<Term, Vec<Signed<Commit>>> = BTreeMap::new();
+        for ((term, _), c) in best {
+            by_term.entry(term).or_default().push(c.clone());
+        }
+        by_term
+            .into_values()
+            .find(|v| v.len() >= q)
+            .unwrap_or_default()
+    }
+
     /// The highest index at which `node` told us (by Ack or Commit) that its log is the
     /// chain `hash_at` describes; the genesis if none.
     pub fn known_match(&self, node: NodeId, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
