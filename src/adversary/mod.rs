@@ -172,7 +172,7 @@ impl Behaviour {
             Behaviour::LieReply => "clients accept a result only on f+1 matching replies",
             Behaviour::Lockless => "votes name the lock they were granted on, so an AppendEntries claiming another lock is refused and it is never followed",
             Behaviour::Extreme => "every edge-of-range number is refused or saturates; nothing wraps",
-            Behaviour::WithholdCommits => "the victims commit on the other honest nodes' Commits and catch-up; a victim that may not Commit itself is not stranded",
+            Behaviour::WithholdCommits => "catch-up pushes, and answers to a retransmitted Commit, carry the q signed Commits behind the sender's commit point, so a victim that never gets the withheld Commits (or may not Commit itself) still commits",
         }
     }
 

@@ -469,5 +469,38 @@ mod tests {
             authenticate(&ring, Principal::Node(2), &catch_up(MAX_BATCH as u64)),
             Ok(())
         );
+        // The Commits a catch-up relays as proof: at most n, each signed by its node.
+        let commit = |by: usize, from: u32| {
+            let body = crate::protocol::Commit {
+                term: 1,
+                from,
+                index: 1,
+                hash: Digest::default(),
+            };
+            d.sign(&keys[by], body)
+        };
+        let with_proof = |proof| {
+            Message::CatchUp(CatchUp {
+                from: 2,
+                prev_index: 0,
+                prev_hash: Digest::default(),
+                entries: vec![],
+                proof,
+            })
+        };
+        let good: Vec<_> = (0..4).map(|j| commit(j, j as u32)).collect();
+        let from = Principal::Node(2);
+        assert_eq!(authenticate(&ring, from, &with_proof(good.clone())), Ok(()));
+        let mut five = good.clone();
+        five.push(commit(0, 0));
+        assert_eq!(
+            authenticate(&ring, from, &with_proof(five)),
+            Err(AuthError::Oversized("catch-up"))
+        );
+        let forged = vec![commit(2, 3)]; // node 2 signs a Commit claiming to be node 3's
+        assert_eq!(
+            authenticate(&ring, from, &with_proof(forged)),
+            Err(AuthError::BadSignature("commit in catch-up"))
+        );
     }
 }

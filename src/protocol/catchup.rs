@@ -54,6 +54,26 @@ impl Node {
         }
     }
 
+    /// Sends `j` the Commits behind our commit point, with no entries: enough for a peer
+    /// that holds the entries but lacks Commits (PROTOCOL.md rule R9).
+    pub(super) fn prove_commit_to(&mut self, j: NodeId) {
+        let proof = self
+            .tally
+            .commit_proof(self.quorum.q, |i| self.log.hash_at(i));
+        if proof.is_empty() {
+            return;
+        }
+        let at = self.hard.commit;
+        let msg = CatchUp {
+            from: self.cfg.id,
+            prev_index: at,
+            prev_hash: self.log.hash_at(at).expect("commit is in the log"),
+            entries: Vec::new(),
+            proof,
+        };
+        self.send(j, Message::CatchUp(msg));
+    }
+
     /// The highest index at which peer `j` has told us (by Ack or Commit) that its log
     /// equals ours; the genesis if none (a forked peer Acked nothing we hold).
     fn known_match(&self, j: usize) -> Index {
@@ -69,7 +89,7 @@ impl Node {
         // it: counted with the Commits we got directly.
         let n = self.cfg.n;
         for proof in c.proof.iter().filter(|p| (p.body.from as usize) < n) {
-            self.tally.keep_commit(proof.clone());
+            self.tally.keep_relayed_commit(proof.clone());
         }
         // Our log may hold the entries already (a node below its Ack floor still takes its
         // leader's entries): the proof alone may commit them.
