@@ -336,6 +336,7 @@ impl Cluster {
                     prev_index,
                     prev_hash: d,
                     entries,
+                    proof: vec![],
                 })
             }
             _ => Message::Request(self.domain.sign(

@@ -101,6 +101,7 @@ impl Extreme {
                 prev_index: a,
                 prev_hash: hash,
                 entries: vec![],
+                proof: vec![],
             }),
             _ => Message::CatchUp(CatchUp {
                 from: me,
@@ -111,6 +112,7 @@ impl Extreme {
                     index: 1,
                     payload: Payload::Noop,
                 }],
+                proof: vec![],
             }),
         }
     }

@@ -27,6 +27,7 @@ mod replay;
 mod selective;
 mod stall;
 mod tamper;
+mod withhold_commits;
 
 /// The adversaries, by the names the CLI uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,10 +64,12 @@ pub enum Behaviour {
     /// Sends messages whose terms, indexes and commit points sit at the edges of their
     /// range (0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX).
     Extreme,
+    /// Never gives some peers its Commits or catch-up pushes.
+    WithholdCommits,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 15] = [
+    pub const ALL: [Behaviour; 16] = [
         Behaviour::Equivocate,
         Behaviour::ForgeProof,
         Behaviour::Disrupt,
@@ -82,6 +85,7 @@ impl Behaviour {
         Behaviour::LieReply,
         Behaviour::Lockless,
         Behaviour::Extreme,
+        Behaviour::WithholdCommits,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +105,7 @@ impl Behaviour {
             Behaviour::LieReply => "lie-reply",
             Behaviour::Lockless => "lockless",
             Behaviour::Extreme => "extreme",
+            Behaviour::WithholdCommits => "withhold-commits",
         }
     }
 
@@ -141,6 +146,9 @@ impl Behaviour {
                 "as leader, claims no lock (it was elected on one) and forks the locked entries"
             }
             Behaviour::Extreme => "sends terms, indexes and commit points at the edges of u64",
+            Behaviour::WithholdCommits => {
+                "never gives some peers its Commits or pushes them committed entries"
+            }
         }
     }
 }
@@ -164,6 +172,7 @@ impl Behaviour {
             Behaviour::LieReply => "clients accept a result only on f+1 matching replies",
             Behaviour::Lockless => "votes name the lock they were granted on, so an AppendEntries claiming another lock is refused and it is never followed",
             Behaviour::Extreme => "every edge-of-range number is refused or saturates; nothing wraps",
+            Behaviour::WithholdCommits => "catch-up pushes, and answers to a retransmitted Commit, carry the q signed Commits behind the sender's commit point, so a victim that never gets the withheld Commits (or may not Commit itself) still commits",
         }
     }
 
@@ -237,6 +246,7 @@ pub fn make(behaviour: Behaviour, ctx: Context) -> Box<dyn Actor> {
         Behaviour::LieReply => Box::new(lie_reply::LieReply::new(&ctx)),
         Behaviour::Lockless => Box::new(lockless::Lockless::new(&ctx)),
         Behaviour::Extreme => Box::new(extreme::Extreme::new(&ctx)),
+        Behaviour::WithholdCommits => Box::new(withhold_commits::WithholdCommits::new(&ctx)),
     }
 }
 

@@ -42,7 +42,7 @@ pub fn check_bounds(nodes: usize, msg: &Message) -> Result<(), AuthError> {
     let ok = match msg {
         Message::RequestVote(m) => cert_ok(&m.body.lock),
         Message::AppendEntries(m) => ae_ok(&m.body),
-        Message::CatchUp(c) => c.entries.len() <= MAX_BATCH,
+        Message::CatchUp(c) => c.entries.len() <= MAX_BATCH && c.proof.len() <= nodes,
         Message::Evidence(Evidence::AppendEntries(a, b)) => ae_ok(&a.body) && ae_ok(&b.body),
         _ => true,
     };
@@ -229,6 +229,9 @@ fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthE
             let requests = c.entries.iter().filter_map(|e| e.payload.request());
             if !ring.verify_all(requests) {
                 return Err(AuthError::BadSignature("request in catch-up"));
+            }
+            if !ring.verify_all(&c.proof) {
+                return Err(AuthError::BadSignature("commit in catch-up"));
             }
         }
     }
@@ -455,6 +458,7 @@ mod tests {
                 prev_index: 0,
                 prev_hash: Digest::default(),
                 entries: (1..=n).map(noop).collect(),
+                proof: vec![],
             })
         };
         assert_eq!(
@@ -464,6 +468,39 @@ mod tests {
         assert_eq!(
             authenticate(&ring, Principal::Node(2), &catch_up(MAX_BATCH as u64)),
             Ok(())
+        );
+        // The Commits a catch-up relays as proof: at most n, each signed by its node.
+        let commit = |by: usize, from: u32| {
+            let body = crate::protocol::Commit {
+                term: 1,
+                from,
+                index: 1,
+                hash: Digest::default(),
+            };
+            d.sign(&keys[by], body)
+        };
+        let with_proof = |proof| {
+            Message::CatchUp(CatchUp {
+                from: 2,
+                prev_index: 0,
+                prev_hash: Digest::default(),
+                entries: vec![],
+                proof,
+            })
+        };
+        let good: Vec<_> = (0..4).map(|j| commit(j, j as u32)).collect();
+        let from = Principal::Node(2);
+        assert_eq!(authenticate(&ring, from, &with_proof(good.clone())), Ok(()));
+        let mut five = good.clone();
+        five.push(commit(0, 0));
+        assert_eq!(
+            authenticate(&ring, from, &with_proof(five)),
+            Err(AuthError::Oversized("catch-up"))
+        );
+        let forged = vec![commit(2, 3)]; // node 2 signs a Commit claiming to be node 3's
+        assert_eq!(
+            authenticate(&ring, from, &with_proof(forged)),
+            Err(AuthError::BadSignature("commit in catch-up"))
         );
     }
 }

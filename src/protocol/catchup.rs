@@ -38,6 +38,9 @@ impl Node {
                 prev_index: from,
                 prev_hash: self.log.hash_at(from).expect("below commit"),
                 entries: self.log.slice(from + 1, to).to_vec(),
+                proof: self
+                    .tally
+                    .commit_proof(self.quorum.q, |i| self.log.hash_at(i)),
             };
             self.pushed[ju] = Some(self.now);
             tracing::trace!(
@@ -51,6 +54,26 @@ impl Node {
         }
     }
 
+    /// Sends `j` the Commits behind our commit point, with no entries: enough for a peer
+    /// that holds the entries but lacks Commits (PROTOCOL.md rule R9).
+    pub(super) fn prove_commit_to(&mut self, j: NodeId) {
+        let proof = self
+            .tally
+            .commit_proof(self.quorum.q, |i| self.log.hash_at(i));
+        if proof.is_empty() {
+            return;
+        }
+        let at = self.hard.commit;
+        let msg = CatchUp {
+            from: self.cfg.id,
+            prev_index: at,
+            prev_hash: self.log.hash_at(at).expect("commit is in the log"),
+            entries: Vec::new(),
+            proof,
+        };
+        self.send(j, Message::CatchUp(msg));
+    }
+
     /// The highest index at which peer `j` has told us (by Ack or Commit) that its log
     /// equals ours; the genesis if none (a forked peer Acked nothing we hold).
     fn known_match(&self, j: usize) -> Index {
@@ -61,6 +84,17 @@ impl Node {
     pub(super) fn on_catch_up(&mut self, c: CatchUp) {
         if !self.rules.catch_up || c.from == self.cfg.id || !self.is_node(c.from) {
             return;
+        }
+        // Each is a signed claim by its own node (checked by `auth`), true whoever relays
+        // it: counted with the Commits we got directly.
+        let n = self.cfg.n;
+        for proof in c.proof.iter().filter(|p| (p.body.from as usize) < n) {
+            self.tally.keep_relayed_commit(proof.clone());
+        }
+        // Our log may hold the entries already (a node below its Ack floor still takes its
+        // leader's entries): the proof alone may commit them.
+        if !c.proof.is_empty() {
+            self.try_commit();
         }
         if self.log.hash_at(c.prev_index) != Some(c.prev_hash) {
             tracing::debug!(
@@ -90,6 +124,7 @@ impl Node {
             prev = c.prev_index,
             entries = c.entries.len(),
             commit,
+            proof = c.proof.len(),
             "catch-up"
         );
         if commit <= self.hard.commit {

@@ -102,6 +102,12 @@ impl Node {
                 if fresh {
                     self.helped[from as usize] = Some((key.0, key.1, now));
                     self.send(from, Message::Commit(mine));
+                    if self.hard.commit >= c.body.index {
+                        // We committed what it waits on: hand it the q Commits that
+                        // prove it, for some of them may never reach it directly (a
+                        // Byzantine node withholds its own).
+                        self.prove_commit_to(from);
+                    }
                 }
             }
             Some(_) => {} // held already

@@ -306,14 +306,19 @@ pub struct Reply {
 }
 
 /// Committed entries pushed by a peer to a node that lags behind (bft). Not signed: the
-/// receiver keeps only entries its own table of q Commits proves committed, recomputing the
-/// hash chain itself, so the sender need not be trusted.
+/// receiver keeps only entries q Commits prove committed, recomputing the hash chain
+/// itself, so the sender need not be trusted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatchUp {
     pub from: NodeId,
     pub prev_index: Index,
     pub prev_hash: Digest,
     pub entries: Vec<Entry>,
+    /// The sender's Commits (one per node, each signed by its node) behind its commit
+    /// point. The receiver counts them with its own: a node that may not Commit itself
+    /// (below its Ack floor) and whose peers' Commits never reached it (a Byzantine node
+    /// withholds its own) still gets q of them this way.
+    pub proof: Vec<Signed<Commit>>,
 }
 
 /// Everything that travels between nodes and clients.

@@ -423,6 +423,7 @@ fn catch_up(from: NodeId, entries: Vec<Entry>) -> Input {
         prev_index: 0,
         prev_hash: super::log::Log::new("t", true).hash_at(0).unwrap(),
         entries,
+        proof: vec![],
     };
     deliver(from, Message::CatchUp(c))
 }
@@ -488,6 +489,87 @@ fn catch_up_is_proven_by_commits_older_than_the_newest() {
     commits_from_peers(&h, &mut n, 1, 3, chain_hash(&chain, 3));
     n.step(catch_up(1, chain[..2].to_vec()));
     assert_eq!((n.commit_index(), n.log().last_index()), (2, 2));
+}
+
+fn signed_commit(
+    h: &Harness,
+    from: NodeId,
+    (term, index, hash): (Term, u64, Digest),
+) -> Signed<super::message::Commit> {
+    let body = super::message::Commit {
+        term,
+        from,
+        index,
+        hash,
+    };
+    h.sign(from, body)
+}
+
+/// Rule R9 (withhold-commits): a node that holds the entries but never gets one node's
+/// Commit (a Byzantine node withholds it) commits on the q Commits a peer relays in a
+/// catch-up proof; without the proof it never would.
+#[test]
+fn a_node_missing_a_withheld_commit_commits_on_a_relayed_proof() {
+    let h = Harness::new();
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let at_2 = (1, 2, chain_hash(&chain, 2));
+    let run = |proof: Vec<NodeId>| {
+        let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+        n.step(h.append(&n, 1, 0, chain.clone()));
+        commits_from(&h, &mut n, [2], at_2); // node 3's (and 1's) never arrive
+        let c = super::message::CatchUp {
+            from: 2,
+            prev_index: 2,
+            prev_hash: at_2.2,
+            entries: vec![],
+            proof: proof
+                .into_iter()
+                .map(|j| signed_commit(&h, j, at_2))
+                .collect(),
+        };
+        n.step(deliver(2, Message::CatchUp(c)));
+        n.commit_index()
+    };
+    assert_eq!(run(vec![]), 0, "two Commits of its own view are not q");
+    assert_eq!(run(vec![1, 2, 3]), 2, "the relayed proof commits it");
+}
+
+/// Rule R9: a peer that retransmits its Commit still waits to commit; a node that has
+/// committed it answers with its Commit and the proof behind its commit point.
+#[test]
+fn a_retransmitted_commit_is_answered_with_the_proof() {
+    let h = Harness::new();
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let at_2 = (1, 2, chain_hash(&chain, 2));
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    n.step(h.append(&n, 1, 0, chain.clone()));
+    commits_from_peers(&h, &mut n, 1, 2, at_2.2);
+    assert_eq!(n.commit_index(), 2);
+    // Our own lock and Commit (from the peers' Acks) make the help possible.
+    for from in 1..N as NodeId {
+        let ack = Ack {
+            term: 1,
+            from,
+            index: 2,
+            hash: at_2.2,
+            success: true,
+        };
+        n.step(deliver(from, Message::Ack(h.sign(from, ack))));
+    }
+    let again = signed_commit(&h, 3, at_2);
+    let out = n.step(deliver(3, Message::Commit(again)));
+    let proof = out.iter().find_map(|o| match o {
+        Output::Send {
+            to: 3,
+            msg: Message::CatchUp(c),
+        } => Some(c.proof.len()),
+        _ => None,
+    });
+    assert_eq!(
+        proof,
+        Some(4),
+        "our Commit and the three peers', one per node"
+    );
 }
 
 // ---- clients ----------------------------------------------------------------------

@@ -108,6 +108,20 @@ impl Tally {
         }
     }
 
+    /// Keeps a Commit another node relayed (in a catch-up proof) only if it ranks above
+    /// every Commit we hold from its signer: a relayed Commit is as true as a direct one,
+    /// but a relayer must not flush a node's recent Commits with its old ones.
+    pub fn keep_relayed_commit(&mut self, c: Signed<Commit>) {
+        let rank = (c.body.term, c.body.index);
+        let newest = self.commits[c.body.from as usize]
+            .iter()
+            .map(|k| (k.body.term, k.body.index))
+            .max();
+        if newest.is_none_or(|held| rank > held) {
+            self.keep_commit(c);
+        }
+    }
+
     /// The highest index q nodes' Commits of one term prove committed on the chain
     /// `hash_at` describes: each Commit counts for its index and every index below it, and
     /// a node counts once per term, at its highest matching Commit of that term.
@@ -135,6 +149,39 @@ impl Tally {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// The Commits behind our commit point on the chain `hash_at` describes: per node, its
+    /// highest matching Commit of the term that gives the point (at most one per node, so
+    /// at most n). Empty if nothing is committed. What a catch-up push carries as proof.
+    pub fn commit_proof(
+        &self,
+        q: usize,
+        hash_at: impl Fn(Index) -> Option<Digest>,
+    ) -> Vec<Signed<Commit>> {
+        let point = self.commit_point(q, &hash_at);
+        if point == 0 {
+            return Vec::new();
+        }
+        let mut best: BTreeMap<(Term, usize), &Signed<Commit>> = BTreeMap::new();
+        for (j, kept) in self.commits.iter().enumerate() {
+            for c in kept {
+                if c.body.index >= point && hash_at(c.body.index) == Some(c.body.hash) {
+                    let slot = best.entry((c.body.term, j)).or_insert(c);
+                    if c.body.index > slot.body.index {
+                        *slot = c;
+                    }
+                }
+            }
+        }
+        let mut by_term: BTreeMap<Term, Vec<Signed<Commit>>> = BTreeMap::new();
+        for ((term, _), c) in best {
+            by_term.entry(term).or_default().push(c.clone());
+        }
+        by_term
+            .into_values()
+            .find(|v| v.len() >= q)
+            .unwrap_or_default()
     }
 
     /// The highest index at which `node` told us (by Ack or Commit) that its log is the
@@ -264,6 +311,34 @@ mod tests {
             Some(false)
         );
         assert_eq!(t.holds_commit(&commit(3, 1, 5, 5).body), None);
+    }
+
+    #[test]
+    fn the_proof_of_a_commit_point_is_q_commits_of_its_term_and_relays_cannot_flush() {
+        let mut t = Tally::new(4);
+        assert!(t.commit_proof(3, ours).is_empty(), "nothing committed");
+        for from in 0..3 {
+            t.keep_commit(commit(from, 1, 5 + from as Index, 5 + from as u8));
+        }
+        let proof = t.commit_proof(3, ours);
+        assert_eq!(proof.len(), 3);
+        let mut other = Tally::new(4);
+        for c in proof {
+            other.keep_relayed_commit(c);
+        }
+        assert_eq!(
+            other.commit_point(3, ours),
+            5,
+            "the proof proves the same point"
+        );
+        // An old Commit relayed after a newer one is ignored: relays cannot flush.
+        other.keep_relayed_commit(commit(0, 1, 2, 2));
+        assert_eq!(other.holds_commit(&commit(0, 1, 2, 2).body), None);
+        other.keep_commit(commit(0, 1, 2, 2));
+        assert!(
+            other.holds_commit(&commit(0, 1, 2, 2).body).is_some(),
+            "direct ones are kept"
+        );
     }
 
     #[test]

@@ -290,6 +290,7 @@ mod tests {
             prev_index: 2,
             prev_hash: Digest([8; 32]),
             entries,
+            proof: vec![],
         })
     }
 
