@@ -469,7 +469,21 @@ mod tests {
             authenticate(&ring, Principal::Node(2), &catch_up(MAX_BATCH as u64)),
             Ok(())
         );
-        // The Commits a catch-up relays as proof: at most n, each signed by its node.
+    }
+
+    /// The Commits a catch-up relays as proof: at most n, each signed by the node it names.
+    #[test]
+    fn a_catch_up_proof_is_bounded_and_every_commit_in_it_is_checked() {
+        let d = Domain::new(Variant::Bft, "t");
+        let keys: Vec<_> = (0..4u8)
+            .map(|i| signing_key_from_seed([i + 1; 32]))
+            .collect();
+        let ring = Keyring::new(
+            d.clone(),
+            keys.iter().map(|k| k.verifying_key()).collect(),
+            Default::default(),
+        )
+        .unwrap();
         let commit = |by: usize, from: u32| {
             let body = crate::protocol::Commit {
                 term: 1,
