@@ -7,10 +7,10 @@
 //! The receiver keeps only what its own table of q Commits proves committed on the chain
 //! it recomputes, so a lying sender can at most waste its time.
 
-use super::message::{CatchUp, Entry, Message};
+use super::message::{CatchUp, Commit, Entry, Message};
 use super::node::{Node, Output, Persist, MAX_BATCH, MAX_BATCH_BYTES};
 use super::types::{Index, NodeId};
-use crate::crypto::Digest;
+use crate::crypto::{Digest, Signed};
 
 impl Node {
     /// Every heartbeat interval: push committed entries to peers that lag, at most once per
@@ -85,16 +85,12 @@ impl Node {
         if !self.rules.catch_up || c.from == self.cfg.id || !self.is_node(c.from) {
             return;
         }
-        // Each is a signed claim by its own node (checked by `auth`), true whoever relays
-        // it: counted with the Commits we got directly.
-        let n = self.cfg.n;
-        for proof in c.proof.iter().filter(|p| (p.body.from as usize) < n) {
-            self.tally.keep_relayed_commit(proof.clone());
-        }
-        // Our log may hold the entries already (a node below its Ack floor still takes its
-        // leader's entries): the proof alone may commit them.
+        // The proof's Commits (each signed by its own node, checked by `auth`) count with
+        // ours, on the spot. Our log may hold the entries already (a node below its Ack
+        // floor still takes its leader's entries): the proof alone may commit them.
         if !c.proof.is_empty() {
-            self.try_commit();
+            let own = self.commit_point_on(self.log.last_index(), &[], &c.proof);
+            self.commit_to(own);
         }
         if self.log.hash_at(c.prev_index) != Some(c.prev_hash) {
             tracing::debug!(
@@ -117,7 +113,7 @@ impl Node {
             prev = self.log.hash_after(&prev, e);
             hashes.push(prev);
         }
-        let commit = self.commit_point_on(c.prev_index, &hashes);
+        let commit = self.commit_point_on(c.prev_index, &hashes, &c.proof);
         tracing::debug!(
             node = self.cfg.id,
             from = c.from,
@@ -141,8 +137,14 @@ impl Node {
 
     /// Highest index committed (q Commits of one term, each matching the chain at an index
     /// at or above it) on our log up to `base` followed by a chain whose hashes are
-    /// `hashes`. With `base` our last index and no hashes: our own commit point.
-    pub(super) fn commit_point_on(&self, base: Index, hashes: &[Digest]) -> Index {
+    /// `hashes`, counting the `relayed` Commits with ours. With `base` our last index and
+    /// nothing else: our own commit point.
+    pub(super) fn commit_point_on(
+        &self,
+        base: Index,
+        hashes: &[Digest],
+        relayed: &[Signed<Commit>],
+    ) -> Index {
         let hash_at = |i: Index| {
             if i <= base {
                 self.log.hash_at(i)
@@ -150,7 +152,8 @@ impl Node {
                 hashes.get((i - base - 1) as usize).copied()
             }
         };
-        self.tally.commit_point(self.quorum.q, hash_at)
+        self.tally
+            .commit_point_with(self.quorum.q, hash_at, relayed)
     }
 
     /// Puts committed entries into the log, replacing whatever conflicts with them.

@@ -123,7 +123,7 @@ impl Node {
     ///
     /// (PROTOCOL.md rule R6)
     pub(super) fn try_commit(&mut self) {
-        let point = self.commit_point_on(self.log.last_index(), &[]);
+        let point = self.commit_point_on(self.log.last_index(), &[], &[]);
         self.commit_to(point);
     }
 

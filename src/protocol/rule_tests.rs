@@ -530,7 +530,7 @@ fn a_node_missing_a_withheld_commit_commits_on_a_relayed_proof() {
         n.step(deliver(2, Message::CatchUp(c)));
         n.commit_index()
     };
-    assert_eq!(run(vec![]), 0, "two Commits of its own view are not q");
+    assert_eq!(run(vec![]), 0, "node 2's Commit alone is not q");
     assert_eq!(run(vec![1, 2, 3]), 2, "the relayed proof commits it");
 }
 

@@ -108,35 +108,36 @@ impl Tally {
         }
     }
 
-    /// Keeps a Commit another node relayed (in a catch-up proof) only if it ranks above
-    /// every Commit we hold from its signer: a relayed Commit is as true as a direct one,
-    /// but a relayer must not flush a node's recent Commits with its old ones.
-    pub fn keep_relayed_commit(&mut self, c: Signed<Commit>) {
-        let rank = (c.body.term, c.body.index);
-        let newest = self.commits[c.body.from as usize]
-            .iter()
-            .map(|k| (k.body.term, k.body.index))
-            .max();
-        if newest.is_none_or(|held| rank > held) {
-            self.keep_commit(c);
-        }
-    }
-
     /// The highest index q nodes' Commits of one term prove committed on the chain
     /// `hash_at` describes: each Commit counts for its index and every index below it, and
     /// a node counts once per term, at its highest matching Commit of that term.
     pub fn commit_point(&self, q: usize, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
+        self.commit_point_with(q, hash_at, &[])
+    }
+
+    /// `commit_point`, counting `relayed` Commits too (a catch-up's proof). A relayed
+    /// Commit is its signer's claim whoever carries it, so it counts like a direct one;
+    /// it is counted on the spot and never stored, so a relayer cannot flush a node's
+    /// own Commits, nor a signer's Commit of unreachable rank shadow relays of its real ones.
+    pub fn commit_point_with(
+        &self,
+        q: usize,
+        hash_at: impl Fn(Index) -> Option<Digest>,
+        relayed: &[Signed<Commit>],
+    ) -> Index {
+        let n = self.commits.len();
+        let held = self.commits.iter().flatten();
+        let relayed = relayed.iter().filter(|c| (c.body.from as usize) < n);
         let mut by_term: BTreeMap<Term, BTreeMap<usize, Index>> = BTreeMap::new();
-        for (j, kept) in self.commits.iter().enumerate() {
-            for c in kept {
-                if hash_at(c.body.index) == Some(c.body.hash) {
-                    let at = by_term
-                        .entry(c.body.term)
-                        .or_default()
-                        .entry(j)
-                        .or_default();
-                    *at = (*at).max(c.body.index);
-                }
+        for c in held.chain(relayed) {
+            if hash_at(c.body.index) == Some(c.body.hash) {
+                let signer = c.body.from as usize;
+                let at = by_term
+                    .entry(c.body.term)
+                    .or_default()
+                    .entry(signer)
+                    .or_default();
+                *at = (*at).max(c.body.index);
             }
         }
         by_term
@@ -322,23 +323,30 @@ mod tests {
         }
         let proof = t.commit_proof(3, ours);
         assert_eq!(proof.len(), 3);
-        let mut other = Tally::new(4);
-        for c in proof {
-            other.keep_relayed_commit(c);
-        }
+        let other = Tally::new(4);
         assert_eq!(
-            other.commit_point(3, ours),
+            other.commit_point_with(3, ours, &proof),
             5,
             "the proof proves the same point"
         );
-        // An old Commit relayed after a newer one is ignored: relays cannot flush.
-        other.keep_relayed_commit(commit(0, 1, 2, 2));
-        assert_eq!(other.holds_commit(&commit(0, 1, 2, 2).body), None);
-        other.keep_commit(commit(0, 1, 2, 2));
-        assert!(
-            other.holds_commit(&commit(0, 1, 2, 2).body).is_some(),
-            "direct ones are kept"
+        assert_eq!(
+            other.commit_point(3, ours),
+            0,
+            "relayed Commits are not stored"
         );
+    }
+
+    /// A Byzantine signer's Commit of unreachable rank, held directly, must not make us
+    /// refuse relays of its real Commits (the reviewer's case against a rank filter).
+    #[test]
+    fn a_held_commit_of_unreachable_rank_does_not_shadow_relays() {
+        let mut t = Tally::new(4);
+        t.keep_commit(commit(3, u64::MAX, u64::MAX, 1));
+        for from in [0, 1] {
+            t.keep_commit(commit(from, 1, 5, 5));
+        }
+        assert_eq!(t.commit_point(3, ours), 0);
+        assert_eq!(t.commit_point_with(3, ours, &[commit(3, 1, 5, 5)]), 5);
     }
 
     #[test]
