@@ -400,8 +400,8 @@ mod tests {
         assert_eq!(verdicts[41], Err(AuthError::UnknownClient(99)));
     }
 
-    #[test]
-    fn oversized_collections_are_refused_before_any_signature_is_checked() {
+    /// A bft domain, four node keys and their keyring (no clients).
+    fn four_nodes() -> (Domain, Vec<ed25519_dalek::SigningKey>, Keyring) {
         let d = Domain::new(Variant::Bft, "t");
         let keys: Vec<_> = (0..4u8)
             .map(|i| signing_key_from_seed([i + 1; 32]))
@@ -412,6 +412,12 @@ mod tests {
             Default::default(),
         )
         .unwrap();
+        (d, keys, ring)
+    }
+
+    #[test]
+    fn oversized_collections_are_refused_before_any_signature_is_checked() {
+        let (d, keys, ring) = four_nodes();
         // A lock of n+1 Acks, all by the sender: more than any certificate needs.
         let ack = d.sign(
             &keys[1],
@@ -474,16 +480,7 @@ mod tests {
     /// The Commits a catch-up relays as proof: at most n, each signed by the node it names.
     #[test]
     fn a_catch_up_proof_is_bounded_and_every_commit_in_it_is_checked() {
-        let d = Domain::new(Variant::Bft, "t");
-        let keys: Vec<_> = (0..4u8)
-            .map(|i| signing_key_from_seed([i + 1; 32]))
-            .collect();
-        let ring = Keyring::new(
-            d.clone(),
-            keys.iter().map(|k| k.verifying_key()).collect(),
-            Default::default(),
-        )
-        .unwrap();
+        let (d, keys, ring) = four_nodes();
         let commit = |by: usize, from: u32| {
             let body = crate::protocol::Commit {
                 term: 1,

@@ -22,6 +22,8 @@ impl Node {
             return;
         }
         let window = self.cfg.timing.election_ticks as u64;
+        // The proof behind our commit point: the same for every peer, built once if needed.
+        let mut proof = None;
         for j in self.peers() {
             let ju = j as usize;
             if self.pushed[ju].is_some_and(|t| self.now - t < window) {
@@ -38,9 +40,12 @@ impl Node {
                 prev_index: from,
                 prev_hash: self.log.hash_at(from).expect("below commit"),
                 entries: self.log.slice(from + 1, to).to_vec(),
-                proof: self
-                    .tally
-                    .commit_proof(self.quorum.q, |i| self.log.hash_at(i)),
+                proof: proof
+                    .get_or_insert_with(|| {
+                        self.tally
+                            .commit_proof(self.quorum.q, |i| self.log.hash_at(i))
+                    })
+                    .clone(),
             };
             self.pushed[ju] = Some(self.now);
             tracing::trace!(
