@@ -19,6 +19,11 @@ pub struct ClusterConfig {
     /// Wall-clock length of one protocol tick.
     pub tick_ms: u64,
     pub timing: Timing,
+    /// Committed entries between two checkpoints: each node snapshots its state machine,
+    /// and once q nodes sign the same checkpoint the log below it is dropped (README,
+    /// "Checkpoints"). 0 turns checkpoints and compaction off: the log then grows for ever.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeEntry>,
     #[serde(rename = "client", default)]
@@ -174,6 +179,14 @@ pub fn read_bounded_string(path: &Path, limit: u64) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
+fn default_checkpoint_interval() -> u64 {
+    crate::protocol::node::DEFAULT_CHECKPOINT_INTERVAL
+}
+
+/// Largest `checkpoint_interval` accepted: a log of this many entries still restarts in
+/// reasonable time.
+pub const MAX_CHECKPOINT_INTERVAL: u64 = 10_000_000;
+
 impl ClusterConfig {
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
         let text =
@@ -218,6 +231,11 @@ impl ClusterConfig {
         }
         if self.tick_ms == 0 || self.tick_ms > 10_000 {
             return Err("tick_ms must be between 1 and 10000".into());
+        }
+        if self.checkpoint_interval > MAX_CHECKPOINT_INTERVAL {
+            return Err(format!(
+                "checkpoint_interval must be at most {MAX_CHECKPOINT_INTERVAL} (0: never)"
+            ));
         }
         // Ranges first, without arithmetic that can wrap, so the core's own checks and
         // everything after only ever see small numbers.

@@ -152,6 +152,7 @@ pub fn keygen_at(spec: &KeygenSpec, addresses: Option<&[String]>) -> Result<Path
         variant: spec.variant,
         tick_ms: 10,
         timing: Timing::default(),
+        checkpoint_interval: crate::protocol::node::DEFAULT_CHECKPOINT_INTERVAL,
         nodes,
         clients,
     };

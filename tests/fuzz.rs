@@ -406,6 +406,7 @@ fn the_core_survives_any_validly_signed_message() {
             cluster_id: "fuzz".into(),
             rules: Rules::for_variant(Variant::Bft),
             timing: Timing::default(),
+            checkpoint_interval: 4,
         };
         Node::new(cfg, c.keys[0].clone(), 3, Durable::default())
     };
@@ -699,6 +700,7 @@ fn regressions() {
             cluster_id: "fuzz".into(),
             rules: Rules::for_variant(Variant::Bft),
             timing: Timing::default(),
+            checkpoint_interval: 4,
         },
         c.keys[0].clone(),
         1,

@@ -267,8 +267,9 @@ impl ForgeProof {
     /// node may forget what it said. The cut is persisted like any other change, so the
     /// disk stays the node's own.
     fn roll_back(&mut self, to: Index) -> Vec<Output> {
-        if self.inner.log().last_index() <= to || self.inner.is_leader() {
-            return Vec::new();
+        let base = self.inner.log().base();
+        if self.inner.log().last_index() <= to || self.inner.is_leader() || to < base.index {
+            return Vec::new(); // nothing to cut, or the cut would reach into the snapshot
         }
         let mut hard = self.inner.hard_state().clone();
         hard.commit = hard.commit.min(to);
@@ -280,12 +281,18 @@ impl ForgeProof {
             hard.lock = None;
         }
         hard.lock_chain.clear();
-        let entries = self.inner.log().slice(1, to).to_vec();
+        let entries = self.inner.log().slice(base.index + 1, to).to_vec();
+        // The core reads only the snapshot's base (the state machine is the driver's).
+        let snapshot = (base.index > 0).then(|| crate::protocol::Snapshot {
+            base,
+            state: Vec::new(),
+        });
         let durable = Durable {
             hard: hard.clone(),
             entries,
             evidence: self.inner.evidence().to_vec(),
-            snapshot: None,
+            snapshot,
+            stable: None,
         };
         self.inner = Node::new(
             self.cfg.clone(),

@@ -368,6 +368,7 @@ pub(crate) mod testkit {
             cluster_id: "t".into(),
             rules,
             timing: Timing::default(),
+            checkpoint_interval: 0,
         };
         Context {
             cfg,

@@ -167,6 +167,8 @@ impl Cluster {
                     cluster_id: CLUSTER_ID.into(),
                     rules: Rules::for_variant(variant),
                     timing: timing(),
+                    // Checkpoints on, as in a real cluster (issue 13 asks for it).
+                    checkpoint_interval: crate::protocol::node::DEFAULT_CHECKPOINT_INTERVAL,
                 };
                 let node = Node::new(cfg, k.clone(), 0x5eed ^ i as u64, Default::default());
                 Driver::new(Box::new(node))
@@ -381,6 +383,7 @@ impl Cluster {
                 Effect::Applied {
                     request: Some(r), ..
                 } => self.reply(me, r.client, r.reply),
+                Effect::Snapshot { .. } => {}
                 Effect::Applied { request: None, .. } => {}
             }
         }

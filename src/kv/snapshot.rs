@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// The chunk size a snapshot is sent and stored in.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+pub const SNAPSHOT_CHUNK_BYTES: usize = crate::protocol::MAX_SNAPSHOT_CHUNK_BYTES;
 /// Largest chunk a builder accepts.
 pub const MAX_CHUNK_BYTES: usize = SNAPSHOT_CHUNK_BYTES;
 /// Largest snapshot encoding accepted: the state a node is prepared to hold in memory.

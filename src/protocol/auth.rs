@@ -6,7 +6,9 @@
 //! function, so a runtime may run it on any thread; the core then trusts signatures and
 //! checks only meaning (distinct voters, terms, hashes).
 
-use super::message::{AppendEntries, Evidence, Message, PreparedCert, Request};
+use super::message::{
+    AppendEntries, Evidence, Message, PreparedCert, Request, MAX_SNAPSHOT_CHUNK_BYTES,
+};
 use super::node::{MAX_BATCH, MAX_CATCHUP};
 use crate::crypto::{Keyring, Principal, SigCache, Signable, Signed};
 
@@ -29,7 +31,8 @@ pub enum AuthError {
 }
 
 /// Refuses a message whose collections exceed what an honest sender ever puts in one: a
-/// proof or certificate of more than n signatures, more entries than the leader's largest
+/// proof or certificate of more than n signatures (2n for a catch-up's proof of Commits,
+/// `Node::commit_proof_for`), more entries than the leader's largest
 /// AppendEntries or a peer's CatchUp. Checked before any verification, so a 16 MiB frame
 /// of self-signed Acks costs a length comparison, not seconds of CPU.
 pub fn check_bounds(nodes: usize, msg: &Message) -> Result<(), AuthError> {
@@ -42,7 +45,10 @@ pub fn check_bounds(nodes: usize, msg: &Message) -> Result<(), AuthError> {
     let ok = match msg {
         Message::RequestVote(m) => cert_ok(&m.body.lock),
         Message::AppendEntries(m) => ae_ok(&m.body),
-        Message::CatchUp(c) => c.entries.len() <= MAX_BATCH && c.proof.len() <= nodes,
+        Message::CatchUp(c) => c.entries.len() <= MAX_BATCH && c.proof.len() <= 2 * nodes,
+        Message::Snapshot(s) => {
+            s.chunk.len() <= MAX_SNAPSHOT_CHUNK_BYTES && s.cert.checkpoints.len() <= nodes
+        }
         Message::Evidence(Evidence::AppendEntries(a, b)) => ae_ok(&a.body) && ae_ok(&b.body),
         _ => true,
     };
@@ -232,6 +238,12 @@ fn check(ring: &mut Checker, link: Principal, msg: &Message) -> Result<(), AuthE
             }
             if !ring.verify_all(&c.proof) {
                 return Err(AuthError::BadSignature("commit in catch-up"));
+            }
+        }
+        Message::Checkpoint(m) => outer(ring, m)?,
+        Message::Snapshot(s) => {
+            if !ring.verify_all(&s.cert.checkpoints) {
+                return Err(AuthError::BadSignature("checkpoint in snapshot"));
             }
         }
     }
@@ -477,7 +489,8 @@ mod tests {
         );
     }
 
-    /// The Commits a catch-up relays as proof: at most n, each signed by the node it names.
+    /// The Commits a catch-up relays as proof: at most 2n (one or two per node,
+    /// `Node::commit_proof_for`), each signed by the node it names.
     #[test]
     fn a_catch_up_proof_is_bounded_and_every_commit_in_it_is_checked() {
         let (d, keys, ring) = four_nodes();
@@ -502,10 +515,15 @@ mod tests {
         let good: Vec<_> = (0..4).map(|j| commit(j, j as u32)).collect();
         let from = Principal::Node(2);
         assert_eq!(authenticate(&ring, from, &with_proof(good.clone())), Ok(()));
-        let mut five = good.clone();
-        five.push(commit(0, 0));
+        let twice = [good.clone(), good.clone()].concat();
         assert_eq!(
-            authenticate(&ring, from, &with_proof(five)),
+            authenticate(&ring, from, &with_proof(twice.clone())),
+            Ok(())
+        );
+        let mut nine = twice;
+        nine.push(commit(0, 0));
+        assert_eq!(
+            authenticate(&ring, from, &with_proof(nine)),
             Err(AuthError::Oversized("catch-up"))
         );
         let forged = vec![commit(2, 3)]; // node 2 signs a Commit claiming to be node 3's

@@ -11,6 +11,7 @@ use super::message::{CatchUp, Commit, Entry, Message};
 use super::node::{Node, Output, Persist, MAX_BATCH, MAX_BATCH_BYTES};
 use super::types::{Index, NodeId};
 use crate::crypto::{Digest, Signed};
+use std::collections::BTreeMap;
 
 impl Node {
     /// Every heartbeat interval: push committed entries to peers that lag, at most once per
@@ -22,15 +23,22 @@ impl Node {
             return;
         }
         let window = self.cfg.timing.election_ticks as u64;
-        // The proof behind our commit point: the same for every peer, built once if needed.
-        let mut proof = None;
+        // Proofs depend only on how far the receiver can check them: built once per reach.
+        let mut proofs: BTreeMap<Index, Vec<Signed<Commit>>> = BTreeMap::new();
         for j in self.peers() {
             let ju = j as usize;
             if self.pushed[ju].is_some_and(|t| self.now - t < window) {
                 continue;
             }
             let from = self.known_match(ju);
+            if from < self.log.base().index {
+                // What it lacks is in our snapshot now (PROTOCOL.md rule K4).
+                self.pushed[ju] = Some(self.now);
+                self.offer_snapshot(j);
+                continue;
+            }
             if from >= self.hard.commit {
+                self.prove_if_lagging(j, from);
                 continue;
             }
             let to = self.hard.commit.min(from + MAX_BATCH as Index);
@@ -40,11 +48,9 @@ impl Node {
                 prev_index: from,
                 prev_hash: self.log.hash_at(from).expect("below commit"),
                 entries: self.log.slice(from + 1, to).to_vec(),
-                proof: proof
-                    .get_or_insert_with(|| {
-                        self.tally
-                            .commit_proof(self.quorum.q, |i| self.log.hash_at(i))
-                    })
+                proof: proofs
+                    .entry(to)
+                    .or_insert_with(|| self.commit_proof_for(to))
                     .clone(),
             };
             self.pushed[ju] = Some(self.now);
@@ -59,12 +65,60 @@ impl Node {
         }
     }
 
+    /// A peer that holds our committed entries (it Acked them) but whose Commits stay
+    /// behind our commit point for a whole election timeout may sit below its Ack floor:
+    /// it may neither Ack nor Commit its leader's term, so it commits only on others'
+    /// Commits, and a Byzantine node may withhold its own. Nothing else would push it
+    /// (its Acks say it holds the entries), so hand it the proof of our commit point. A
+    /// healthy peer's Commits catch up within the window and cost nothing.
+    ///
+    /// (PROTOCOL.md rule R9)
+    fn prove_if_lagging(&mut self, j: NodeId, reach: Index) {
+        let ju = j as usize;
+        let theirs = self.tally.known_commit(j, |i| self.log.hash_at(i));
+        let window = self.cfg.timing.election_ticks as u64;
+        match self.commit_lag[ju] {
+            Some((_, behind)) if theirs >= behind => self.commit_lag[ju] = None,
+            Some((since, _)) if self.now - since >= window => {
+                self.commit_lag[ju] = None;
+                self.pushed[ju] = Some(self.now);
+                self.prove_commit_to(j, reach);
+            }
+            Some(_) => {}
+            None if theirs < self.hard.commit => {
+                self.commit_lag[ju] = Some((self.now, self.hard.commit));
+            }
+            None => {}
+        }
+    }
+
+    /// The Commits that prove our commit point to a peer known to hold our chain up to
+    /// `reach`: those behind our commit point on our whole log (a peer that holds more
+    /// than we know, as a node below its Ack floor holds its leader's entries, can check
+    /// them), and, if some of those lie past `reach`, those behind the highest point at or
+    /// below `reach` too (which the peer can surely check). At most 2n, one or two per
+    /// node; `auth` refuses more.
+    ///
+    /// (PROTOCOL.md rule R9)
+    pub(super) fn commit_proof_for(&self, reach: Index) -> Vec<Signed<Commit>> {
+        let q = self.quorum.q;
+        let mut proof = self.tally.commit_proof(q, |i| self.log.hash_at(i));
+        if proof.iter().any(|c| c.body.index > reach) {
+            let within = |i: Index| (i <= reach).then(|| self.log.hash_at(i)).flatten();
+            for c in self.tally.commit_proof(q, within) {
+                if !proof.iter().any(|p| p.body == c.body) {
+                    proof.push(c);
+                }
+            }
+        }
+        proof
+    }
+
     /// Sends `j` the Commits behind our commit point, with no entries: enough for a peer
-    /// that holds the entries but lacks Commits (PROTOCOL.md rule R9).
-    pub(super) fn prove_commit_to(&mut self, j: NodeId) {
-        let proof = self
-            .tally
-            .commit_proof(self.quorum.q, |i| self.log.hash_at(i));
+    /// that holds the entries but lacks Commits (PROTOCOL.md rule R9). `reach`: how far
+    /// `j` is known to hold our chain.
+    pub(super) fn prove_commit_to(&mut self, j: NodeId, reach: Index) {
+        let proof = self.commit_proof_for(reach);
         if proof.is_empty() {
             return;
         }
@@ -95,7 +149,7 @@ impl Node {
         // floor still takes its leader's entries): the proof alone may commit them.
         if !c.proof.is_empty() {
             let own = self.commit_point_on(self.log.last_index(), &[], &c.proof);
-            self.commit_to(own);
+            self.commit_on_proof(own, &c.proof);
         }
         if self.log.hash_at(c.prev_index) != Some(c.prev_hash) {
             tracing::debug!(
@@ -137,7 +191,20 @@ impl Node {
             let keep = &c.entries[..(commit - c.prev_index) as usize];
             self.install_committed(keep);
         }
-        self.commit_to(commit);
+        self.commit_on_proof(commit, &c.proof);
+    }
+
+    /// Commits up to `point`, which `relayed` Commits may have helped prove; if they did,
+    /// keeps the proof of the new point so that we can hand it on (`Tally::keep_cert`).
+    fn commit_on_proof(&mut self, point: Index, relayed: &[Signed<Commit>]) {
+        if point <= self.hard.commit {
+            return;
+        }
+        if !relayed.is_empty() {
+            self.tally
+                .keep_cert(self.quorum.q, |i| self.log.hash_at(i), relayed);
+        }
+        self.commit_to(point);
     }
 
     /// Highest index committed (q Commits of one term, each matching the chain at an index

@@ -106,7 +106,7 @@ impl Node {
                         // We committed what it waits on: hand it the q Commits that
                         // prove it, for some of them may never reach it directly (a
                         // Byzantine node withholds its own).
-                        self.prove_commit_to(from);
+                        self.prove_commit_to(from, c.body.index);
                     }
                 }
             }
@@ -184,6 +184,7 @@ impl Node {
                 self.watch.applied(c, seq);
             }
             self.out.push(Output::Apply(e));
+            self.maybe_take_snapshot(self.applied);
         }
     }
 }

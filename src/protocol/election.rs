@@ -402,6 +402,7 @@ mod tests {
             cluster_id: "t".into(),
             rules,
             timing: Timing::default(),
+            checkpoint_interval: 0,
         };
         Node::new(cfg, keys(n as u8)[0].clone(), 1, Durable::default())
     }

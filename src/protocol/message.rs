@@ -321,6 +321,71 @@ pub struct CatchUp {
     pub proof: Vec<Signed<Commit>>,
 }
 
+/// A node's signed claim: "after applying `index` (term `term`, chain hash `chain_hash`),
+/// my state machine's digest is `state_digest`, and I hold that snapshot durably"
+/// (PROTOCOL.md, "Checkpoints, compaction and state transfer"). **Chosen**: it also signs
+/// the entry's `term`, which the shared spec leaves out: the chain hash binds it already,
+/// and signing it lets a node that installs the snapshot set its log base without
+/// trusting whoever sent it. `epoch` is the configuration epoch (0 until reconfiguration).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub epoch: u64,
+    pub from: NodeId,
+    pub index: Index,
+    pub term: Term,
+    pub chain_hash: Digest,
+    pub state_digest: Digest,
+}
+
+impl Signable for Checkpoint {
+    const KIND: &'static str = "checkpoint";
+    fn signer(&self) -> Principal {
+        Principal::Node(self.from)
+    }
+}
+
+impl Checkpoint {
+    /// What q signers must agree on for a stable checkpoint.
+    pub fn point(&self) -> (Index, Term, Digest, Digest) {
+        (self.index, self.term, self.chain_hash, self.state_digest)
+    }
+}
+
+/// A stable checkpoint: Checkpoints of one point from q distinct members (bft and
+/// tangaroa). In `raft`, one unsigned Checkpoint of the leader, trusted as Raft trusts
+/// its leader's InstallSnapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCert {
+    pub checkpoints: Vec<Signed<Checkpoint>>,
+}
+
+impl CheckpointCert {
+    /// The certified point (that of the first Checkpoint: `Node::valid_cert` checks that
+    /// all agree).
+    pub fn first(&self) -> Option<&Checkpoint> {
+        self.checkpoints.first().map(|c| &c.body)
+    }
+
+    pub fn index(&self) -> Index {
+        self.first().map_or(0, |c| c.index)
+    }
+}
+
+/// Most bytes of state one `Snapshot` message carries.
+pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// One chunk of a state transfer (PROTOCOL.md `Snapshot { cert, offset, chunk, last }`),
+/// on an authenticated link. The chunks are not signed: the certificate's `state_digest`
+/// proves the whole, and the receiver recomputes it before installing anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub from: NodeId,
+    pub cert: CheckpointCert,
+    pub offset: u64,
+    pub chunk: Vec<u8>,
+    pub last: bool,
+}
+
 /// Everything that travels between nodes and clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -335,6 +400,8 @@ pub enum Message {
     Revolution(Signed<Revolution>),
     Reply(Reply),
     CatchUp(CatchUp),
+    Checkpoint(Signed<Checkpoint>),
+    Snapshot(SnapshotChunk),
 }
 
 impl Message {
@@ -350,13 +417,15 @@ impl Message {
             Message::Commit(m) => Some(m.signer()),
             Message::Reply(r) => Some(Principal::Node(r.node)),
             Message::CatchUp(c) => Some(Principal::Node(c.from)),
+            Message::Checkpoint(m) => Some(m.signer()),
+            Message::Snapshot(s) => Some(Principal::Node(s.from)),
             Message::Evidence(_) | Message::Request(_) | Message::Revolution(_) => None,
         }
     }
 
     /// Every kind's name, as `kind` gives it, in declaration order: the names scenarios
     /// may block and the order of the transport's per-kind counters.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 12] = [
         "request-vote",
         "vote",
         "append-entries",
@@ -367,6 +436,8 @@ impl Message {
         "revolution",
         "reply",
         "catch-up",
+        "checkpoint",
+        "snapshot",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -381,6 +452,8 @@ impl Message {
             Message::Revolution(_) => "revolution",
             Message::Reply(_) => "reply",
             Message::CatchUp(_) => "catch-up",
+            Message::Checkpoint(_) => "checkpoint",
+            Message::Snapshot(_) => "snapshot",
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 mod ballot;
 mod catchup;
+mod checkpoint;
 mod client_watch;
 mod clients;
 mod commit;
@@ -24,6 +25,7 @@ mod term_reach;
 pub mod types;
 
 pub use auth::{authenticate, authenticate_cached, AuthError};
+pub use checkpoint::SnapshotVerdict;
 pub use log::{LogBase, Snapshot};
 pub use message::*;
 pub use node::{Durable, HardState, Input, Node, NodeConfig, Output, Persist, Status};

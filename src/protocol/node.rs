@@ -9,8 +9,10 @@
 //! The rules live in sibling modules by concern: `election`, `replication`, `commit`,
 //! `clients`, `evidence`.
 
-use super::log::Log;
-use super::message::{Ack, Commit, ElectionProof, Entry, Evidence, Message, PreparedCert, Vote};
+use super::log::{Log, LogBase, Snapshot};
+use super::message::{
+    Ack, CheckpointCert, Commit, ElectionProof, Entry, Evidence, Message, PreparedCert, Vote,
+};
 use super::types::{ClientId, Index, NodeId, Quorum, Rules, Term, Timing};
 use crate::crypto::{Domain, Principal, Signable, Signed};
 use ed25519_dalek::SigningKey;
@@ -43,6 +45,10 @@ pub const MAX_REQUEST_TIMERS: usize = 4096;
 /// (the attacker found 377). Well above what load needs (one batch in flight, a few
 /// round trips per tick).
 pub const MAX_APPENDS_PER_TICK: u32 = 16;
+/// Recent Checkpoints kept per node while a stable checkpoint gathers.
+pub const CHECKPOINTS_KEPT: usize = 4;
+/// Default `checkpoint_interval`: committed entries between two checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 1000;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -51,6 +57,8 @@ pub struct NodeConfig {
     pub cluster_id: String,
     pub rules: Rules,
     pub timing: Timing,
+    /// Committed entries between two checkpoints (PROTOCOL.md, "Checkpoints"); 0: never.
+    pub checkpoint_interval: u64,
 }
 
 /// What must survive a crash. Replaced atomically by the storage layer.
@@ -94,6 +102,8 @@ pub struct Durable {
     pub evidence: Vec<Evidence>,
     /// The latest stored state-machine snapshot, which replaced the log up to its base.
     pub snapshot: Option<super::log::Snapshot>,
+    /// The latest stable checkpoint's certificate (`Persist::Compact`).
+    pub stable: Option<CheckpointCert>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +112,15 @@ pub enum Persist {
     Append(Vec<Entry>),
     TruncateFrom(Index),
     Evidence(Evidence),
+    /// Our state-machine snapshot after applying `base.index` (the host takes it on
+    /// `Output::TakeSnapshot`): durable before the Checkpoint that claims it leaves.
+    Snapshot(Snapshot),
+    /// A peer's snapshot whose digest matched its certificate: it replaces the whole log
+    /// (entries past it that the node keeps follow as an `Append`).
+    InstallSnapshot(Snapshot),
+    /// A stable checkpoint our snapshot covers: keep its certificate (to serve others
+    /// and prove our base) and free the log at and below its index.
+    Compact(CheckpointCert),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,8 +133,17 @@ pub enum Output {
     },
     /// To every other cluster member.
     Broadcast(Message),
-    /// A committed entry, in index order, exactly once per node lifetime.
+    /// A committed entry, in index order, exactly once per node lifetime (entries a
+    /// snapshot replaced are not applied: the state machine takes the snapshot instead).
     Apply(Entry),
+    /// Snapshot the state machine now, with every entry up to `base.index` applied and
+    /// none after, persist it (`Persist::Snapshot`), then step `Input::Snapshotted`.
+    TakeSnapshot(LogBase),
+    /// Stream our stored snapshot at `cert`'s index to `to`, chunk by chunk.
+    SendSnapshot {
+        to: NodeId,
+        cert: CheckpointCert,
+    },
 }
 
 // An input is moved once into `step`, never stored in bulk: boxing the message would cost
@@ -133,6 +161,16 @@ pub enum Input {
     Timeout,
     /// `from` sent a validly signed message with forged content inside.
     Misbehaved(Principal),
+    /// The host took (or, after a restart, holds) our snapshot at `base`, durably, and
+    /// its digest is `state_digest`.
+    Snapshotted {
+        base: LogBase,
+        state_digest: crate::crypto::Digest,
+    },
+    /// The host received a snapshot certified by `cert` (`Node::snapshot_wanted` said
+    /// so), its digest matched, and it is durable (`Persist::InstallSnapshot`): the state
+    /// machine holds it now.
+    SnapshotInstalled(CheckpointCert),
 }
 
 /// Why this node believes its leader faulty.
@@ -257,6 +295,13 @@ pub struct Node {
     pub(super) helped: Vec<Option<(Term, Index, u64)>>,
     /// When we last pushed committed entries to each peer.
     pub(super) pushed: Vec<Option<u64>>,
+    /// Per peer that holds our committed entries: since when, and behind which commit
+    /// point of ours, its Commits have lagged (`Node::prove_if_lagging`).
+    pub(super) commit_lag: Vec<Option<(u64, Index)>>,
+    /// Checkpoints gathering, our snapshots and the stable checkpoint (`checkpoint.rs`).
+    pub(super) checkpoints: super::checkpoint::Checkpoints,
+    /// When we last offered each peer our snapshot.
+    pub(super) snapshot_sent: Vec<Option<u64>>,
     /// Peers' Acks and Commits: certificates, commit points, known matches (`tally.rs`).
     pub(super) tally: super::tally::Tally,
     pub(super) my_ack: Option<Signed<Ack>>,
@@ -302,6 +347,7 @@ impl Node {
             None => Log::new(&cfg.cluster_id, rules.signed),
         };
         let covered = log.base().index;
+        let stable = durable.stable.filter(|c| c.index() <= covered);
         for e in durable.entries {
             log.append(e);
         }
@@ -329,6 +375,9 @@ impl Node {
             ),
             helped: vec![None; n],
             pushed: vec![None; n],
+            commit_lag: vec![None; n],
+            checkpoints: super::checkpoint::Checkpoints::new(n, stable),
+            snapshot_sent: vec![None; n],
             hard,
             log,
             role: Role::Follower,
@@ -428,6 +477,8 @@ impl Node {
             Input::Message { from, msg } => self.receive(from, msg),
             Input::Timeout => self.election_timer_fired(),
             Input::Misbehaved(p) => self.misbehaved(p),
+            Input::Snapshotted { base, state_digest } => self.snapshotted(base, state_digest),
+            Input::SnapshotInstalled(cert) => self.snapshot_installed(cert),
         }
     }
 
@@ -471,6 +522,9 @@ impl Node {
             Message::Revolution(r) => self.on_revolution(r),
             Message::Reply(_) => {} // replies go to clients, never to nodes
             Message::CatchUp(c) => self.on_catch_up(c),
+            Message::Checkpoint(c) => self.on_checkpoint(c),
+            // Chunks are assembled by the driver, which asks `snapshot_wanted` first.
+            Message::Snapshot(_) => {}
         }
     }
 

@@ -127,6 +127,7 @@ mod tests {
             entries,
             evidence: vec![],
             snapshot: None,
+            stable: None,
         }
     }
 

@@ -175,7 +175,17 @@ impl Node {
             return; // the next heartbeat or Ack after this tick serves it
         }
         let last = self.log.last_index();
+        let base = self.log.base().index;
         let next = ls.next[j as usize].clamp(1, last + 1);
+        if next <= base {
+            // The entries it needs are in our snapshot: offer that, and go on from the base
+            // (refused until it is installed). (PROTOCOL.md rule K4)
+            self.offer_snapshot(j);
+        }
+        let Role::Leader(ls) = &mut self.role else {
+            return;
+        };
+        let next = next.max(base + 1);
         let prev = next - 1;
         let mut to = last.min(prev + MAX_BATCH as Index);
         if let Some(lock) = &ls.lock {
@@ -405,6 +415,13 @@ impl Node {
         let Some(lock) = self.follow.as_ref().and_then(|f| f.lock.clone()) else {
             return true;
         };
+        if lock.index < self.log.base().index {
+            // **Chosen** (PROTOCOL.md rule K5): a lock below our base is reached. Our base
+            // is a stable checkpoint, committed, and the AppendEntries we accept matched
+            // our chain at or past it, so what we Ack extends both. We cannot check its
+            // hash any more, so we do not adopt it: our own lock stays.
+            return matched >= lock.index;
+        }
         if matched < lock.index || self.log.hash_at(lock.index) != Some(lock.hash) {
             return false;
         }
@@ -463,7 +480,8 @@ impl Node {
     }
 
     pub(super) fn send_nack(&mut self, leader: NodeId, term: Term, hint: Index) {
-        let hint = hint.min(self.log.last_index());
+        // Nothing below our base can be named: the base is where we go on from.
+        let hint = hint.clamp(self.log.base().index, self.log.last_index());
         let body = Ack {
             term,
             from: self.cfg.id,

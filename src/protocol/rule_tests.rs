@@ -36,6 +36,7 @@ impl Harness {
             cluster_id: "t".into(),
             rules,
             timing: Timing::default(),
+            checkpoint_interval: 0,
         };
         Node::new(cfg, self.keys[id as usize].clone(), 1, durable)
     }
@@ -135,6 +136,7 @@ fn restart(h: &Harness, n: &Node, rules: Rules) -> Node {
         entries: n.log().entries().to_vec(),
         evidence: vec![],
         snapshot: None,
+        stable: None,
     };
     h.node(n.id(), rules, durable)
 }
@@ -570,6 +572,118 @@ fn a_retransmitted_commit_is_answered_with_the_proof() {
         Some(4),
         "our Commit and the three peers', one per node"
     );
+}
+
+/// Rule R9, transitively: a node that committed on a relayed proof can prove its commit
+/// in turn. Relayed Commits are never stored with the signers' own, so without the kept
+/// certificate its proof would be empty and a third node, which only it pushes, would
+/// never commit (`withhold-commits`, n=4 seed 67000022).
+#[test]
+fn a_node_that_committed_on_a_relayed_proof_can_hand_the_proof_on() {
+    let h = Harness::new();
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let at_2 = (1, 2, chain_hash(&chain, 2));
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+    n.step(h.append(&n, 1, 0, chain.clone()));
+    commits_from(&h, &mut n, [2], at_2);
+    assert!(n.commit_proof_for(2).is_empty(), "nothing committed yet");
+    let relayed: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|&j| signed_commit(&h, j, at_2))
+        .collect();
+    let c = super::message::CatchUp {
+        from: 2,
+        prev_index: 2,
+        prev_hash: at_2.2,
+        entries: vec![],
+        proof: relayed,
+    };
+    n.step(deliver(2, Message::CatchUp(c)));
+    assert_eq!(n.commit_index(), 2);
+    let proof = n.commit_proof_for(2);
+    let signers: std::collections::BTreeSet<NodeId> = proof.iter().map(|c| c.body.from).collect();
+    assert!(signers.len() >= 3, "q distinct signers: {signers:?}");
+}
+
+/// Rule R9: a proof that names another chain, or mixes terms so that no term has q
+/// signers, commits nothing.
+#[test]
+fn a_relayed_proof_of_another_chain_or_of_mixed_terms_commits_nothing() {
+    let h = Harness::new();
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let hash = chain_hash(&chain, 2);
+    let run = |proof: Vec<(NodeId, Term, Digest)>| {
+        let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+        n.step(h.append(&n, 1, 0, chain.clone()));
+        let c = super::message::CatchUp {
+            from: 2,
+            prev_index: 2,
+            prev_hash: hash,
+            entries: vec![],
+            proof: proof
+                .into_iter()
+                .map(|(j, t, d)| signed_commit(&h, j, (t, 2, d)))
+                .collect(),
+        };
+        n.step(deliver(2, Message::CatchUp(c)));
+        n.commit_index()
+    };
+    let other = Digest([7; 32]);
+    assert_eq!(run(vec![(1, 1, hash), (2, 1, hash), (3, 1, other)]), 0);
+    assert_eq!(run(vec![(1, 1, hash), (2, 1, hash), (3, 2, hash)]), 0);
+    assert_eq!(run(vec![(1, 1, hash), (2, 1, hash), (3, 1, hash)]), 2);
+}
+
+/// Rule R9: a peer that Acked our committed entries but whose Commits stay behind our
+/// commit point for a whole election timeout (it may sit below its Ack floor, unable to
+/// Commit, with a liar's Commit withheld) is handed the proof, once per window; a peer
+/// whose Commits keep up is sent nothing.
+#[test]
+fn a_peer_whose_commits_lag_for_a_window_is_handed_the_proof() {
+    let h = Harness::new();
+    let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2)];
+    let at_2 = (1, 2, chain_hash(&chain, 2));
+    let proofs_to_3 = |peer_3_commits: bool| {
+        let mut n = h.node(0, Rules::for_variant(Variant::Bft), Durable::default());
+        n.step(h.append(&n, 1, 0, chain.clone()));
+        // The peers' Acks give node 0 its lock and its own Commit; node 3 Acked the
+        // entries, so nothing else would push it.
+        for from in 1..N as NodeId {
+            let ack = Ack {
+                term: 1,
+                from,
+                index: 2,
+                hash: at_2.2,
+                success: true,
+            };
+            n.step(deliver(from, Message::Ack(h.sign(from, ack))));
+        }
+        let peers: Vec<NodeId> = if peer_3_commits {
+            vec![1, 2, 3]
+        } else {
+            vec![1, 2]
+        };
+        commits_from(&h, &mut n, peers, at_2);
+        let ticks = 3 * Timing::default().election_ticks;
+        let mut sent = 0;
+        for _ in 0..ticks {
+            let out = n.step(Input::Tick);
+            sent += out
+                .iter()
+                .filter(|o| {
+                    matches!(o, Output::Send { to: 3, msg: Message::CatchUp(c) } if !c.proof.is_empty())
+                })
+                .count();
+        }
+        (n.commit_index(), sent)
+    };
+    let (commit, sent) = proofs_to_3(false);
+    assert_eq!(commit, 2, "setup: node 0 committed");
+    assert!(
+        (1..=3).contains(&sent),
+        "lagging peer proved to once per window: {sent}"
+    );
+    assert_eq!(proofs_to_3(true).1, 0, "a peer whose Commits keep up");
 }
 
 // ---- clients ----------------------------------------------------------------------

@@ -19,6 +19,14 @@ pub(super) struct Tally {
     /// Per node, its latest distinct Commits (at most `COMMITS_KEPT`, oldest first): not
     /// only its highest, see `keep_commit`.
     commits: Vec<VecDeque<Signed<Commit>>>,
+    /// The Commits (at most one per node) behind the highest commit point that relayed
+    /// Commits gave us. Relayed Commits are never put in `commits` (see
+    /// `commit_point_with`), yet a node that committed on them must be able to prove its
+    /// commit in turn: otherwise a proof reaches only the relayer's direct peers, and a
+    /// node below its Ack floor that can be pushed only by such a node never commits
+    /// (`withhold-commits`, n=4 seed 67000022). Replaced only by the proof of a higher
+    /// point, so a liar cannot flush it.
+    cert: Vec<Signed<Commit>>,
 }
 
 /// What keeping an Ack did.
@@ -36,6 +44,7 @@ impl Tally {
         Tally {
             acks: vec![VecDeque::new(); n],
             commits: vec![VecDeque::new(); n],
+            cert: Vec::new(),
         }
     }
 
@@ -111,6 +120,7 @@ impl Tally {
     /// The highest index q nodes' Commits of one term prove committed on the chain
     /// `hash_at` describes: each Commit counts for its index and every index below it, and
     /// a node counts once per term, at its highest matching Commit of that term.
+    #[cfg(test)]
     pub fn commit_point(&self, q: usize, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
         self.commit_point_with(q, hash_at, &[])
     }
@@ -125,53 +135,55 @@ impl Tally {
         hash_at: impl Fn(Index) -> Option<Digest>,
         relayed: &[Signed<Commit>],
     ) -> Index {
+        point_among(q, hash_at, self.candidates(relayed))
+    }
+
+    /// Every Commit that may count: each node's kept ones, the kept certificate, and the
+    /// `relayed` ones of members.
+    fn candidates<'a>(
+        &'a self,
+        relayed: &'a [Signed<Commit>],
+    ) -> impl Iterator<Item = &'a Signed<Commit>> {
         let n = self.commits.len();
-        let held = self.commits.iter().flatten();
-        let relayed = relayed.iter().filter(|c| (c.body.from as usize) < n);
-        let mut by_term: BTreeMap<Term, BTreeMap<usize, Index>> = BTreeMap::new();
-        for c in held.chain(relayed) {
-            if hash_at(c.body.index) == Some(c.body.hash) {
-                let signer = c.body.from as usize;
-                let at = by_term
-                    .entry(c.body.term)
-                    .or_default()
-                    .entry(signer)
-                    .or_default();
-                *at = (*at).max(c.body.index);
-            }
-        }
-        by_term
-            .into_values()
-            .map(|per_node| per_node.into_values().collect::<Vec<Index>>())
-            .filter(|v| v.len() >= q)
-            .map(|mut v| {
-                v.sort_unstable_by(|a, b| b.cmp(a));
-                v[q - 1]
-            })
-            .max()
-            .unwrap_or(0)
+        let relayed = relayed.iter().filter(move |c| (c.body.from as usize) < n);
+        self.commits
+            .iter()
+            .flatten()
+            .chain(&self.cert)
+            .chain(relayed)
     }
 
     /// The Commits behind our commit point on the chain `hash_at` describes: per node, its
     /// highest matching Commit of the term that gives the point (at most one per node, so
     /// at most n). Empty if nothing is committed. What a catch-up push carries as proof.
+    /// A `hash_at` that stops at index `k` gives the proof of the highest point at or
+    /// below `k` made of Commits at or below `k`: what a node that holds our chain only
+    /// up to `k` can check.
     pub fn commit_proof(
         &self,
         q: usize,
         hash_at: impl Fn(Index) -> Option<Digest>,
     ) -> Vec<Signed<Commit>> {
-        let point = self.commit_point(q, &hash_at);
+        self.commit_proof_with(q, hash_at, &[])
+    }
+
+    /// `commit_proof`, counting `relayed` Commits too.
+    fn commit_proof_with(
+        &self,
+        q: usize,
+        hash_at: impl Fn(Index) -> Option<Digest>,
+        relayed: &[Signed<Commit>],
+    ) -> Vec<Signed<Commit>> {
+        let point = self.commit_point_with(q, &hash_at, relayed);
         if point == 0 {
             return Vec::new();
         }
-        let mut best: BTreeMap<(Term, usize), &Signed<Commit>> = BTreeMap::new();
-        for (j, kept) in self.commits.iter().enumerate() {
-            for c in kept {
-                if c.body.index >= point && hash_at(c.body.index) == Some(c.body.hash) {
-                    let slot = best.entry((c.body.term, j)).or_insert(c);
-                    if c.body.index > slot.body.index {
-                        *slot = c;
-                    }
+        let mut best: BTreeMap<(Term, NodeId), &Signed<Commit>> = BTreeMap::new();
+        for c in self.candidates(relayed) {
+            if c.body.index >= point && hash_at(c.body.index) == Some(c.body.hash) {
+                let slot = best.entry((c.body.term, c.body.from)).or_insert(c);
+                if c.body.index > slot.body.index {
+                    *slot = c;
                 }
             }
         }
@@ -183,6 +195,31 @@ impl Tally {
             .into_values()
             .find(|v| v.len() >= q)
             .unwrap_or_default()
+    }
+
+    /// After `relayed` Commits moved our commit point: keep the proof of the new point (a
+    /// relay is never stored in the per-node tables) so that we can hand it on.
+    pub fn keep_cert(
+        &mut self,
+        q: usize,
+        hash_at: impl Fn(Index) -> Option<Digest>,
+        relayed: &[Signed<Commit>],
+    ) {
+        let proof = self.commit_proof_with(q, &hash_at, relayed);
+        if point_among(q, &hash_at, proof.iter()) > point_among(q, &hash_at, self.cert.iter()) {
+            self.cert = proof;
+        }
+    }
+
+    /// The highest index of `node`'s Commits that matches the chain `hash_at` describes:
+    /// how far we know it holds a lock on our chain; the genesis if none.
+    pub fn known_commit(&self, node: NodeId, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
+        self.commits[node as usize]
+            .iter()
+            .filter(|c| hash_at(c.body.index) == Some(c.body.hash))
+            .map(|c| c.body.index)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The highest index at which `node` told us (by Ack or Commit) that its log is the
@@ -197,6 +234,38 @@ impl Tally {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// The highest index q nodes' Commits among `commits` prove on the chain `hash_at`
+/// describes: each Commit counts for its index and every index below it, and a node
+/// counts once per term, at its highest matching Commit of that term.
+fn point_among<'a>(
+    q: usize,
+    hash_at: impl Fn(Index) -> Option<Digest>,
+    commits: impl Iterator<Item = &'a Signed<Commit>>,
+) -> Index {
+    let mut by_term: BTreeMap<Term, BTreeMap<NodeId, Index>> = BTreeMap::new();
+    for c in commits {
+        if hash_at(c.body.index) == Some(c.body.hash) {
+            let signer = c.body.from;
+            let at = by_term
+                .entry(c.body.term)
+                .or_default()
+                .entry(signer)
+                .or_default();
+            *at = (*at).max(c.body.index);
+        }
+    }
+    by_term
+        .into_values()
+        .map(|per_node| per_node.into_values().collect::<Vec<Index>>())
+        .filter(|v| v.len() >= q)
+        .map(|mut v| {
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            v[q - 1]
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     let restored = durable
         .snapshot
         .as_ref()
-        .map(|s| Kv::from_snapshot_bytes(&s.state))
+        .map(|s| Kv::from_snapshot_bytes(&s.state).map(|(kv, _)| (kv, s.clone())))
         .transpose()
         .map_err(|why| NodeError::Snapshot {
             dir: data.display().to_string(),
@@ -147,6 +147,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         cluster_id: cfg.cluster_id.clone(),
         rules: Rules::for_variant(cfg.variant),
         timing: cfg.timing,
+        checkpoint_interval: cfg.checkpoint_interval,
     };
     // The election timer's randomness: the only OS randomness, and it stays out here.
     let seed: u64 = rand::random();
@@ -219,7 +220,7 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
     });
     let mut process = Process {
         driver: match restored {
-            Some((kv, _digest)) => Driver::restored(actor, kv),
+            Some((kv, snapshot)) => Driver::restored(actor, kv, snapshot),
             None => Driver::new(actor),
         },
         tracker,
@@ -230,7 +231,9 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         stopping,
         ticks_due,
     };
-    let result = process.run(rx);
+    // A restored node claims its stored snapshot again (to serve it to peers).
+    let resumed = process.driver.resume();
+    let result = process.release(resumed).and_then(|()| process.run(rx));
     process.net.close();
     // Give the close frames a moment to leave, then stop every task. Everything that
     // holds runtime resources (the endpoint, the links) is dropped inside the runtime.
@@ -445,6 +448,14 @@ impl Process {
                     }
                 }
                 Effect::Applied { request: None, .. } => {}
+                Effect::Snapshot {
+                    base,
+                    state_digest,
+                    installed,
+                } => {
+                    let how = if installed { "installed" } else { "took" };
+                    tracing::info!(index = base.index, digest = %state_digest, "{how} a snapshot");
+                }
                 Effect::Applied {
                     request: Some(r), ..
                 } => {

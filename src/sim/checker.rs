@@ -7,15 +7,18 @@
 //! - every committed request was issued and signed by its client;
 //! - every result a client accepted is the result honest nodes computed;
 //! - no honest node signs two messages that would be Evidence against it (`signatures`),
-//!   and no honest node holds Evidence against another honest node.
+//!   and no honest node holds Evidence against another honest node;
+//! - every snapshot an honest node takes or installs is the honest state at its index
+//!   (honest nodes' own snapshots at one index agree, and an installed one equals them).
 //!
 //! Liveness (checked when the run asks for it): once faults stop, every honest node
 //! commits every request issued before the deadline, within a stated bound.
 
 use super::signatures::SignatureAudit;
+use crate::crypto::Digest;
 use crate::crypto::Keyring;
 use crate::kv::Applied;
-use crate::protocol::{ClientId, Durable, Entry, Index, Message, NodeId, Op, OpResult};
+use crate::protocol::{ClientId, Durable, Entry, Index, LogBase, Message, NodeId, Op, OpResult};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -56,6 +59,8 @@ pub enum Finding {
     Uncommitted,
     /// The run went over its work budget.
     Storm,
+    /// An honest node took or installed a snapshot that is not the honest state there.
+    BadSnapshot,
 }
 
 impl Finding {
@@ -100,6 +105,9 @@ pub struct Checker {
     issued: HashMap<ReqId, (Op, u64)>,
     honest_result: HashMap<ReqId, OpResult>,
     accepted: Vec<(ReqId, OpResult)>,
+    /// The state digest at each snapshotted index, as the first honest node to snapshot
+    /// or install there had it (and which one).
+    digests: BTreeMap<Index, (NodeId, Digest)>,
     audit: SignatureAudit,
     pub violations: Vec<Violation>,
 }
@@ -119,6 +127,7 @@ impl Checker {
             issued: HashMap::new(),
             honest_result: HashMap::new(),
             accepted: Vec::new(),
+            digests: BTreeMap::new(),
             audit: SignatureAudit::default(),
             violations: Vec::new(),
         }
@@ -263,6 +272,54 @@ impl Checker {
         self.applied_upto[slot] = 0;
         self.executions[slot].clear();
         self.applied_reqs[slot].clear();
+        if let Some(snap) = &d.snapshot {
+            self.covered_by_snapshot(slot, snap.base.index);
+        }
+    }
+
+    /// An honest node's snapshot (one it took, or one a peer sent it that it installed):
+    /// the state at `base.index` must be the one every honest node had there. An
+    /// installed snapshot also stands for the entries up to its base, applied.
+    pub fn on_snapshot(
+        &mut self,
+        slot: usize,
+        node: NodeId,
+        base: LogBase,
+        digest: Digest,
+        installed: bool,
+    ) {
+        if !self.honest[slot] {
+            return;
+        }
+        let how = if installed { "installed" } else { "took" };
+        match self.digests.get(&base.index) {
+            Some((first, d)) if *d != digest => {
+                let detail = format!(
+                    "node {node} {how} a snapshot at {} whose state differs from node {first}'s there",
+                    base.index
+                );
+                self.safety(Finding::BadSnapshot, detail);
+            }
+            Some(_) => {}
+            None => {
+                self.digests.insert(base.index, (node, digest));
+            }
+        }
+        if installed {
+            self.covered_by_snapshot(slot, base.index);
+        }
+    }
+
+    /// The node's state machine now stands at `index`: what it holds counts as applied.
+    fn covered_by_snapshot(&mut self, slot: usize, index: Index) {
+        let from = self.applied_upto[slot];
+        for (_, (_, e)) in self.committed.range(from + 1..=index) {
+            if let Some(r) = e.payload.request() {
+                self.applied_reqs[slot].insert((r.body.client, r.body.seq));
+            }
+        }
+        self.applied_upto[slot] = index.max(from);
+        self.applied_ever[slot] = self.applied_ever[slot].max(index);
     }
 
     pub fn on_accept(&mut self, client: ClientId, seq: u64, result: OpResult) {

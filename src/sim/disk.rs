@@ -7,7 +7,9 @@
 //! (the runtime's snapshot writes are synced before they return), and a restart gets the
 //! latest snapshot and the log after its base.
 
-use crate::protocol::{Durable, Entry, Evidence, HardState, LogBase, Persist, Snapshot};
+use crate::protocol::{
+    CheckpointCert, Durable, Entry, Evidence, HardState, LogBase, Persist, Snapshot,
+};
 
 #[derive(Clone, Debug, Default)]
 pub struct Disk {
@@ -18,6 +20,7 @@ pub struct Disk {
     floor: u64,
     evidence: Vec<Evidence>,
     snapshot: Option<Snapshot>,
+    stable: Option<CheckpointCert>,
 }
 
 impl Disk {
@@ -67,6 +70,12 @@ impl Disk {
                 self.entries.truncate((*i - 1 - self.floor) as usize)
             }
             Persist::Evidence(e) => self.evidence.push(e.clone()),
+            Persist::Snapshot(s) => self.write_snapshot(s.base, s.state.clone()),
+            Persist::InstallSnapshot(s) => self.install_snapshot(s.base, s.state.clone()),
+            Persist::Compact(cert) => {
+                self.stable = Some(cert.clone());
+                self.compact_below(cert.index());
+            }
         }
     }
 
@@ -79,12 +88,11 @@ impl Disk {
             entries: self.entries.get(after..).unwrap_or_default().to_vec(),
             evidence: self.evidence.clone(),
             snapshot: self.snapshot.clone(),
+            stable: self.stable.clone(),
         }
     }
 }
 
-// Used by the tests until the simulator takes checkpoints (issue 11's protocol half).
-#[cfg_attr(not(test), allow(dead_code))]
 impl Disk {
     /// The node's own snapshot at `base` (in its log), as `Storage::write_snapshot`.
     pub fn write_snapshot(&mut self, base: LogBase, state: Vec<u8>) {
@@ -99,7 +107,9 @@ impl Disk {
     pub fn install_snapshot(&mut self, base: LogBase, state: Vec<u8>) {
         assert!(
             base.index >= self.snapshot_index(),
-            "snapshots never go back"
+            "snapshots never go back: installing {} over {}",
+            base.index,
+            self.snapshot_index()
         );
         self.entries.clear();
         self.floor = base.index;

@@ -73,7 +73,13 @@ pub struct SimConfig {
     pub chaos_ms: u64,
     pub calm_ms: u64,
     pub max_requests: u64,
+    /// Committed entries between checkpoints: small, so that every run compacts and
+    /// restarted or lagging nodes catch up by snapshot.
+    pub checkpoint_interval: u64,
 }
+
+/// The simulator's default `checkpoint_interval`: several checkpoints per run.
+pub const SIM_CHECKPOINT_INTERVAL: u64 = 16;
 
 impl SimConfig {
     pub fn new(variant: Variant, nodes: usize, seed: u64) -> SimConfig {
@@ -89,6 +95,7 @@ impl SimConfig {
             chaos_ms: 3000,
             calm_ms: 0,
             max_requests: 1000,
+            checkpoint_interval: SIM_CHECKPOINT_INTERVAL,
         }
         .with_default_calm()
     }

@@ -97,7 +97,7 @@ struct EventFile {
 }
 
 /// Message kinds a `block` may name.
-const KINDS: [&str; 10] = crate::protocol::Message::KINDS;
+const KINDS: [&str; 12] = crate::protocol::Message::KINDS;
 
 /// What a scenario expects of a variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -296,13 +296,15 @@ impl World {
             cluster_id: CLUSTER_ID.to_string(),
             rules: self.cfg.rules,
             timing: self.cfg.timing,
+            checkpoint_interval: self.cfg.checkpoint_interval,
         };
         let seed = self.cfg.seed ^ ((s as u64) << 40) ^ (slot.incarnation << 56) ^ 0x9e37_79b9;
         let durable = slot.disk.durable();
-        let restored = durable.snapshot.as_ref().map(|s| {
-            crate::kv::Kv::from_snapshot_bytes(&s.state)
+        let restored = durable.snapshot.clone().map(|s| {
+            let kv = crate::kv::Kv::from_snapshot_bytes(&s.state)
                 .expect("the simulated disk holds only snapshots a node wrote")
-                .0
+                .0;
+            (kv, s)
         });
         let actor: Box<dyn Actor> = match slot.kind {
             SlotKind::Honest => Box::new(Node::new(cfg, slot.key.clone(), seed, durable)),
@@ -317,11 +319,19 @@ impl World {
                 },
             ),
         };
-        slot.driver = Some(match restored {
-            Some(kv) => Driver::restored(actor, kv),
-            None => Driver::new(actor),
-        });
+        let (driver, resume) = match restored {
+            Some((kv, snap)) => {
+                let mut d = Driver::restored(actor, kv, snap);
+                let ready = d.resume();
+                (d, Some(ready))
+            }
+            None => (Driver::new(actor), None),
+        };
+        slot.driver = Some(driver);
         slot.inbox.clear();
+        if let Some(ready) = resume {
+            self.release(s, ready);
+        }
     }
 
     /// Runs until virtual time `until` (ms) or until the queue empties, or stops the run
@@ -592,6 +602,13 @@ impl World {
                         self.reply_to_client(s, r.client, r.reply);
                     }
                 }
+                Effect::Snapshot {
+                    base,
+                    state_digest,
+                    installed,
+                } => self
+                    .checker
+                    .on_snapshot(s, me, base, state_digest, installed),
             }
         }
     }

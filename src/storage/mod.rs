@@ -15,6 +15,8 @@
 //!   (`snapshot_file`), replaced atomically. Restart loads it, then the log after it;
 //!   `compact_below` deletes the segments wholly below it, so restart work and disk use
 //!   are bounded by the state plus the entries since the snapshot plus one segment.
+//! - `stable`: the latest stable checkpoint's certificate (`stable_file`), replaced
+//!   atomically when a stable checkpoint compacts the log.
 //! - `evidence`: append-only records of Evidence.
 //! - `format`: the version of the record format (`codec::DISK_VERSION`), written when the
 //!   directory is first used. A directory of another version is refused, naming both
@@ -28,6 +30,7 @@
 mod records;
 mod segments;
 mod snapshot_file;
+mod stable_file;
 
 pub use records::RecordError;
 pub use segments::{segment_path, SegmentLimits, SEGMENT_BYTES, SEGMENT_RECORDS};
@@ -291,6 +294,7 @@ impl Storage {
                 base: s.meta.base,
                 state: s.state,
             }),
+            stable: stable_file::read(dir)?,
         };
         Ok((storage, durable))
     }
@@ -303,7 +307,42 @@ impl Storage {
     /// (entries held but never Acked are what a node that received them and crashed has),
     /// and the truncations and the hard state stay together in the last record. If even
     /// that is too large, nothing is written and the error says so.
+    ///
+    /// Snapshot operations (`Snapshot`, `InstallSnapshot`, `Compact`) are carried out in
+    /// their place: the log records before one are written and synced first, then it, then
+    /// the rest (a batch without one costs one sync, as before).
     pub fn apply(&mut self, ops: &[&Persist]) -> Result<(), StorageError> {
+        let mut run: Vec<&Persist> = Vec::new();
+        for op in ops {
+            match op {
+                Persist::Snapshot(_) | Persist::InstallSnapshot(_) | Persist::Compact(_) => {
+                    self.apply_records(&run)?;
+                    run.clear();
+                    self.apply_snapshot_op(op)?;
+                }
+                _ => run.push(op),
+            }
+        }
+        self.apply_records(&run)
+    }
+
+    fn apply_snapshot_op(&mut self, op: &Persist) -> Result<(), StorageError> {
+        match op {
+            Persist::Snapshot(s) => self.write_snapshot(s.base, &s.state),
+            Persist::InstallSnapshot(s) => self.install_snapshot(s.base, &s.state),
+            Persist::Compact(cert) => {
+                stable_file::write(&self.dir, cert)?;
+                self.compact_below(cert.index()).map(|_| ())
+            }
+            _ => unreachable!("only snapshot operations come here"),
+        }
+    }
+
+    /// The log records of a run of `Persist`s without snapshot operations.
+    fn apply_records(&mut self, ops: &[&Persist]) -> Result<(), StorageError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
         let mut batch: BatchRef<'_> = Batch {
             ops: Vec::new(),
             hard: None,
@@ -340,6 +379,9 @@ impl Storage {
                     batch.ops.push(LogOp::TruncateFrom(*i));
                 }
                 Persist::Evidence(e) => evidence.push(e),
+                Persist::Snapshot(_) | Persist::InstallSnapshot(_) | Persist::Compact(_) => {
+                    return Err(self.bug("a snapshot operation among log records".into()))
+                }
             }
         }
         let new_hard = batch.hard;

@@ -70,7 +70,7 @@ pub enum Inbound {
 }
 
 /// Message kinds, in the order of the per-kind counters (`Message::kind` names).
-pub const KINDS: [&str; 10] = Message::KINDS;
+pub const KINDS: [&str; 12] = Message::KINDS;
 
 /// The index of replies in [`KINDS`] (they are counted apart from protocol messages).
 pub const REPLY_KIND: usize = 8;

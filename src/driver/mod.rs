@@ -10,15 +10,29 @@
 //!   produced them, so "persist before you speak" is the type's shape, not a convention;
 //! - it applies committed entries to the key-value store and builds each client's reply.
 //!
+//! It also takes the snapshots the core asks for and moves them between nodes
+//! (`transfer`): the core decides when and to whom, the driver holds the bytes.
+//!
 //! No I/O here: the host persists `Ready::persist` (one sync), then carries out
 //! `Ready::effects` in order.
 
+mod transfer;
+
 use crate::actor::Actor;
+use crate::crypto::Digest;
 use crate::crypto::Principal;
 use crate::kv::{Applied, Kv};
 use crate::protocol::{
-    AuthError, ClientId, Entry, Input, Message, Node, NodeId, Output, Persist, Reply,
+    AuthError, CheckpointCert, ClientId, Entry, Index, Input, LogBase, Message, Node, NodeId,
+    Output, Persist, Reply, Snapshot, SnapshotChunk, SnapshotVerdict,
 };
+use std::collections::VecDeque;
+use transfer::{Incoming, Taken};
+
+/// Our snapshots' encodings kept in memory to serve peers: the latest stable one and one
+/// newer, still gathering its checkpoint. **Chosen**: served from memory (one encoded copy
+/// of the state, at most two), not re-read from the snapshot file.
+const SNAPSHOTS_KEPT: usize = 2;
 
 /// Most inputs stepped as one batch, by the runtime and the simulator alike.
 pub const MAX_INPUTS_PER_BATCH: usize = 1024;
@@ -30,6 +44,13 @@ pub struct Ready {
     pub persist: Vec<Persist>,
     /// Then these, in order.
     pub effects: Vec<Effect>,
+}
+
+impl Ready {
+    fn merge(&mut self, other: Ready) {
+        self.persist.extend(other.persist);
+        self.effects.extend(other.effects);
+    }
 }
 
 #[derive(Debug)]
@@ -45,6 +66,13 @@ pub enum Effect {
     Applied {
         entry: Entry,
         request: Option<AppliedRequest>,
+    },
+    /// The state machine is now the snapshot at `base` with this digest: one we took
+    /// (`installed: false`) or one a peer sent (`installed: true`, replacing the state).
+    Snapshot {
+        base: LogBase,
+        state_digest: Digest,
+        installed: bool,
     },
 }
 
@@ -90,6 +118,12 @@ pub struct Driver {
     kv: Kv,
     /// Client requests applied since this process started.
     applied: u64,
+    /// Our snapshots' encodings by index, oldest first (`SNAPSHOTS_KEPT`).
+    snapshots: VecDeque<(Index, Vec<u8>)>,
+    /// The snapshot a peer is streaming to us.
+    incoming: Option<Incoming>,
+    /// Ticks stepped: the clock a stalled incoming snapshot is judged by.
+    ticks: u64,
 }
 
 impl Driver {
@@ -99,17 +133,34 @@ impl Driver {
             actor,
             kv: Kv::new(),
             applied: 0,
+            snapshots: VecDeque::new(),
+            incoming: None,
+            ticks: 0,
         }
     }
 
-    /// A restarted node whose state machine starts from its snapshot (the core replays
-    /// only the committed entries after the snapshot's base into it).
-    pub fn restored(actor: Box<dyn Actor>, kv: Kv) -> Driver {
-        Driver {
-            actor,
-            kv,
-            applied: 0,
+    /// A restarted node whose state machine starts from its stored snapshot (the core
+    /// replays only the committed entries after the snapshot's base into it). The host
+    /// must then carry out `resume`'s Ready.
+    pub fn restored(actor: Box<dyn Actor>, kv: Kv, snapshot: Snapshot) -> Driver {
+        let mut d = Driver::new(actor);
+        d.kv = kv;
+        d.snapshots.push_back((snapshot.base.index, snapshot.state));
+        d
+    }
+
+    /// After `restored`: tells the core it holds the stored snapshot again, so that it
+    /// can claim it (re-sending the same signed Checkpoint) and serve it.
+    pub fn resume(&mut self) -> Ready {
+        let Some((index, bytes)) = self.snapshots.back() else {
+            return Ready::default();
+        };
+        let base = self.node().log().base();
+        if base.index != *index {
+            return Ready::default();
         }
+        let state_digest = crate::crypto::sha256(bytes);
+        self.step(Input::Snapshotted { base, state_digest })
     }
 
     pub fn node(&self) -> &Node {
@@ -140,15 +191,115 @@ impl Driver {
 
     /// Steps the actor on one input.
     pub fn step(&mut self, input: Input) -> Ready {
-        let out = self.actor.step(input);
-        self.ready(out)
+        self.step_batch(vec![input])
     }
 
     /// Steps the actor on inputs that arrived together (the honest node batches what it
-    /// appends meanwhile: one AppendEntries per follower for the lot).
+    /// appends meanwhile: one AppendEntries per follower for the lot). Snapshot chunks
+    /// stop here; a snapshot they complete is installed between the inputs before and
+    /// after it.
     pub fn step_batch(&mut self, inputs: Vec<Input>) -> Ready {
-        let out = self.actor.step_batch(inputs);
-        self.ready(out)
+        let mut ready = Ready::default();
+        let mut pending = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match input {
+                Input::Message {
+                    from: Principal::Node(j),
+                    msg: Message::Snapshot(c),
+                } => match self.take_chunk(j, c) {
+                    Some(Taken::Complete { cert, kv, bytes }) => {
+                        if !pending.is_empty() {
+                            let before = self.actor.step_batch(std::mem::take(&mut pending));
+                            let done = self.ready(before);
+                            ready.merge(done);
+                        }
+                        // The inputs just stepped may have committed past it meanwhile.
+                        if self.actor.node().snapshot_wanted(j, &cert) == SnapshotVerdict::Wanted {
+                            let installed = self.install(cert, kv, bytes);
+                            ready.merge(installed);
+                        }
+                    }
+                    Some(Taken::Bad(e)) => {
+                        tracing::warn!(from = j, error = %e, "refused a snapshot");
+                        pending.push(Input::Misbehaved(Principal::Node(j)));
+                    }
+                    Some(Taken::Pending) | None => {}
+                },
+                Input::Tick => {
+                    self.ticks += 1;
+                    pending.push(Input::Tick);
+                }
+                other => pending.push(other),
+            }
+        }
+        if !pending.is_empty() {
+            let out = self.actor.step_batch(pending);
+            let rest = self.ready(out);
+            ready.merge(rest);
+        }
+        ready
+    }
+
+    /// One chunk of a snapshot a peer streams: assembled if the core wants that snapshot;
+    /// a certificate that is none makes the sender misbehaving.
+    fn take_chunk(&mut self, from: NodeId, c: SnapshotChunk) -> Option<Taken> {
+        match self.actor.node().snapshot_wanted(from, &c.cert) {
+            SnapshotVerdict::Forged => {
+                return Some(Taken::Bad(crate::kv::SnapshotError::Malformed {
+                    offset: c.offset,
+                    reason: "its certificate proves no stable checkpoint".into(),
+                }))
+            }
+            SnapshotVerdict::Unneeded => return None,
+            SnapshotVerdict::Wanted => {}
+        }
+        let now = self.ticks;
+        if c.offset == 0 && Incoming::yields_to(&self.incoming, from, c.cert.index(), now) {
+            self.incoming = Some(Incoming::start(from, c.cert.clone(), now));
+        }
+        let current = self.incoming.take()?;
+        if !current.is_next(from, &c) {
+            self.incoming = Some(current);
+            return None; // out of place: dropped; the sender offers again later
+        }
+        let (rest, taken) = current.take(c, now);
+        self.incoming = rest;
+        Some(taken)
+    }
+
+    /// A complete snapshot whose digest is the certified one: durable first, then the
+    /// state machine and the core take it.
+    fn install(&mut self, cert: CheckpointCert, kv: Kv, bytes: Vec<u8>) -> Ready {
+        let first = cert
+            .first()
+            .expect("a wanted certificate is not empty")
+            .clone();
+        let base = LogBase {
+            index: first.index,
+            term: first.term,
+            hash: first.chain_hash,
+        };
+        let out = self.actor.step(Input::SnapshotInstalled(cert));
+        let mut ready = Ready::default();
+        // Only if the actor took it (an adversary wrapping the core may not): the disk
+        // and the state machine then follow the core, never run ahead of it.
+        if self.node().log().base() == base {
+            ready.persist.push(Persist::InstallSnapshot(Snapshot {
+                base,
+                state: bytes.clone(),
+            }));
+            ready.effects.push(Effect::Snapshot {
+                base,
+                state_digest: crate::crypto::sha256(&bytes),
+                installed: true,
+            });
+            self.kv = kv;
+            self.snapshots.clear();
+            self.snapshots.push_back((base.index, bytes));
+        }
+        let core = self.ready(out);
+        ready.merge(core);
+        ready
     }
 
     /// Splits outputs into what must be durable and what follows, applying committed
@@ -165,9 +316,57 @@ impl Driver {
                     let request = self.apply(&entry);
                     ready.effects.push(Effect::Applied { entry, request });
                 }
+                Output::TakeSnapshot(base) => {
+                    let more = self.take_snapshot(base);
+                    ready.merge(more);
+                }
+                Output::SendSnapshot { to, cert } => self.send_snapshot(to, cert, &mut ready),
+            }
+        }
+        for p in &ready.persist {
+            if let Persist::Compact(cert) = p {
+                // The stable snapshot is the oldest we need to serve.
+                self.snapshots.retain(|(i, _)| *i >= cert.index());
             }
         }
         ready
+    }
+
+    /// The core applied `base.index` and wants a snapshot of exactly that state: encode
+    /// it, make it durable with this Ready, and tell the core its digest.
+    fn take_snapshot(&mut self, base: LogBase) -> Ready {
+        let bytes = self.kv.snapshot_bytes();
+        let state_digest = crate::crypto::sha256(&bytes);
+        let mut ready = Ready::default();
+        ready.persist.push(Persist::Snapshot(Snapshot {
+            base,
+            state: bytes.clone(),
+        }));
+        self.snapshots.push_back((base.index, bytes));
+        while self.snapshots.len() > SNAPSHOTS_KEPT {
+            self.snapshots.pop_front();
+        }
+        ready.effects.push(Effect::Snapshot {
+            base,
+            state_digest,
+            installed: false,
+        });
+        let out = self.actor.step(Input::Snapshotted { base, state_digest });
+        let core = self.ready(out);
+        ready.merge(core);
+        ready
+    }
+
+    /// Streams our snapshot at `cert`'s index to `to`, if we still hold it.
+    fn send_snapshot(&self, to: NodeId, cert: CheckpointCert, ready: &mut Ready) {
+        let Some((_, bytes)) = self.snapshots.iter().find(|(i, _)| *i == cert.index()) else {
+            tracing::debug!(to, index = cert.index(), "no longer hold that snapshot");
+            return;
+        };
+        let from = self.node().id();
+        for msg in transfer::chunks(from, &cert, bytes) {
+            ready.effects.push(Effect::Send { to, msg });
+        }
     }
 
     fn apply(&mut self, entry: &Entry) -> Option<AppliedRequest> {

@@ -1,0 +1,126 @@
+//! State transfer's mechanics (PROTOCOL.md, "Checkpoints, compaction and state transfer"):
+//! cutting a stored snapshot into `Snapshot` chunks, and assembling the chunks a peer
+//! streams into a state machine whose digest is the certified one. What to send and what
+//! to accept is the core's (`Output::SendSnapshot`, `Node::snapshot_wanted`); this only
+//! moves bytes, within bounds: one incoming snapshot at a time, decoded as it arrives
+//! (`kv::SnapshotBuilder` refuses a stream over its size or chunk bound).
+
+use crate::kv::{Kv, SnapshotBuilder, SnapshotError};
+use crate::protocol::{CheckpointCert, Message, NodeId, SnapshotChunk, MAX_SNAPSHOT_CHUNK_BYTES};
+
+/// Ticks without a chunk after which an incoming snapshot may be replaced by another
+/// sender's: a liar that starts a stream and stalls cannot hold the slot.
+pub const STALLED_TICKS: u64 = 50;
+
+/// The `Snapshot` messages that carry `state` certified by `cert`, in order.
+pub fn chunks(from: NodeId, cert: &CheckpointCert, state: &[u8]) -> Vec<Message> {
+    let pieces: Vec<&[u8]> = if state.is_empty() {
+        vec![&[]]
+    } else {
+        state.chunks(MAX_SNAPSHOT_CHUNK_BYTES).collect()
+    };
+    let last = pieces.len() - 1;
+    let mut offset = 0u64;
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(k, piece)| {
+            let m = Message::Snapshot(SnapshotChunk {
+                from,
+                cert: cert.clone(),
+                offset,
+                chunk: piece.to_vec(),
+                last: k == last,
+            });
+            offset += piece.len() as u64;
+            m
+        })
+        .collect()
+}
+
+/// A snapshot being received.
+pub struct Incoming {
+    pub from: NodeId,
+    pub cert: CheckpointCert,
+    builder: SnapshotBuilder,
+    /// The encoding as received, to be stored once it proves right.
+    bytes: Vec<u8>,
+    next_offset: u64,
+    /// The driver's tick count at the last chunk taken.
+    last_progress: u64,
+}
+
+/// What one chunk did.
+pub enum Taken {
+    /// Nothing to act on yet (or a chunk out of place, dropped).
+    Pending,
+    /// The stream is malformed, oversized or its digest is not the certified one.
+    Bad(SnapshotError),
+    /// The whole snapshot, its digest the certified one.
+    Complete {
+        cert: CheckpointCert,
+        kv: Kv,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Incoming {
+    /// Whether a stream starting now (offset 0) from `from` at `index` takes the slot
+    /// held by `current`: a higher snapshot, the same sender starting again (it lost a
+    /// chunk), or a stalled one.
+    pub fn yields_to(current: &Option<Incoming>, from: NodeId, index: u64, now: u64) -> bool {
+        match current {
+            None => true,
+            Some(c) => {
+                index > c.cert.index()
+                    || c.from == from
+                    || now.saturating_sub(c.last_progress) >= STALLED_TICKS
+            }
+        }
+    }
+
+    pub fn start(from: NodeId, cert: CheckpointCert, now: u64) -> Incoming {
+        Incoming {
+            from,
+            cert,
+            builder: SnapshotBuilder::new(),
+            bytes: Vec::new(),
+            next_offset: 0,
+            last_progress: now,
+        }
+    }
+
+    /// Whether `c` is the next chunk of this stream.
+    pub fn is_next(&self, from: NodeId, c: &SnapshotChunk) -> bool {
+        from == self.from && c.cert == self.cert && c.offset == self.next_offset
+    }
+
+    /// Takes the next chunk (`is_next` holds); on the last one, checks the digest.
+    pub fn take(mut self, c: SnapshotChunk, now: u64) -> (Option<Incoming>, Taken) {
+        if let Err(e) = self.builder.push(&c.chunk) {
+            return (None, Taken::Bad(e));
+        }
+        self.next_offset += c.chunk.len() as u64;
+        self.bytes.extend_from_slice(&c.chunk);
+        self.last_progress = now;
+        if !c.last {
+            return (Some(self), Taken::Pending);
+        }
+        let digest = self
+            .cert
+            .first()
+            .expect("a wanted certificate is not empty")
+            .state_digest;
+        match self.builder.finish(&digest) {
+            Ok(kv) => (
+                None,
+                Taken::Complete {
+                    cert: self.cert,
+                    kv,
+                    bytes: self.bytes,
+                },
+            ),
+            Err(e) => (None, Taken::Bad(e)),
+        }
+    }
+}
