@@ -30,7 +30,6 @@ const WIDEN_TICKS: u32 = 30;
 pub struct Equivocate {
     inner: Node,
     kit: Kit,
-    cluster_id: String,
     /// Highest index of a real Ack or Commit of ours each follower has seen: backing the
     /// fork at or below it would hand that follower two conflicting Acks, i.e. Evidence.
     shown_real: Vec<u64>,
@@ -54,7 +53,6 @@ impl Equivocate {
         Equivocate {
             inner: ctx.honest_node(),
             kit: Kit::new(&ctx, 0xe9),
-            cluster_id: ctx.cfg.cluster_id.clone(),
             minority,
             widened,
             shown_real: vec![0; n as usize],
@@ -70,9 +68,12 @@ impl Equivocate {
     fn fork(&mut self) -> &Log {
         let real = self.inner.log();
         let last = real.last_index();
+        // The fork parts from the real log at `base`, or at the real log's own base if
+        // compaction dropped what lay below (nothing at or below a base can be forked).
+        self.base = self.base.max(real.base().index);
         if self.fork.is_none() || self.fork_built_for != last {
-            let mut log = Log::new(&self.cluster_id, self.kit.domain.signed);
-            for e in real.slice(1, self.base) {
+            let mut log = Log::from_base(self.kit.domain.signed, real.base());
+            for e in real.slice(real.base().index + 1, self.base) {
                 log.append(e.clone());
             }
             let mut i = self.base + 1;

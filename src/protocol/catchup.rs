@@ -30,12 +30,19 @@ impl Node {
             if self.pushed[ju].is_some_and(|t| self.now - t < window) {
                 continue;
             }
-            let from = self.known_match(ju);
-            if from < self.log.base().index {
-                // What it lacks is in our snapshot now (PROTOCOL.md rule K4).
-                self.pushed[ju] = Some(self.now);
-                self.offer_snapshot(j);
-                continue;
+            let mut from = self.known_match(ju);
+            let base = self.log.base().index;
+            if from < base {
+                // We cannot match anything below our base. If it says it holds less than
+                // the base, what it lacks is in our snapshot (PROTOCOL.md rule K4); if it
+                // said nothing (it may be down) or more, go on from the base: a snapshot
+                // is the whole state, not to be streamed on a guess.
+                if self.tally.claimed(j).is_some_and(|c| c < base) {
+                    self.pushed[ju] = Some(self.now);
+                    self.offer_snapshot(j);
+                    continue;
+                }
+                from = base;
             }
             if from >= self.hard.commit {
                 self.prove_if_lagging(j, from);

@@ -103,6 +103,15 @@ impl Log {
         self.base
     }
 
+    /// The base the log would have if compacted to `index`, if it holds that index.
+    pub fn base_at(&self, index: Index) -> Option<LogBase> {
+        Some(LogBase {
+            index,
+            term: self.term_at(index)?,
+            hash: self.hash_at(index)?,
+        })
+    }
+
     /// How many entries lie between the base and `index` (inclusive): the position in
     /// `entries` just after `index`. `index` must be at or above the base.
     fn offset(&self, index: Index) -> usize {

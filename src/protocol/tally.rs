@@ -222,6 +222,15 @@ impl Tally {
             .unwrap_or(0)
     }
 
+    /// The highest index `node` claimed to hold (by positive Ack or Commit), whatever the
+    /// chain; `None` if we have heard nothing from it.
+    pub fn claimed(&self, node: NodeId) -> Option<Index> {
+        let j = node as usize;
+        let acks = self.acks[j].iter().map(|a| a.body.index);
+        acks.chain(self.commits[j].iter().map(|c| c.body.index))
+            .max()
+    }
+
     /// The highest index at which `node` told us (by Ack or Commit) that its log is the
     /// chain `hash_at` describes; the genesis if none.
     pub fn known_match(&self, node: NodeId, hash_at: impl Fn(Index) -> Option<Digest>) -> Index {
