@@ -15,8 +15,9 @@ use crate::cost::{timed, Work};
 use serde::{Deserialize, Serialize};
 
 /// The version of the frame format, the first byte of every frame body. Version 3: status
-/// reports carry the log base, snapshot index and disk use.
-pub const WIRE_VERSION: u8 = 3;
+/// reports carry the log base, snapshot index and disk use. Version 4: Checkpoint and
+/// Snapshot messages (state transfer).
+pub const WIRE_VERSION: u8 = 4;
 
 /// The version of the data directory's record format, in its `format` file. Version 3:
 /// the log in segment files starting with a segment start, and a snapshot file.

@@ -268,8 +268,14 @@ impl ForgeProof {
     /// disk stays the node's own.
     fn roll_back(&mut self, to: Index) -> Vec<Output> {
         let base = self.inner.log().base();
-        if self.inner.log().last_index() <= to || self.inner.is_leader() || to < base.index {
-            return Vec::new(); // nothing to cut, or the cut would reach into the snapshot
+        // Not into what our stored snapshot holds: the disk keeps it (and the log below it
+        // is gone), so even a liar's own records cannot go back that far.
+        let kept = self.inner.latest_snapshot().map_or(0, |b| b.index);
+        if self.inner.log().last_index() <= to
+            || self.inner.is_leader()
+            || to < kept.max(base.index)
+        {
+            return Vec::new();
         }
         let mut hard = self.inner.hard_state().clone();
         hard.commit = hard.commit.min(to);

@@ -91,6 +91,11 @@ impl Checkpoints {
 }
 
 impl Node {
+    /// Our latest snapshot's base (durable with the host), if we took or installed one.
+    pub fn latest_snapshot(&self) -> Option<LogBase> {
+        self.checkpoints.own.back().map(|(b, _)| *b)
+    }
+
     /// After applying `index`: every `checkpoint_interval` entries, ask the host for a
     /// snapshot (it comes back as `Input::Snapshotted`).
     ///
