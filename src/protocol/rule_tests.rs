@@ -708,7 +708,7 @@ fn checkpointing_node(h: &Harness) -> (Node, Vec<Entry>) {
     let mut n = h.node_checkpointing(0, Rules::for_variant(Variant::Bft), Durable::default(), 2);
     let chain = vec![h.entry(1, 1, 1), h.entry(1, 2, 2), h.entry(1, 3, 3)];
     n.step(h.append(&n, 1, 0, chain.clone()));
-    commits_from_peers(&h, &mut n, 1, 3, chain_hash(&chain, 3));
+    commits_from_peers(h, &mut n, 1, 3, chain_hash(&chain, 3));
     assert_eq!(n.commit_index(), 3);
     (n, chain)
 }
