@@ -172,13 +172,10 @@ impl Actor for Equivocate {
         if term != self.fork_term {
             // A new term of ours: both sides share everything logged before it.
             self.fork_term = term;
-            self.base = self
-                .inner
-                .log()
-                .entries()
-                .iter()
-                .take_while(|e| e.term < term)
-                .count() as u64;
+            let log = self.inner.log();
+            let before = log.entries().iter().take_while(|e| e.term < term).count();
+            // An index, not a count: the log's entries start after its base.
+            self.base = log.base().index + before as u64;
             self.fork = None;
             self.ticks_forking = 0;
         }
