@@ -222,6 +222,148 @@ impl SigCache {
     }
 }
 
+/// One signature cache per node link, for verifiers that serve several links at once:
+/// each node keeps its own bounded share, so one peer's traffic never evicts what another
+/// peer's messages taught. Client links get none (their requests are new each time).
+#[derive(Debug)]
+pub struct LinkCaches {
+    capacity: usize,
+    by_node: HashMap<NodeId, SigCache>,
+}
+
+impl LinkCaches {
+    pub fn new(capacity: usize) -> LinkCaches {
+        LinkCaches {
+            capacity,
+            by_node: HashMap::new(),
+        }
+    }
+
+    /// The cache of `link`'s messages, if it has one yet (clients never do).
+    pub fn get(&self, link: Principal) -> Option<&SigCache> {
+        match link {
+            Principal::Node(i) => self.by_node.get(&i),
+            Principal::Client(_) => None,
+        }
+    }
+
+    /// The cache of `link`'s messages, made on first use; `None` for clients.
+    pub fn get_mut(&mut self, link: Principal) -> Option<&mut SigCache> {
+        match link {
+            Principal::Node(i) => Some(
+                self.by_node
+                    .entry(i)
+                    .or_insert_with(|| SigCache::new(self.capacity)),
+            ),
+            Principal::Client(_) => None,
+        }
+    }
+}
+
+/// Where one signature pushed on a [`SigBatch`] stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Decided without the batch: a cache hit (good), a missing signature or an unknown
+    /// signer (bad), an unsigned variant (good).
+    Known(bool),
+    /// The batch's verdict at this index decides it.
+    Queued(usize),
+}
+
+/// Signatures of any kinds, gathered from many messages and checked together: one
+/// ZIP-215 batch equation per [`MAX_BATCH_SIGNATURES`] when all are good, bisected when
+/// not, so each signature gets exactly its single-verification verdict. A signature
+/// pushed twice (the same vote in two queued election proofs) is checked once.
+pub struct SigBatch<'r> {
+    ring: &'r Keyring,
+    queued: Vec<(usize, Queued)>,
+    /// Each queued signature's cache digest, by queue index.
+    ids: Vec<[u8; 32]>,
+    index: HashMap<[u8; 32], usize>,
+}
+
+impl<'r> SigBatch<'r> {
+    pub fn new(ring: &'r Keyring) -> SigBatch<'r> {
+        SigBatch {
+            ring,
+            queued: Vec::new(),
+            ids: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    pub fn ring(&self) -> &'r Keyring {
+        self.ring
+    }
+
+    /// Signatures queued for the batch equation (cache hits and duplicates not counted).
+    pub fn len(&self) -> usize {
+        self.queued.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+
+    /// Queues `m`'s signature against the key of the principal it names, unless `cache`
+    /// already holds it as verified.
+    pub fn push<T: Signable>(&mut self, m: &Signed<T>, cache: Option<&SigCache>) -> Slot {
+        if !self.ring.domain.signed {
+            return Slot::Known(true);
+        }
+        let (Some(key), Some(sig)) = (self.ring.zip_key_of(m.signer()), m.sig) else {
+            return Slot::Known(false);
+        };
+        let bytes = self.ring.domain.signing_bytes(&m.body);
+        let id = cache_id(key.as_ref(), &sig, &bytes);
+        if cache.is_some_and(|c| c.ok.contains(&id)) {
+            return Slot::Known(true);
+        }
+        if let Some(&q) = self.index.get(&id) {
+            return Slot::Queued(q);
+        }
+        let q = self.queued.len();
+        self.queued.push((
+            q,
+            Queued {
+                key: (*key).into(),
+                sig,
+                bytes,
+            },
+        ));
+        self.ids.push(id);
+        self.index.insert(id, q);
+        Slot::Queued(q)
+    }
+
+    /// Checks every queued signature: one verdict per queue index, each the one verifying
+    /// it alone would give.
+    pub fn verify(&self) -> Vec<bool> {
+        let mut verdicts = vec![false; self.queued.len()];
+        for chunk in self.queued.chunks(MAX_BATCH_SIGNATURES) {
+            bisect(chunk, &mut verdicts);
+        }
+        verdicts
+    }
+
+    /// Whether the signature at `slot` is good, given `verdicts` from [`SigBatch::verify`].
+    pub fn ok(slot: Slot, verdicts: &[bool]) -> bool {
+        match slot {
+            Slot::Known(ok) => ok,
+            Slot::Queued(q) => verdicts[q],
+        }
+    }
+
+    /// Remembers the signature at `slot` in `cache` if the batch found it good.
+    pub fn remember(&self, slot: Slot, verdicts: &[bool], cache: &mut SigCache) {
+        if let Slot::Queued(q) = slot {
+            if verdicts[q] {
+                cache.insert(self.ids[q]);
+            }
+        }
+    }
+}
+
 /// Deterministic key from a 32-byte seed (the simulator derives seeds from its RNG; the
 /// real `keygen` draws them from the OS).
 pub fn signing_key_from_seed(seed: [u8; 32]) -> SigningKey {

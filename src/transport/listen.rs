@@ -20,8 +20,8 @@ const UNEXPECTED_KIND: usize = 4;
 const STATUS_TO_NODE: usize = 5;
 const NOT_FOR_A_CLIENT: usize = 5;
 
-/// Signatures remembered as verified, per stream.
-const SIG_CACHE: usize = 4096;
+/// Signatures remembered as verified, per stream (or per node link, in a verifier).
+pub(super) const SIG_CACHE: usize = 4096;
 /// Connections one node may hold open at once (it needs one; a restart leaves its old one
 /// until it times out): with the per-connection stream limits, this bounds what one peer
 /// can make us hold.
@@ -131,7 +131,7 @@ struct Stream {
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<LiveCounters>,
     quota: Quota,
-    /// Where a client's messages go to be verified in batches; `None`: on this stream.
+    /// Where this peer's messages go to be verified in batches; `None`: on this stream.
     verifiers: Option<Verifiers>,
 }
 
@@ -168,7 +168,7 @@ async fn serve(
         inbound: inbound.clone(),
         counters: counters.clone(),
         quota: counted.quota.clone(),
-        verifiers: verifiers.clone(),
+        verifiers: verifiers.clone().filter(|v| v.serves(from)),
     };
     loop {
         tokio::select! {
@@ -297,9 +297,9 @@ impl Stream {
             tracing::debug!(peer = ?self.from, "a client sent a {}", msg.kind());
             return true;
         }
-        if let (Principal::Client(client), Some(verifiers)) = (self.from, &self.verifiers) {
-            // Verified with whatever other clients sent meanwhile; our share of the queue
-            // first, so that at the quota only this client waits.
+        if let Some(verifiers) = &self.verifiers {
+            // Verified with whatever other peers sent meanwhile; our share of the queue
+            // first, so that at the quota only this peer waits.
             let Ok(permit) = self.quota.clone().acquire_owned().await else {
                 return false;
             };
@@ -309,7 +309,7 @@ impl Stream {
                 bytes,
                 permit,
             };
-            return verifiers.queue_of(client).send(pending).await.is_ok();
+            return verifiers.queue_of(self.from).send(pending).await.is_ok();
         }
         let started = std::time::Instant::now();
         let checked = authenticate_cached(&self.ring, &mut self.cache, self.from, &msg);

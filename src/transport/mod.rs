@@ -6,10 +6,11 @@
 //! - It accepts connections from nodes (unidirectional streams of protocol frames) and from
 //!   clients and operators (bidirectional streams: requests in, replies and status out)
 //!   ([`listen`]). Who is on the other end comes from the pinned certificate ([`tls`]).
-//! - Every protocol message is authenticated (`protocol::authenticate_cached`) before it
-//!   reaches the node: bad signatures and messages whose claimed sender is not the link's
-//!   peer are counted and dropped. Client requests are verified in batches across
-//!   clients ([`verify`]), with the same verdicts.
+//! - Every protocol message is authenticated (`protocol::authenticate_cached`, or
+//!   `authenticate_batch_cached` with others queued beside it) before it reaches the node:
+//!   bad signatures and messages whose claimed sender is not the link's peer are counted
+//!   and dropped. Client requests and node messages are verified in
+//!   batches across links ([`verify`]), with the same verdicts.
 
 pub mod frame;
 mod listen;
@@ -268,9 +269,20 @@ impl Net {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind)?;
-        let verifiers =
-            (verify::ClientVerify::from_env() == verify::ClientVerify::Batched).then(|| {
-                verify::Verifiers::start(setup.ring.clone(), inbound.clone(), counters.clone())
+        let (clients, nodes) = (
+            verify::ClientVerify::from_env(),
+            verify::ClientVerify::nodes_from_env(),
+        );
+        let verifiers = [clients, nodes]
+            .contains(&verify::ClientVerify::Batched)
+            .then(|| {
+                verify::Verifiers::start(
+                    setup.ring.clone(),
+                    inbound.clone(),
+                    counters.clone(),
+                    clients,
+                    nodes,
+                )
             });
         tokio::spawn(listen::accept_loop(
             endpoint.clone(),
