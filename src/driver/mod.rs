@@ -124,6 +124,8 @@ pub struct Driver {
     incoming: Option<Incoming>,
     /// Ticks stepped: the clock a stalled incoming snapshot is judged by.
     ticks: u64,
+    /// The index of the latest stable checkpoint we compacted to (its encoding is pinned).
+    stable_index: Index,
 }
 
 impl Driver {
@@ -136,6 +138,7 @@ impl Driver {
             snapshots: VecDeque::new(),
             incoming: None,
             ticks: 0,
+            stable_index: 0,
         }
     }
 
@@ -254,7 +257,10 @@ impl Driver {
             SnapshotVerdict::Wanted => {}
         }
         let now = self.ticks;
-        if c.offset == 0 && Incoming::yields_to(&self.incoming, from, c.cert.index(), now) {
+        let from_leader = self.node().leader().is_some_and(|(_, l)| l == from);
+        if c.offset == 0
+            && Incoming::yields_to(&self.incoming, from, c.cert.index(), now, from_leader)
+        {
             self.incoming = Some(Incoming::start(from, c.cert.clone(), now));
         }
         let current = self.incoming.take()?;
@@ -284,10 +290,19 @@ impl Driver {
         // Only if the actor took it (an adversary wrapping the core may not): the disk
         // and the state machine then follow the core, never run ahead of it.
         if self.node().log().base() == base {
-            ready.persist.push(Persist::InstallSnapshot(Snapshot {
+            let snapshot = Snapshot {
                 base,
                 state: bytes.clone(),
-            }));
+            };
+            // Entries past the base that the core kept are durable already: the snapshot
+            // goes beside them. Otherwise it replaces the whole log.
+            ready
+                .persist
+                .push(if self.node().log().last_index() > base.index {
+                    Persist::Snapshot(snapshot)
+                } else {
+                    Persist::InstallSnapshot(snapshot)
+                });
             ready.effects.push(Effect::Snapshot {
                 base,
                 state_digest: crate::crypto::sha256(&bytes),
@@ -326,10 +341,26 @@ impl Driver {
         for p in &ready.persist {
             if let Persist::Compact(cert) = p {
                 // The stable snapshot is the oldest we need to serve.
-                self.snapshots.retain(|(i, _)| *i >= cert.index());
+                self.stable_index = self.stable_index.max(cert.index());
+                let stable = self.stable_index;
+                self.snapshots.retain(|(i, _)| *i >= stable);
             }
         }
         ready
+    }
+
+    /// Keeps at most `SNAPSHOTS_KEPT` encodings, never the stable one's: that is the one
+    /// peers are offered, whatever newer snapshots wait for their checkpoint.
+    fn evict_snapshots(&mut self) {
+        while self.snapshots.len() > SNAPSHOTS_KEPT {
+            let stable = self.stable_index;
+            match self.snapshots.iter().position(|(i, _)| *i != stable) {
+                Some(k) => {
+                    self.snapshots.remove(k);
+                }
+                None => break,
+            }
+        }
     }
 
     /// The core applied `base.index` and wants a snapshot of exactly that state: encode
@@ -343,9 +374,7 @@ impl Driver {
             state: bytes.clone(),
         }));
         self.snapshots.push_back((base.index, bytes));
-        while self.snapshots.len() > SNAPSHOTS_KEPT {
-            self.snapshots.pop_front();
-        }
+        self.evict_snapshots();
         ready.effects.push(Effect::Snapshot {
             base,
             state_digest,

@@ -11,6 +11,10 @@ use crate::protocol::{CheckpointCert, Message, NodeId, SnapshotChunk, MAX_SNAPSH
 /// Ticks without a chunk after which an incoming snapshot may be replaced by another
 /// sender's: a liar that starts a stream and stalls cannot hold the slot.
 pub const STALLED_TICKS: u64 = 50;
+/// Ticks a stream may hold the slot in all, however steadily it drips: a liar sending one
+/// real chunk just inside `STALLED_TICKS` cannot hold it either. (At 10 ms ticks, 10 s:
+/// far more than a 1 GiB state needs over a LAN.)
+pub const STREAM_TICKS: u64 = 1000;
 
 /// The `Snapshot` messages that carry `state` certified by `cert`, in order.
 pub fn chunks(from: NodeId, cert: &CheckpointCert, state: &[u8]) -> Vec<Message> {
@@ -46,8 +50,9 @@ pub struct Incoming {
     /// The encoding as received, to be stored once it proves right.
     bytes: Vec<u8>,
     next_offset: u64,
-    /// The driver's tick count at the last chunk taken.
+    /// The driver's tick count at the last chunk taken, and at the first.
     last_progress: u64,
+    started: u64,
 }
 
 /// What one chunk did.
@@ -68,13 +73,23 @@ impl Incoming {
     /// Whether a stream starting now (offset 0) from `from` at `index` takes the slot
     /// held by `current`: a higher snapshot, the same sender starting again (it lost a
     /// chunk), or a stalled one.
-    pub fn yields_to(current: &Option<Incoming>, from: NodeId, index: u64, now: u64) -> bool {
+    /// The leader we follow takes it too (Raft's InstallSnapshot comes from the leader,
+    /// and an honest leader's stream must not wait behind a liar's).
+    pub fn yields_to(
+        current: &Option<Incoming>,
+        from: NodeId,
+        index: u64,
+        now: u64,
+        from_leader: bool,
+    ) -> bool {
         match current {
             None => true,
             Some(c) => {
                 index > c.cert.index()
                     || c.from == from
+                    || from_leader
                     || now.saturating_sub(c.last_progress) >= STALLED_TICKS
+                    || now.saturating_sub(c.started) >= STREAM_TICKS
             }
         }
     }
@@ -87,6 +102,7 @@ impl Incoming {
             bytes: Vec::new(),
             next_offset: 0,
             last_progress: now,
+            started: now,
         }
     }
 
@@ -122,5 +138,43 @@ impl Incoming {
             ),
             Err(e) => (None, Taken::Bad(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that drips one chunk just inside `STALLED_TICKS` still loses the slot to
+    /// another sender once it has held it `STREAM_TICKS`; the leader takes it at once.
+    #[test]
+    fn a_dripping_stream_cannot_hold_the_slot() {
+        let cert = CheckpointCert {
+            checkpoints: vec![],
+        };
+        let mut current = Some(Incoming::start(3, cert, 0));
+        let drip = |c: &mut Option<Incoming>, now: u64| {
+            c.as_mut().expect("a stream").last_progress = now;
+            Incoming::yields_to(c, 1, 0, now, false)
+        };
+        assert!(
+            !drip(&mut current, STALLED_TICKS - 1),
+            "a fresh chunk holds it"
+        );
+        assert!(!drip(&mut current, STREAM_TICKS - 1), "within its time");
+        assert!(
+            drip(&mut current, STREAM_TICKS),
+            "out of time, however fresh"
+        );
+        let fresh = Some(Incoming::start(3, current.unwrap().cert, 500));
+        assert!(
+            Incoming::yields_to(&fresh, 1, 0, 500, true),
+            "the leader takes it"
+        );
+        assert!(
+            Incoming::yields_to(&fresh, 3, 0, 500, false),
+            "its sender restarts"
+        );
+        assert!(!Incoming::yields_to(&fresh, 1, 0, 500, false));
     }
 }

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Our own snapshots remembered (base and digest): the latest may run ahead of the
 /// checkpoint that is still gathering for the one before it.
-const OWN_KEPT: usize = 2;
+const OWN_KEPT: usize = 4;
 
 pub(super) struct Checkpoints {
     /// Per node, its latest distinct Checkpoints (at most `CHECKPOINTS_KEPT`).
@@ -293,11 +293,13 @@ impl Node {
         let cps = &mut self.checkpoints;
         cps.own.clear();
         cps.own.push_back((base, first.state_digest));
-        cps.stable = Some(cert.clone());
-        self.out.push(Output::Persist(Persist::Compact(cert)));
-        if !suffix.is_empty() {
-            self.out.push(Output::Persist(Persist::Append(suffix)));
+        if cps.stable.as_ref().is_none_or(|s| s.index() < cert.index()) {
+            cps.stable = Some(cert.clone());
         }
+        // The suffix we kept is on disk already: the host writes the snapshot beside the
+        // log (no gap in which a crash loses entries we may have Acked) and the Compact
+        // frees what lies below. Without a suffix the snapshot replaces the whole log.
+        self.out.push(Output::Persist(Persist::Compact(cert)));
     }
 
     /// Offers `j` our snapshot (it needs entries we no longer hold), at most once per

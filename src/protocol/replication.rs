@@ -295,6 +295,12 @@ impl Node {
         if !self.reaches_prev(leader, term, prev) {
             return;
         }
+        if prev < self.log.base().index {
+            // Below our base we can check nothing, and it is committed: tell the leader
+            // where we go on from (a stale next index is no equivocation).
+            // (PROTOCOL.md rule K5)
+            return self.send_nack(leader, term, self.log.base().index);
+        }
         if self.log.hash_at(prev) != Some(b.prev_hash) {
             if self.rules.append_only_in_term && prev <= self.acked_in(term) {
                 // It told us otherwise earlier in this very term: Evidence if we still hold

@@ -931,6 +931,38 @@ fn a_peer_that_needs_compacted_entries_is_offered_the_snapshot() {
     assert!(offered.len() <= 3, "rate-limited: {offered:?}");
 }
 
+/// Rule K5: an AppendEntries from below our base (a leader whose next index for us is
+/// stale) is answered with a refusal naming the base, never judged as equivocation, even
+/// where we Acked in that term.
+#[test]
+fn an_append_below_our_base_is_refused_with_the_base_not_judged() {
+    let h = Harness::new();
+    let (n, chain) = checkpointing_node(&h);
+    let base = n.log().base_at(2).unwrap();
+    let durable = Durable {
+        hard: n.hard_state().clone(),
+        entries: chain[2..].to_vec(),
+        evidence: vec![],
+        snapshot: Some(super::log::Snapshot {
+            base,
+            state: vec![],
+        }),
+        stable: None,
+    };
+    let mut n = h.node(0, Rules::for_variant(Variant::Bft), durable);
+    n.step(h.append(&n, 1, 3, vec![]));
+    let out = n.step(h.append(&n, 1, 1, chain[1..].to_vec()));
+    let nack = out.iter().find_map(|o| match o {
+        Output::Send {
+            to: 1,
+            msg: Message::Ack(a),
+        } if !a.body.success => Some(a.body.index),
+        _ => None,
+    });
+    assert_eq!(nack, Some(2), "{out:?}");
+    assert_eq!(n.leader(), Some((1, 1)), "still following its leader");
+}
+
 // ---- clients ----------------------------------------------------------------------
 
 /// PROTOCOL.md, clients: a follower forwards a client's request to its leader and times
