@@ -1346,7 +1346,7 @@ mod tests {
                 };
                 s.apply(&[&Persist::Append(batch), &Persist::Hard(hard)])
                     .unwrap();
-                if last % K == 0 {
+                if last.is_multiple_of(K) {
                     s.write_snapshot(base_at(last), &kv.snapshot_bytes())
                         .unwrap();
                     s.compact_below(last).unwrap();
