@@ -71,11 +71,19 @@ impl Equivocate {
         let real = self.inner.log();
         let last = real.last_index();
         if self.fork.is_none() || self.fork_built_for != last {
-            let mut log = Log::new(&self.cluster_id, self.kit.domain.signed);
-            for e in real.slice(1, self.base) {
+            // From the real log's base: below it the entries are compacted away (the
+            // fork then starts at the later of the base and where the term began).
+            let from = real.base();
+            let split = self.base.max(from.index);
+            let mut log = if from.index == 0 {
+                Log::new(&self.cluster_id, self.kit.domain.signed)
+            } else {
+                Log::from_base(self.kit.domain.signed, from)
+            };
+            for e in real.slice(from.index + 1, split) {
                 log.append(e.clone());
             }
-            let mut i = self.base + 1;
+            let mut i = split + 1;
             while i < last {
                 let (a, b) = (
                     real.entry(i).expect("in log"),
@@ -106,6 +114,7 @@ impl Equivocate {
         let converted = !self.minority.contains(&to);
         let base = self.base;
         let fork = self.fork();
+        let base = base.max(fork.base().index);
         let prev = if converted {
             base
         } else {
@@ -171,13 +180,10 @@ impl Actor for Equivocate {
         if term != self.fork_term {
             // A new term of ours: both sides share everything logged before it.
             self.fork_term = term;
-            self.base = self
-                .inner
-                .log()
-                .entries()
-                .iter()
-                .take_while(|e| e.term < term)
-                .count() as u64;
+            // An index: the entries held start after the log's base.
+            let log = self.inner.log();
+            self.base = log.base().index
+                + log.entries().iter().take_while(|e| e.term < term).count() as u64;
             self.fork = None;
             self.ticks_forking = 0;
         }
