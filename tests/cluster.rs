@@ -33,6 +33,7 @@ fn start(dir: &Path, byzantine: &[(NodeId, Behaviour)]) -> LocalCluster {
         dir: dir.to_path_buf(),
         binary: env!("CARGO_BIN_EXE_tangaroa").into(),
         tick_ms: Some(10),
+        checkpoint_interval: None,
     })
     .expect("cluster starts")
 }

@@ -527,6 +527,7 @@ fn honest_bft_cluster() -> (tempfile::TempDir, tangaroa::runtime::local::LocalCl
         dir: dir.path().to_path_buf(),
         binary: BIN.into(),
         tick_ms: Some(10),
+        checkpoint_interval: None,
     })
     .unwrap();
     (dir, c)

@@ -40,6 +40,7 @@ fn kill_9_and_restart_under_load_loses_nothing_acknowledged() {
         dir: dir.path().to_path_buf(),
         binary: env!("CARGO_BIN_EXE_tangaroa").into(),
         tick_ms: Some(10),
+        checkpoint_interval: None,
     })
     .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -107,6 +107,7 @@ impl Equivocate {
         let converted = !self.minority.contains(&to);
         let base = self.base;
         let fork = self.fork();
+        let base = base.max(fork.base().index);
         let prev = if converted {
             base
         } else {

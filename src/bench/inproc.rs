@@ -713,6 +713,8 @@ pub fn run_one(
         in_process: Some(breakdown),
         cost: Some(costs.per_request(requests, per_req(cpu * 1e6))),
         client_verify: Some(cell.verify),
+        disk_bytes: vec![],
+        log_base: vec![],
     };
     #[cfg(test)]
     check_agreement(&c);

@@ -39,6 +39,8 @@ pub struct BenchSpec {
     pub workdir: PathBuf,
     /// How the nodes verify client requests: one run per choice, side by side.
     pub client_verify: Vec<ClientVerify>,
+    /// Committed entries between checkpoints; `None` keeps the configuration's default.
+    pub checkpoint_interval: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +86,13 @@ pub struct RunResult {
     /// How the nodes verified requests straight from clients (absent in older reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_verify: Option<ClientVerify>,
+    /// Every node's data directory size at the end of the run, by node id, as its status
+    /// reported it (0: no answer). Absent in older and in-process reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk_bytes: Vec<u64>,
+    /// Every node's log base (the index its log was compacted up to) at the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_base: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,6 +188,7 @@ fn run_one(
         dir: dir.clone(),
         binary: spec.binary.clone(),
         tick_ms: Some(10),
+        checkpoint_interval: spec.checkpoint_interval,
     })
     .map_err(|e| e.to_string())?;
     let loaded = Arc::new(Loaded::load(&cluster.config).map_err(|e| e.to_string())?);
@@ -305,6 +315,8 @@ fn run_one(
         in_process: None,
         cost: Some(cost),
         client_verify: Some(verify),
+        disk_bytes: after.disk_bytes,
+        log_base: after.log_base,
     })
 }
 
@@ -315,6 +327,9 @@ struct Snapshot {
     msgs: u64,
     /// The nodes' cost counters, summed.
     cost: Costs,
+    /// By node id (0 for a node that did not answer).
+    disk_bytes: Vec<u64>,
+    log_base: Vec<u64>,
 }
 
 /// Node CPU seconds (from /proc) and traffic counters (from the nodes' status), summed
@@ -327,7 +342,12 @@ async fn snapshot(s: &mut Session, pids: &[u32]) -> Snapshot {
         msgs += r.counters.msgs_sent;
         cost = cost.plus(&r.counters.cost);
     }
+    let each = |f: fn(&crate::transport::NodeReport) -> u64| {
+        reports.iter().map(|r| r.as_ref().map_or(0, f)).collect()
+    };
     Snapshot {
+        disk_bytes: each(|r| r.disk_bytes),
+        log_base: each(|r| r.log_base),
         cpu: pids.iter().map(|&p| cpu_seconds(p)).sum(),
         client_cpu: cpu_seconds(std::process::id()),
         bytes,

@@ -331,6 +331,8 @@ mod tests {
             in_process: None,
             cost: None,
             client_verify: None,
+            disk_bytes: vec![],
+            log_base: vec![],
         }
     }
 

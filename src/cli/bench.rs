@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// Committed entries between checkpoints in every run's cluster (0: never; default:
+    /// the configuration's, 1000). Each node's data directory size is printed after a run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=crate::config::MAX_CHECKPOINT_INTERVAL))]
+    pub checkpoint_interval: Option<u64>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -114,6 +118,17 @@ impl Progress for Bar {
             "{} n={} clients={}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
             r.variant, r.nodes, r.clients, r.throughput_rps, r.p50_ms, r.p99_ms
         ));
+        if !r.disk_bytes.is_empty() {
+            let each: Vec<String> = r
+                .disk_bytes
+                .iter()
+                .zip(&r.log_base)
+                .enumerate()
+                .map(|(id, (d, b))| format!("node {id} {:.1} MB (log base {b})", *d as f64 / 1e6))
+                .collect();
+            self.bar
+                .println(format!("  data at the end: {}", each.join(", ")));
+        }
     }
 }
 
@@ -169,6 +184,7 @@ pub fn run(args: BenchArgs) -> Result<u8, BadInput> {
         binary: std::env::current_exe().map_err(|e| BadInput(e.to_string()))?,
         workdir: workdir.clone(),
         client_verify: args.client_verify,
+        checkpoint_interval: args.checkpoint_interval,
     };
     let bar = ProgressBar::new(1);
     bar.set_style(

@@ -37,6 +37,10 @@ pub struct ClusterArgs {
     /// Stop by itself after this many seconds (default: run until Ctrl-C).
     #[arg(long = "for")]
     pub run_for: Option<f64>,
+    /// Committed entries between checkpoints (0: never; default: the configuration's,
+    /// 1000). Applied when DIR's configuration is first generated.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=crate::config::MAX_CHECKPOINT_INTERVAL))]
+    pub checkpoint_interval: Option<u64>,
 }
 
 pub fn parse_injection(s: &str) -> Result<(NodeId, Behaviour), String> {
@@ -83,6 +87,7 @@ pub fn run(args: ClusterArgs) -> Result<u8, BadInput> {
         dir: args.dir.clone(),
         binary,
         tick_ms: None,
+        checkpoint_interval: args.checkpoint_interval,
     })
     .map_err(|e| BadInput(e.to_string()))?;
     outln!(

@@ -73,6 +73,7 @@ pub fn run(args: DemoArgs) -> Result<u8, BadInput> {
             dir: dir.clone(),
             binary,
             tick_ms: Some(10),
+            checkpoint_interval: None,
         },
         head_start,
     )

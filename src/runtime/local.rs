@@ -25,6 +25,8 @@ pub struct LocalSpec {
     pub binary: PathBuf,
     /// Wall-clock tick; `None` keeps keygen's default.
     pub tick_ms: Option<u64>,
+    /// Committed entries between checkpoints (0: never); `None` keeps keygen's default.
+    pub checkpoint_interval: Option<u64>,
 }
 
 pub struct LocalCluster {
@@ -93,10 +95,15 @@ impl LocalCluster {
                 force: false,
             })
             .map_err(|e| LocalError::Setup(e.to_string()))?;
-            if let Some(tick) = spec.tick_ms {
+            if spec.tick_ms.is_some() || spec.checkpoint_interval.is_some() {
                 let mut cfg =
                     ClusterConfig::load(&config).map_err(|e| LocalError::Setup(e.to_string()))?;
-                cfg.tick_ms = tick;
+                if let Some(tick) = spec.tick_ms {
+                    cfg.tick_ms = tick;
+                }
+                if let Some(every) = spec.checkpoint_interval {
+                    cfg.checkpoint_interval = every;
+                }
                 let text = toml::to_string_pretty(&cfg).expect("config serializes");
                 std::fs::write(&config, text).map_err(|e| LocalError::Setup(e.to_string()))?;
             }
@@ -275,21 +282,40 @@ pub struct Agreement {
 }
 
 /// Checks that no two nodes committed different entries at one index: for every pair,
-/// their logs are identical up to the lower of their two commit indexes.
+/// their logs are identical up to the lower of their two commit indexes, where both still
+/// hold the entries (a compacted log starts after its snapshot's base: the entries below
+/// it are compared by the snapshot's certificate, not here).
 pub fn compare_committed(logs: &[(NodeId, Vec<Entry>, u64)]) -> Result<Agreement, String> {
+    // Index of a log's first entry (1 for a log never compacted), and the entry at `i`.
+    fn first(l: &[Entry]) -> u64 {
+        l.first().map_or(1, |e| e.index)
+    }
+    fn at(l: &[Entry], i: u64) -> &Entry {
+        &l[(i - first(l)) as usize]
+    }
     for (a, la, ca) in logs {
-        if (*ca as usize) > la.len() {
+        let end = first(la) + la.len() as u64 - 1;
+        // An empty log may be all compacted (commit at its snapshot's base).
+        if *ca > end && !la.is_empty() {
             return Err(format!(
-                "node {a} claims commit {ca} beyond its {} entries",
-                la.len()
+                "node {a} claims commit {ca} beyond its last entry {end}"
             ));
         }
+        if la
+            .iter()
+            .enumerate()
+            .any(|(k, e)| e.index != first(la) + k as u64)
+        {
+            return Err(format!("node {a}'s log is not contiguous"));
+        }
         for (b, lb, cb) in logs {
-            let upto = (*ca).min(*cb) as usize;
-            if let Some(i) = (0..upto).find(|&i| la[i] != lb[i]) {
+            let from = first(la).max(first(lb));
+            // Both committed, and both still hold (an empty log is all compacted).
+            let held = |l: &[Entry]| first(l) + l.len() as u64 - 1;
+            let upto = (*ca).min(*cb).min(held(la)).min(held(lb));
+            if let Some(i) = (from..=upto).find(|&i| at(la, i) != at(lb, i)) {
                 return Err(format!(
-                    "nodes {a} and {b} committed different entries at index {}",
-                    i + 1
+                    "nodes {a} and {b} committed different entries at index {i}"
                 ));
             }
         }
@@ -343,6 +369,31 @@ mod tests {
         let err = compare_committed(&[(0, a.clone(), 3), (1, b, 3)]).unwrap_err();
         assert!(err.contains("index 3"), "{err}");
         assert!(compare_committed(&[(0, a, 4)]).is_err());
+    }
+
+    /// Compacted logs start after their snapshots' bases, at different indexes: they are
+    /// compared where both hold entries (a fork there is still caught), and an empty,
+    /// wholly compacted log with its commit at the base is no error.
+    #[test]
+    fn compacted_logs_are_compared_where_they_overlap() {
+        let full: Vec<Entry> = (1..=10).map(|i| entry(1, i)).collect();
+        let from_4 = full[3..].to_vec();
+        let from_8 = full[7..].to_vec();
+        let ok = compare_committed(&[
+            (0, full.clone(), 10),
+            (1, from_4.clone(), 9),
+            (2, from_8, 10),
+        ])
+        .unwrap();
+        assert_eq!(ok.common, 9);
+        assert!(compare_committed(&[(0, vec![], 10), (1, from_4.clone(), 10)]).is_ok());
+        let mut forked = from_4.clone();
+        forked[2] = entry(2, 6);
+        let err = compare_committed(&[(0, full, 10), (1, forked, 10)]).unwrap_err();
+        assert!(err.contains("index 6"), "{err}");
+        let mut gap = from_4;
+        gap.remove(1);
+        assert!(compare_committed(&[(0, gap, 3)]).is_err());
     }
 
     /// Writes `entries` and `commit` to a fresh data directory through the node's storage,

@@ -110,7 +110,12 @@ pub fn run(opts: NodeOptions) -> Result<(), NodeError> {
         let _guard = rt.enter();
         StopSignals::install().map_err(NodeError::Runtime)?
     };
-    let (storage, durable) = Storage::open_as(&data, &owner)?;
+    let (mut storage, durable) = Storage::open_as(&data, &owner)?;
+    // A segment per checkpoint interval of entries: compaction frees whole segments, so
+    // the log on disk stays within a few intervals (`SegmentLimits::entries`).
+    storage.set_segment_limits(crate::storage::SegmentLimits::for_checkpoint_interval(
+        cfg.checkpoint_interval,
+    ));
     durable
         .validate(
             cfg.nodes.len(),

@@ -434,7 +434,11 @@ impl Storage {
     }
 
     fn segment_is_full(&self) -> bool {
-        self.segment_records >= self.limits.records || self.segment_bytes >= self.limits.bytes
+        let began_at = self.segments.last().map_or(0, |(_, start)| *start);
+        self.segment_records >= self.limits.records
+            || self.segment_bytes >= self.limits.bytes
+            || (self.limits.entries > 0
+                && self.last_index.saturating_sub(began_at) >= self.limits.entries)
     }
 
     /// Makes `id` the segment being written, beginning it with its start. The previous
@@ -1307,7 +1311,70 @@ mod tests {
         s.set_segment_limits(SegmentLimits {
             records,
             bytes: SEGMENT_BYTES,
+            entries: 0,
         });
+    }
+
+    /// Batches of many entries (a loaded leader's) are one record each, so the record
+    /// limit alone let one segment hold 4096 batches, many checkpoint intervals, and
+    /// compaction freed nothing. With the entries limit a segment spans about one
+    /// interval, and the log on disk stays within a few intervals of entries.
+    #[test]
+    fn segments_end_after_an_interval_of_entries_so_batched_logs_compact_too() {
+        const K: u64 = 50;
+        const BATCH: u64 = 10;
+        const ENTRIES: u64 = 3000;
+        let run = |limits: SegmentLimits| {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut s, _) = Storage::open(dir.path()).unwrap();
+            s.set_segment_limits(limits);
+            let mut kv = crate::kv::Kv::new();
+            let mut most_log = 0u64;
+            for first in (1..=ENTRIES).step_by(BATCH as usize) {
+                let batch: Vec<Entry> = (first..first + BATCH).map(entry).collect();
+                for e in &batch {
+                    let Payload::Request(r) = &e.payload else {
+                        unreachable!()
+                    };
+                    kv.apply(&r.body);
+                }
+                let last = first + BATCH - 1;
+                let hard = HardState {
+                    term: 1,
+                    commit: last,
+                    ..Default::default()
+                };
+                s.apply(&[&Persist::Append(batch), &Persist::Hard(hard)])
+                    .unwrap();
+                if last.is_multiple_of(K) {
+                    s.write_snapshot(base_at(last), &kv.snapshot_bytes())
+                        .unwrap();
+                    s.compact_below(last).unwrap();
+                }
+                let log: u64 = segments::list(dir.path())
+                    .unwrap()
+                    .iter()
+                    .map(|id| {
+                        std::fs::metadata(segment_path(dir.path(), *id))
+                            .unwrap()
+                            .len()
+                    })
+                    .sum();
+                most_log = most_log.max(log);
+            }
+            most_log
+        };
+        let entry_bound = crate::codec::encoded_size(&entry(ENTRIES)) as u64 + 16;
+        let limited = run(SegmentLimits::for_checkpoint_interval(K));
+        // The segment holding the base (< K + BATCH entries before it), the entries up
+        // to the next checkpoint (< K + BATCH), and every segment's start record.
+        let bound = (2 * (K + BATCH) + BATCH) * entry_bound + 4096;
+        assert!(limited <= bound, "{limited} bytes of log, bound {bound}");
+        let unlimited = run(SegmentLimits::default());
+        assert!(
+            unlimited >= ENTRIES * entry_bound / 2,
+            "without the entries limit the whole history stays: {unlimited} bytes"
+        );
     }
 
     #[test]

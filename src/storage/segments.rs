@@ -28,6 +28,12 @@ const ID_DIGITS: usize = 20;
 pub struct SegmentLimits {
     pub records: u64,
     pub bytes: u64,
+    /// ...or once the log has grown this many entries since the segment began (0: no
+    /// such limit). The runtime sets it to `checkpoint_interval`: a batch is one record
+    /// however many entries it appends, so under load a segment of `records` records can
+    /// hold many intervals' worth of entries, and compaction, which frees whole segments,
+    /// would keep all of them.
+    pub entries: u64,
 }
 
 impl Default for SegmentLimits {
@@ -35,6 +41,18 @@ impl Default for SegmentLimits {
         SegmentLimits {
             records: SEGMENT_RECORDS,
             bytes: SEGMENT_BYTES,
+            entries: 0,
+        }
+    }
+}
+
+impl SegmentLimits {
+    /// The default limits, plus a new segment every `interval` entries (0: none), so that
+    /// compaction at every stable checkpoint can free the log below it.
+    pub fn for_checkpoint_interval(interval: u64) -> SegmentLimits {
+        SegmentLimits {
+            entries: interval,
+            ..SegmentLimits::default()
         }
     }
 }
