@@ -113,6 +113,8 @@ impl Equivocate {
         } else {
             ae.prev_index.min(fork.last_index())
         };
+        // The inner leader may have compacted past `ae`'s prev in the step that sent it.
+        let prev = prev.max(fork.base().index);
         let to = if converted {
             fork.last_index()
         } else {
