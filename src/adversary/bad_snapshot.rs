@@ -14,8 +14,10 @@
 //! - `Disagree`: its wrong-state Checkpoint plus the real signers' Checkpoints, which
 //!   certify another point;
 //! - `Endless`: the real certificate and chunks of a well-formed but endless state, never
-//!   the last one: `ENDLESS_PER_TICK` small chunks per tick for `ENDLESS_TICKS` ticks
-//!   (bounded per tick, so it is not the simulator's work budget that stops it).
+//!   the last one: `ENDLESS_PER_TICK` small chunks per tick (bounded per tick, so it is
+//!   not the simulator's work budget that stops it), with no other offer to that peer
+//!   meanwhile, until the peer claims the certified index or the stream's bytes run out
+//!   (past the receiver's chunk bound, `kv::MAX_SNAPSHOT_CHUNKS`).
 //!
 //! Honest receivers check the certificate (q distinct members agreeing on one point), then
 //! the digest of the whole, and take an honest peer's snapshot instead.
@@ -33,12 +35,11 @@ use std::collections::BTreeMap;
 
 /// Chunks of an endless stream sent per tick, per victim.
 const ENDLESS_PER_TICK: usize = 4;
-/// How long an endless stream lasts, in election timeouts.
-const ENDLESS_TIMEOUTS: u64 = 10;
 /// Bytes per chunk of an endless stream.
 const ENDLESS_CHUNK_BYTES: usize = 8;
-/// Keys of the endless stream's state: enough bytes for the whole stream, never its end.
-const ENDLESS_KEYS: usize = 2000;
+/// Keys of the endless stream's state: bytes for more chunks than a receiver takes
+/// (`kv::MAX_SNAPSHOT_CHUNKS`), never its end.
+const ENDLESS_KEYS: usize = 4000;
 /// Our real snapshots' encodings (from the shadow state machine), and stable certificates
 /// seen, kept for the stale lie.
 const KEPT: usize = 4;
@@ -71,7 +72,6 @@ struct Endless {
     to: NodeId,
     cert: CheckpointCert,
     next: usize,
-    until: u64,
 }
 
 pub struct BadSnapshot {
@@ -201,13 +201,7 @@ impl BadSnapshot {
             Lie::Endless => {
                 let Some(cert) = real else { return Vec::new() };
                 self.endless.retain(|e| e.to != to);
-                let until = self.ticks + ENDLESS_TIMEOUTS * self.kit.election_ticks as u64;
-                self.endless.push(Endless {
-                    to,
-                    cert,
-                    next: 0,
-                    until,
-                });
+                self.endless.push(Endless { to, cert, next: 0 });
                 return Vec::new(); // the stream goes out tick by tick
             }
         };
@@ -226,9 +220,10 @@ impl BadSnapshot {
     /// This tick's chunks of the endless streams.
     fn stream(&mut self) -> Vec<Output> {
         let me = self.kit.id;
-        let now = self.ticks;
         let total = self.endless_bytes.len() / ENDLESS_CHUNK_BYTES;
-        self.endless.retain(|e| e.until > now && e.next < total);
+        let claimed = &self.claimed;
+        self.endless
+            .retain(|e| e.next < total && claimed[e.to as usize] < e.cert.index());
         let mut out = Vec::new();
         for e in &mut self.endless {
             for _ in 0..ENDLESS_PER_TICK {
@@ -251,6 +246,10 @@ impl BadSnapshot {
             }
         }
         out
+    }
+
+    fn streaming_to(&self, to: NodeId) -> bool {
+        self.endless.iter().any(|e| e.to == to)
     }
 
     /// What peers claim to hold, from their own messages.
@@ -298,7 +297,9 @@ impl Actor for BadSnapshot {
             match o {
                 Output::SendSnapshot { to, cert } => {
                     self.note_cert(&cert);
-                    out.extend(self.offer(to));
+                    if !self.streaming_to(to) {
+                        out.extend(self.offer(to));
+                    }
                 }
                 Output::Apply(ref e) => {
                     if let (Some(kv), Some(r)) = (self.shadow.as_mut(), e.payload.request()) {
@@ -335,7 +336,7 @@ impl Actor for BadSnapshot {
             if self.ticks.is_multiple_of(every) {
                 let top = self.top();
                 for j in self.kit.others() {
-                    if self.claimed[j as usize] < top {
+                    if self.claimed[j as usize] < top && !self.streaming_to(j) {
                         out.extend(self.offer(j));
                     }
                 }
