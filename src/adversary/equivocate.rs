@@ -66,16 +66,28 @@ impl Equivocate {
         }
     }
 
-    /// The minority's log: the real one up to `base`, then pairs swapped.
+    /// Where the fork parts from the real log: `base`, or the real log's compaction base
+    /// if that is higher (the entries below it are gone, and committed on both sides).
+    fn fork_base(&self) -> u64 {
+        self.base.max(self.inner.log().base().index)
+    }
+
+    /// The minority's log: the real one up to `fork_base`, then pairs swapped.
     fn fork(&mut self) -> &Log {
+        let from = self.fork_base();
         let real = self.inner.log();
         let last = real.last_index();
         if self.fork.is_none() || self.fork_built_for != last {
-            let mut log = Log::new(&self.cluster_id, self.kit.domain.signed);
-            for e in real.slice(1, self.base) {
+            let rb = real.base();
+            let mut log = if rb.index == 0 {
+                Log::new(&self.cluster_id, self.kit.domain.signed)
+            } else {
+                Log::from_base(self.kit.domain.signed, rb)
+            };
+            for e in real.slice(rb.index + 1, from) {
                 log.append(e.clone());
             }
-            let mut i = self.base + 1;
+            let mut i = from + 1;
             while i < last {
                 let (a, b) = (
                     real.entry(i).expect("in log"),
@@ -104,7 +116,7 @@ impl Equivocate {
     /// off below what it already matched.
     fn rewrite(&mut self, to: NodeId, ae: &AppendEntries) -> AppendEntries {
         let converted = !self.minority.contains(&to);
-        let base = self.base;
+        let base = self.fork_base();
         let fork = self.fork();
         let prev = if converted {
             base
@@ -171,17 +183,13 @@ impl Actor for Equivocate {
         if term != self.fork_term {
             // A new term of ours: both sides share everything logged before it.
             self.fork_term = term;
-            self.base = self
-                .inner
-                .log()
-                .entries()
-                .iter()
-                .take_while(|e| e.term < term)
-                .count() as u64;
+            let log = self.inner.log();
+            self.base = log.base().index
+                + log.entries().iter().take_while(|e| e.term < term).count() as u64;
             self.fork = None;
             self.ticks_forking = 0;
         }
-        let pair_to_swap = self.inner.log().last_index() >= self.base + 2;
+        let pair_to_swap = self.inner.log().last_index() >= self.fork_base() + 2;
         if tick && pair_to_swap {
             self.ticks_forking += 1;
         }
