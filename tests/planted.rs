@@ -85,7 +85,9 @@ fn without_votes_binding_the_lock_a_leader_claims_no_lock_and_forks_a_committed_
 /// the checker's BadSnapshot).
 #[test]
 fn without_the_snapshot_digest_check_a_restarted_node_installs_a_wrong_state() {
-    check("tests/planted/bad-snapshot.toml", |r| r.snapshot_digest = false);
+    check("tests/planted/bad-snapshot.toml", |r| {
+        r.snapshot_digest = false
+    });
 }
 
 /// The same scenario: counting Checkpoints instead of distinct signers, the restarted

@@ -24,13 +24,13 @@
 
 use super::{Context, Kit};
 use crate::actor::Actor;
+use crate::crypto::Principal;
 use crate::crypto::{sha256, Signed};
 use crate::kv::Kv;
 use crate::protocol::{
     Checkpoint, CheckpointCert, Index, Input, Message, Node, NodeId, Op, Output, Request,
     SnapshotChunk,
 };
-use crate::crypto::Principal;
 use std::collections::BTreeMap;
 
 /// Chunks of an endless stream sent per tick, per victim.
@@ -167,8 +167,7 @@ impl BadSnapshot {
             },
             Lie::Stale => {
                 let Some(c) = real else { return Vec::new() };
-                let Some(old) = self.certs.range(..c.index()).next().map(|(_, c)| c.clone())
-                else {
+                let Some(old) = self.certs.range(..c.index()).next().map(|(_, c)| c.clone()) else {
                     return Vec::new();
                 };
                 let bytes = self.real_bytes.get(&old.index()).cloned().unwrap_or(evil);

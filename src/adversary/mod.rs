@@ -162,9 +162,7 @@ impl Behaviour {
             Behaviour::BadSnapshot => {
                 "serves snapshots with wrong bytes, stale or forged certificates, or no end"
             }
-            Behaviour::LieCheckpoint => {
-                "signs Checkpoints with a wrong state digest or chain hash"
-            }
+            Behaviour::LieCheckpoint => "signs Checkpoints with a wrong state digest or chain hash",
         }
     }
 }
