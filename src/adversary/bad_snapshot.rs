@@ -1,7 +1,7 @@
 //! `bad-snapshot`: an honest node in everything but state transfer, where it serves only
 //! bad snapshots. Whenever its core would stream a snapshot (`Output::SendSnapshot`), and
-//! unprompted to every peer whose last claim (Ack, Commit or RequestVote) is below the
-//! checkpoint it knows, it sends one built by itself instead, rotating among:
+//! unprompted to every peer every half election timeout, it sends one built by itself
+//! instead, each peer getting every lie in turn:
 //!
 //! - `WrongBytes`: the real stable certificate with the bytes of another state (a
 //!   well-formed encoding whose digest is not the certified one);
@@ -16,8 +16,11 @@
 //! - `Endless`: the real certificate and chunks of a well-formed but endless state, never
 //!   the last one: `ENDLESS_PER_TICK` small chunks per tick (bounded per tick, so it is
 //!   not the simulator's work budget that stops it), with no other offer to that peer
-//!   meanwhile, until the peer claims the certified index or the stream's bytes run out
-//!   (past the receiver's chunk bound, `kv::MAX_SNAPSHOT_CHUNKS`).
+//!   meanwhile, for `ENDLESS_TIMEOUTS` election timeouts or until the peer claims the
+//!   certified index.
+//!
+//! It offers every peer every half election timeout (a peer at or past the index drops
+//! the offer unread).
 //!
 //! Honest receivers check the certificate (q distinct members agreeing on one point), then
 //! the digest of the whole, and take an honest peer's snapshot instead.
@@ -37,6 +40,10 @@ use std::collections::BTreeMap;
 const ENDLESS_PER_TICK: usize = 4;
 /// Bytes per chunk of an endless stream.
 const ENDLESS_CHUNK_BYTES: usize = 8;
+/// How long an endless stream goes on, in election timeouts: long enough to hold a
+/// receiver's slot (`driver::transfer::STALLED_TICKS`), short enough that the other lies
+/// still come round to that peer.
+const ENDLESS_TIMEOUTS: u64 = 3;
 /// Keys of the endless stream's state: bytes for more chunks than a receiver takes
 /// (`kv::MAX_SNAPSHOT_CHUNKS`), never its end.
 const ENDLESS_KEYS: usize = 4000;
@@ -72,6 +79,7 @@ struct Endless {
     to: NodeId,
     cert: CheckpointCert,
     next: usize,
+    until: u64,
 }
 
 pub struct BadSnapshot {
@@ -79,8 +87,8 @@ pub struct BadSnapshot {
     kit: Kit,
     q: usize,
     ticks: u64,
-    /// Index into `Lie::ALL` of the next lie.
-    next: usize,
+    /// Per peer, index into `Lie::ALL` of the next lie it gets: each peer sees them all.
+    next: Vec<usize>,
     /// The state machine as our core applies it (`None` after the core installed a
     /// snapshot whose bytes we never saw), and its encodings at our snapshot points.
     shadow: Option<Kv>,
@@ -114,7 +122,7 @@ impl BadSnapshot {
             kit: Kit::new(ctx, 21),
             q: crate::protocol::Quorum::new(ctx.cfg.rules.variant, ctx.cfg.n).q,
             ticks: 0,
-            next: 0,
+            next: vec![0; ctx.cfg.n],
             shadow,
             real_bytes: BTreeMap::new(),
             certs: BTreeMap::new(),
@@ -133,13 +141,6 @@ impl BadSnapshot {
         }
     }
 
-    /// The highest point we could offer: our own latest Checkpoint or the stable one.
-    fn top(&self) -> Index {
-        let own = self.own.as_ref().map_or(0, |c| c.index);
-        let stable = self.inner.stable_checkpoint().map_or(0, |c| c.index());
-        own.max(stable)
-    }
-
     /// One Checkpoint signed by us certifying `state` at our latest point.
     fn forged(&self, from: NodeId, state: &[u8]) -> Option<Signed<Checkpoint>> {
         let point = self
@@ -155,8 +156,11 @@ impl BadSnapshot {
 
     /// The next bad snapshot for `to`, as messages (an endless one starts a stream).
     fn offer(&mut self, to: NodeId) -> Vec<Output> {
-        let lie = Lie::ALL[self.next % Lie::ALL.len()];
-        self.next += 1;
+        let Some(next) = self.next.get_mut(to as usize) else {
+            return Vec::new();
+        };
+        let lie = Lie::ALL[*next % Lie::ALL.len()];
+        *next += 1;
         let me = self.kit.id;
         let real = self.inner.stable_checkpoint().cloned();
         let evil = self.evil.clone();
@@ -200,7 +204,13 @@ impl BadSnapshot {
             Lie::Endless => {
                 let Some(cert) = real else { return Vec::new() };
                 self.endless.retain(|e| e.to != to);
-                self.endless.push(Endless { to, cert, next: 0 });
+                let until = self.ticks + ENDLESS_TIMEOUTS * self.kit.election_ticks as u64;
+                self.endless.push(Endless {
+                    to,
+                    cert,
+                    next: 0,
+                    until,
+                });
                 return Vec::new(); // the stream goes out tick by tick
             }
         };
@@ -220,9 +230,9 @@ impl BadSnapshot {
     fn stream(&mut self) -> Vec<Output> {
         let me = self.kit.id;
         let total = self.endless_bytes.len() / ENDLESS_CHUNK_BYTES;
-        let claimed = &self.claimed;
+        let (claimed, now) = (&self.claimed, self.ticks);
         self.endless
-            .retain(|e| e.next < total && claimed[e.to as usize] < e.cert.index());
+            .retain(|e| e.next < total && e.until > now && claimed[e.to as usize] < e.cert.index());
         let mut out = Vec::new();
         for e in &mut self.endless {
             for _ in 0..ENDLESS_PER_TICK {
@@ -261,7 +271,8 @@ impl BadSnapshot {
             return;
         };
         let claim = match msg {
-            Message::Ack(a) if a.body.from == *j => a.body.index,
+            // A refusal names the index refused, which the peer lacks.
+            Message::Ack(a) if a.body.from == *j && a.body.success => a.body.index,
             Message::Commit(c) if c.body.from == *j => c.body.index,
             Message::RequestVote(r) if r.body.candidate == *j => r.body.last_index,
             _ => return,
@@ -333,9 +344,10 @@ impl Actor for BadSnapshot {
             self.ticks += 1;
             let every = (self.kit.election_ticks as u64 / 2).max(1);
             if self.ticks.is_multiple_of(every) {
-                let top = self.top();
+                // To every peer: what a peer claims is no sure sign it lags (a restarted
+                // node may Ack a heartbeat), and one at or past the index drops it unread.
                 for j in self.kit.others() {
-                    if self.claimed[j as usize] < top && !self.streaming_to(j) {
+                    if !self.streaming_to(j) {
                         out.extend(self.offer(j));
                     }
                 }
@@ -401,7 +413,7 @@ mod tests {
         let honest = testkit::ctx(1, 4, Variant::Bft).honest_node();
         let mut seen = Vec::new();
         for _ in 0..Lie::ALL.len() {
-            let lie = Lie::ALL[b.next % Lie::ALL.len()];
+            let lie = Lie::ALL[b.next[1] % Lie::ALL.len()];
             let out = b.offer(1);
             seen.push(lie);
             let chunks: Vec<&SnapshotChunk> = out
