@@ -79,6 +79,26 @@ fn without_votes_binding_the_lock_a_leader_claims_no_lock_and_forks_a_committed_
     });
 }
 
+/// A restarted node that can catch up only by snapshot, offered bad ones first by a
+/// `bad-snapshot` peer: without the digest check it installs another state under the real
+/// certificate (found when its next own snapshot differs from the honest checkpoint, or by
+/// the checker's BadSnapshot).
+#[test]
+fn without_the_snapshot_digest_check_a_restarted_node_installs_a_wrong_state() {
+    check("tests/planted/bad-snapshot.toml", |r| {
+        r.snapshot_digest = false
+    });
+}
+
+/// The same scenario: counting Checkpoints instead of distinct signers, the restarted
+/// node takes one Checkpoint signed q times by the liar as a stable checkpoint.
+#[test]
+fn without_distinct_checkpoint_signers_a_repeated_signature_certifies_a_wrong_state() {
+    check("tests/planted/bad-snapshot.toml", |r| {
+        r.checkpoint_quorum = false
+    });
+}
+
 /// Random campaigns, not scripts: with one rule switched off, a campaign of a single
 /// behaviour must find the fork by itself. Seeds are searched from 10,000,000 in chunks
 /// until a chunk finds it (at most `LIMIT` seeds), then the same chunk is run with every

@@ -84,6 +84,26 @@ fn bft_four_nodes_survive_each_behaviour_alone() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Seeds where an equivocating leader's log had been compacted: it rebuilt its fork from
+/// entries compaction had dropped and panicked (the first campaign with checkpoints and
+/// the new behaviours in the rotation found them).
+#[test]
+fn an_equivocating_leader_with_a_compacted_log_still_forks() {
+    for seed in [180, 324, 360, 486] {
+        let mut cfg = Batch {
+            base: SimConfig::new(Variant::Bft, 4, 0),
+            byzantine: 1,
+            behaviours: vec![Behaviour::Equivocate],
+            first_seed: seed,
+            seeds: 1,
+        }
+        .config(seed);
+        cfg.seed = seed;
+        let r = run(&cfg);
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+    }
+}
+
 #[test]
 fn bft_seven_nodes_survive_two_byzantine() {
     bft_survives(7, 2, 40);

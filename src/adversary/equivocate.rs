@@ -64,8 +64,15 @@ impl Equivocate {
         }
     }
 
-    /// The minority's log: the real one up to `base`, then pairs swapped.
+    /// Where the fork parts from the real log: `base`, or the real log's compaction base
+    /// if that is higher (the entries below it are gone, and committed on both sides).
+    fn fork_base(&self) -> u64 {
+        self.base.max(self.inner.log().base().index)
+    }
+
+    /// The minority's log: the real one up to `fork_base`, then pairs swapped.
     fn fork(&mut self) -> &Log {
+        let from = self.fork_base();
         let real = self.inner.log();
         let last = real.last_index();
         // The fork parts from the real log at `base`, or at the real log's own base if
@@ -76,7 +83,7 @@ impl Equivocate {
             for e in real.slice(real.base().index + 1, self.base) {
                 log.append(e.clone());
             }
-            let mut i = self.base + 1;
+            let mut i = from + 1;
             while i < last {
                 let (a, b) = (
                     real.entry(i).expect("in log"),
@@ -105,7 +112,7 @@ impl Equivocate {
     /// off below what it already matched.
     fn rewrite(&mut self, to: NodeId, ae: &AppendEntries) -> AppendEntries {
         let converted = !self.minority.contains(&to);
-        let base = self.base;
+        let base = self.fork_base();
         let fork = self.fork();
         let base = base.max(fork.base().index);
         let prev = if converted {
@@ -182,7 +189,7 @@ impl Actor for Equivocate {
             self.fork = None;
             self.ticks_forking = 0;
         }
-        let pair_to_swap = self.inner.log().last_index() >= self.base + 2;
+        let pair_to_swap = self.inner.log().last_index() >= self.fork_base() + 2;
         if tick && pair_to_swap {
             self.ticks_forking += 1;
         }

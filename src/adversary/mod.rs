@@ -15,12 +15,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 
+mod bad_snapshot;
 mod crash;
 mod disrupt;
 mod double_vote;
 mod forge_proof;
 mod impersonate;
 mod lie_ack;
+mod lie_checkpoint;
 mod lie_reply;
 mod lockless;
 mod replay;
@@ -66,10 +68,14 @@ pub enum Behaviour {
     Extreme,
     /// Never gives some peers its Commits or catch-up pushes.
     WithholdCommits,
+    /// Serves only bad snapshots: wrong bytes, stale or forged certificates, endless chunks.
+    BadSnapshot,
+    /// Signs Checkpoints with a wrong state digest or chain hash.
+    LieCheckpoint,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 16] = [
+    pub const ALL: [Behaviour; 18] = [
         Behaviour::Equivocate,
         Behaviour::ForgeProof,
         Behaviour::Disrupt,
@@ -86,6 +92,8 @@ impl Behaviour {
         Behaviour::Lockless,
         Behaviour::Extreme,
         Behaviour::WithholdCommits,
+        Behaviour::BadSnapshot,
+        Behaviour::LieCheckpoint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +114,8 @@ impl Behaviour {
             Behaviour::Lockless => "lockless",
             Behaviour::Extreme => "extreme",
             Behaviour::WithholdCommits => "withhold-commits",
+            Behaviour::BadSnapshot => "bad-snapshot",
+            Behaviour::LieCheckpoint => "lie-checkpoint",
         }
     }
 
@@ -149,6 +159,10 @@ impl Behaviour {
             Behaviour::WithholdCommits => {
                 "never gives some peers its Commits or pushes them committed entries"
             }
+            Behaviour::BadSnapshot => {
+                "serves snapshots with wrong bytes, stale or forged certificates, or no end"
+            }
+            Behaviour::LieCheckpoint => "signs Checkpoints with a wrong state digest or chain hash",
         }
     }
 }
@@ -172,6 +186,8 @@ impl Behaviour {
             Behaviour::LieReply => "clients accept a result only on f+1 matching replies",
             Behaviour::Lockless => "votes name the lock they were granted on, so an AppendEntries claiming another lock is refused and it is never followed",
             Behaviour::Extreme => "every edge-of-range number is refused or saturates; nothing wraps",
+            Behaviour::BadSnapshot => "a snapshot is taken only under q distinct members' matching Checkpoints and only if its bytes hash to the certified digest; the lagging node installs an honest peer's instead",
+            Behaviour::LieCheckpoint => "a stable checkpoint needs q distinct members agreeing on one point; f liars cannot make one, nor stop the honest q",
             Behaviour::WithholdCommits => "catch-up pushes, and answers to a retransmitted Commit, carry the q signed Commits behind the sender's commit point, so a victim that never gets the withheld Commits (or may not Commit itself) still commits",
         }
     }
@@ -247,6 +263,8 @@ pub fn make(behaviour: Behaviour, ctx: Context) -> Box<dyn Actor> {
         Behaviour::Lockless => Box::new(lockless::Lockless::new(&ctx)),
         Behaviour::Extreme => Box::new(extreme::Extreme::new(&ctx)),
         Behaviour::WithholdCommits => Box::new(withhold_commits::WithholdCommits::new(&ctx)),
+        Behaviour::BadSnapshot => Box::new(bad_snapshot::BadSnapshot::new(&ctx)),
+        Behaviour::LieCheckpoint => Box::new(lie_checkpoint::LieCheckpoint::new(&ctx)),
     }
 }
 

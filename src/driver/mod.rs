@@ -268,7 +268,8 @@ impl Driver {
             self.incoming = Some(current);
             return None; // out of place: dropped; the sender offers again later
         }
-        let (rest, taken) = current.take(c, now);
+        let check_digest = self.actor.node().rules().snapshot_digest;
+        let (rest, taken) = current.take(c, now, check_digest);
         self.incoming = rest;
         Some(taken)
     }

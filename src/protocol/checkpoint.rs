@@ -222,12 +222,18 @@ impl Node {
             return cert.checkpoints.len() == 1 && first.from == sender && leader == Some(sender);
         }
         let mut signers = std::collections::BTreeSet::new();
+        // Distinct signers; with the rule off (planted bug) every Checkpoint counts.
+        let distinct = self.rules.checkpoint_quorum;
         cert.checkpoints.iter().all(|c| {
             c.body.point() == first.point()
                 && c.body.epoch == 0
                 && self.is_node(c.body.from)
-                && signers.insert(c.body.from)
-        }) && signers.len() >= self.quorum.q
+                && (signers.insert(c.body.from) || !distinct)
+        }) && (if distinct {
+            signers.len()
+        } else {
+            cert.checkpoints.len()
+        }) >= self.quorum.q
     }
 
     /// Asked by the driver for each chunk a peer streams: assemble it or not.

@@ -415,6 +415,11 @@ impl Node {
         &self.log
     }
 
+    /// The latest stable checkpoint this node holds a certificate for (the one it serves).
+    pub fn stable_checkpoint(&self) -> Option<&super::message::CheckpointCert> {
+        self.checkpoints.stable()
+    }
+
     pub fn commit_index(&self) -> Index {
         self.hard.commit
     }

@@ -131,6 +131,14 @@ pub struct Rules {
     pub evidence: bool,
     /// A Revolution deposes only if its request stays uncommitted (bft); else at once (T).
     pub revolution_needs_timeout: bool,
+    /// A checkpoint certificate counts distinct member signers, q of them (tangaroa, bft).
+    /// Off (planted bug): it counts Checkpoints, so one node's signature repeated q times
+    /// passes (`Node::valid_checkpoint_cert`).
+    pub checkpoint_quorum: bool,
+    /// A streamed snapshot is installed only if its digest is the certified one (every
+    /// variant). Off (planted bug): the driver installs any whole, well-formed snapshot
+    /// (`driver::transfer::Incoming::take`).
+    pub snapshot_digest: bool,
 }
 
 impl Rules {
@@ -157,11 +165,13 @@ impl Rules {
             candidate_sit_out: bft,
             evidence: bft,
             revolution_needs_timeout: bft,
+            checkpoint_quorum: byz,
+            snapshot_digest: true,
         }
     }
 
     /// The rules a planted-bug experiment may switch off, by name.
-    pub const SWITCHABLE: [&'static str; 16] = [
+    pub const SWITCHABLE: [&'static str; 18] = [
         "distinct-voters",
         "lazy-voting",
         "lock-vote-check",
@@ -178,6 +188,8 @@ impl Rules {
         "candidate-sit-out",
         "evidence",
         "revolution-needs-timeout",
+        "checkpoint-quorum",
+        "snapshot-digest",
     ];
 
     /// Switches one rule off, for planted-bug experiments (`tangaroa sim --switch-off`):
@@ -205,6 +217,8 @@ impl Rules {
             "candidate-sit-out" => &mut self.candidate_sit_out,
             "evidence" => &mut self.evidence,
             "revolution-needs-timeout" => &mut self.revolution_needs_timeout,
+            "checkpoint-quorum" => &mut self.checkpoint_quorum,
+            "snapshot-digest" => &mut self.snapshot_digest,
             _ => {
                 return Err(format!(
                     "unknown rule `{name}`; rules that can be switched off: {}",
@@ -321,6 +335,8 @@ mod switch_tests {
                 r.candidate_sit_out,
                 r.evidence,
                 r.revolution_needs_timeout,
+                r.checkpoint_quorum,
+                r.snapshot_digest,
             ]
             .iter()
             .filter(|&&b| b)
