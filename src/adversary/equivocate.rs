@@ -70,17 +70,17 @@ impl Equivocate {
         self.base.max(self.inner.log().base().index)
     }
 
-    /// The minority's log: the real one up to `fork_base`, then pairs swapped.
+    /// The minority's log: the real one up to `fork_base`, then pairs swapped. Rebuilt
+    /// when the real log grows or compacts.
     fn fork(&mut self) -> &Log {
-        let from = self.fork_base();
+        self.base = self.fork_base();
+        let from = self.base;
         let real = self.inner.log();
         let last = real.last_index();
-        // The fork parts from the real log at `base`, or at the real log's own base if
-        // compaction dropped what lay below (nothing at or below a base can be forked).
-        self.base = self.base.max(real.base().index);
-        if self.fork.is_none() || self.fork_built_for != last {
+        let stale = self.fork.as_ref().is_none_or(|f| f.base() != real.base());
+        if stale || self.fork_built_for != last {
             let mut log = Log::from_base(self.kit.domain.signed, real.base());
-            for e in real.slice(real.base().index + 1, self.base) {
+            for e in real.slice(real.base().index + 1, from) {
                 log.append(e.clone());
             }
             let mut i = from + 1;
@@ -127,10 +127,13 @@ impl Equivocate {
         } else {
             (ae.prev_index + ae.entries.len() as u64).min(fork.last_index())
         };
+        let (Some(prev_term), Some(prev_hash)) = (fork.term_at(prev), fork.hash_at(prev)) else {
+            return ae.clone(); // nothing of the fork to show from there: send the real one
+        };
         AppendEntries {
             prev_index: prev,
-            prev_term: fork.term_at(prev).expect("prev in fork"),
-            prev_hash: fork.hash_at(prev).expect("prev in fork"),
+            prev_term,
+            prev_hash,
             entries: fork.slice(prev + 1, to).to_vec(),
             ..ae.clone()
         }
