@@ -223,7 +223,9 @@ impl Driver {
                         }
                     }
                     Some(Taken::Bad(e)) => {
-                        tracing::warn!(from = j, error = %e, "refused a snapshot");
+                        // Not a warning: a liar can send one per chunk, and the verdict is
+                        // acted on (the sender misbehaves), not left to an operator.
+                        tracing::info!(from = j, error = %e, "refused a snapshot");
                         pending.push(Input::Misbehaved(Principal::Node(j)));
                     }
                     Some(Taken::Pending) | None => {}
