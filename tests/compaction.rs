@@ -376,13 +376,21 @@ fn a_node_down_while_the_others_compact_installs_a_snapshot_and_commits() {
 }
 
 /// (c, honest path) The same with a Byzantine node among the peers that can serve the
-/// snapshot: the late node still gets one whose digest is the certified one. (The
-/// variant where the Byzantine peer serves a bad snapshot waits for the `bad-snapshot`
-/// behaviour.)
+/// snapshot: the late node still gets one whose digest is the certified one.
 #[test]
 fn a_late_node_catches_up_by_snapshot_beside_a_byzantine_peer() {
     let _one = serial();
     late_node_installs_a_snapshot(&[(0, Behaviour::Replay)], 3);
+}
+
+/// (c) A Byzantine peer (`bad-snapshot`) serves the late node bad snapshots, unasked and
+/// in rotation (wrong bytes under a real certificate, stale and forged certificates,
+/// endless streams); the late node refuses every one and still installs the certified
+/// state from an honest peer, then commits and serves old keys.
+#[test]
+fn a_late_node_refuses_a_bad_snapshot_and_catches_up_from_an_honest_one() {
+    let _one = serial();
+    late_node_installs_a_snapshot(&[(0, Behaviour::BadSnapshot)], 3);
 }
 
 /// A whole cluster stopped after compaction restarts from snapshot + tail: every node
